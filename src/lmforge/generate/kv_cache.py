@@ -1,0 +1,64 @@
+"""A preallocated key/value cache for batched, left-padded generation.
+
+The model asks the cache for the positions and the attention mask of the tokens it is about to
+process (`prepare`), hands each layer's new keys and values to it (`update`), and moves it forward
+when the pass is done (`advance`). Rows of a batch may hold prompts of different lengths, padded
+on the left: padding slots are never attended to, and positions count only real tokens, so a
+padded row computes exactly what it would alone.
+
+As in transformers and InternLM2's own code, keys are rotated once, when they enter the cache; with
+dynamic NTK the base used for a new token depends on the length reached so far.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lmforge.model.attention import AttentionMask
+from lmforge.model.config import ModelConfig
+
+
+class KVCache:
+    def __init__(self, cfg: ModelConfig, batch_size: int, max_len: int, device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32):
+        shape = (cfg.n_layers, batch_size, cfg.n_kv_heads, max_len, cfg.head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.valid = torch.zeros(batch_size, max_len, dtype=torch.bool, device=device)
+        self.next_pos = torch.zeros(batch_size, dtype=torch.long, device=device)
+        self.max_len = max_len
+        self.length = 0
+        self.has_padding = False
+
+    def prepare(self, n_new: int, padding_mask: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, AttentionMask]:
+        """Positions (B, n_new) and the attention mask for the next `n_new` tokens of every row."""
+        B, L = self.valid.shape[0], self.length
+        if L + n_new > self.max_len:
+            raise ValueError(f"KV cache full: {L} + {n_new} tokens exceed its {self.max_len} slots")
+        new = (torch.ones(B, n_new, dtype=torch.bool, device=self.valid.device) if padding_mask is None
+               else padding_mask.to(self.valid.device, torch.bool))
+        self.valid[:, L:L + n_new] = new
+        self.has_padding |= not bool(new.all())
+        positions = (self.next_pos[:, None] + new.long().cumsum(1) - 1).clamp(min=0)
+        self.next_pos += new.sum(1)
+        if n_new == 1 and not self.has_padding:
+            # One new token per row that may see every cached slot: no mask at all.
+            return positions, AttentionMask("full")
+        S = L + n_new
+        slots = torch.arange(S, device=self.valid.device)
+        query_slots = slots[L:, None]
+        allowed = (slots[None] <= query_slots)[None] & self.valid[:, None, :S]
+        # A padding query may see nothing else; letting it see itself avoids a NaN softmax row.
+        allowed |= (slots[None] == query_slots)[None]
+        return positions, AttentionMask("dense", dense=allowed[:, None])
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store this layer's new keys/values (B, Hkv, n_new, D); return all keys/values so far."""
+        end = self.length + k.shape[2]
+        self.k[layer, :, :, self.length:end] = k
+        self.v[layer, :, :, self.length:end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+    def advance(self, n_new: int) -> None:
+        self.length += n_new

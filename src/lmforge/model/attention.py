@@ -1,0 +1,141 @@
+"""Causal attention over packed documents, with three interchangeable backends.
+
+InternEvo trains on rows that hold several documents back to back and runs FlashAttention's
+varlen kernel over `cu_seqlens` so that attention never crosses a document boundary (InternLM2
+report section 4.1; PAPERS.md section 2). Here a row's documents are given by `document_ids`
+(B, T): tokens with the same id in a row form one document; positions restart at each document.
+
+Backends, all computing the same block-diagonal causal attention:
+- "sdpa": PyTorch scaled_dot_product_attention with a dense boolean mask. Runs everywhere,
+  CPU included, with backward. Without documents it uses the plain causal kernel.
+- "flex": FlexAttention with a block mask built from the document ids (GPU; sparse, so packed
+  rows cost only the blocks that are attended). No backward on CPU.
+- "flash": flash-attn's varlen kernel over cu_seqlens (GPU, when the package is installed).
+"auto" picks flash, then flex on CUDA, and sdpa otherwise.
+
+The mask is built once per forward pass (`build_mask`) and shared by every layer.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class AttentionMask:
+    """What every attention layer of one forward pass needs to know about the batch."""
+
+    backend: str  # "causal", "full" (no mask: decoding), "dense", "flex" or "flash"
+    dense: torch.Tensor | None = None  # (B, 1, T, S) bool, True where attention is allowed
+    block_mask: object | None = None  # FlexAttention BlockMask
+    cu_seqlens: torch.Tensor | None = None  # (n_docs + 1,) int32 offsets into the flattened batch
+    max_seqlen: int = 0
+
+
+def positions_from_documents(document_ids: torch.Tensor) -> torch.Tensor:
+    """Position of each token inside its document: 0, 1, 2, ... restarting at each new document."""
+    B, T = document_ids.shape
+    idx = torch.arange(T, device=document_ids.device).expand(B, T)
+    starts = torch.ones_like(document_ids, dtype=torch.bool)
+    starts[:, 1:] = document_ids[:, 1:] != document_ids[:, :-1]
+    start_of = torch.where(starts, idx, torch.zeros_like(idx)).cummax(dim=1).values
+    return idx - start_of
+
+
+def flash_available() -> bool:
+    return importlib.util.find_spec("flash_attn") is not None and torch.cuda.is_available()
+
+
+def flex_available(device: torch.device) -> bool:
+    return device.type == "cuda" and importlib.util.find_spec("torch.nn.attention.flex_attention") is not None
+
+
+def resolve_backend(name: str, device: torch.device) -> str:
+    """The backend that `name` means on `device`, or a clear error if it cannot run there."""
+    if name == "auto":
+        if device.type == "cuda" and flash_available():
+            return "flash"
+        return "flex" if flex_available(device) else "sdpa"
+    if name == "flash" and not flash_available():
+        raise RuntimeError("attn_backend='flash' needs the flash-attn package and a CUDA device; "
+                           "use attn_backend='auto' or 'sdpa'")
+    return name
+
+
+def build_mask(document_ids: torch.Tensor | None, seq_len: int, backend: str,
+               device: torch.device) -> AttentionMask:
+    """The attention mask for a batch of packed rows (None: one document per row)."""
+    backend = resolve_backend(backend, device)
+    if document_ids is None:
+        if backend == "flash":
+            return AttentionMask("flash")  # plain causal flash attention, cu_seqlens not needed
+        return AttentionMask("causal")
+    if backend == "sdpa":
+        same_doc = document_ids[:, :, None] == document_ids[:, None, :]
+        causal = torch.ones(seq_len, seq_len, dtype=torch.bool, device=device).tril()
+        return AttentionMask("dense", dense=(same_doc & causal)[:, None])
+    if backend == "flex":
+        return AttentionMask("flex", block_mask=_flex_block_mask(document_ids))
+    return _varlen_mask(document_ids)
+
+
+def _varlen_mask(document_ids: torch.Tensor) -> AttentionMask:
+    B, T = document_ids.shape
+    starts = torch.ones_like(document_ids, dtype=torch.bool)
+    starts[:, 1:] = document_ids[:, 1:] != document_ids[:, :-1]
+    offsets = torch.nonzero(starts.flatten()).flatten()
+    cu = torch.cat([offsets, offsets.new_tensor([B * T])]).to(torch.int32)
+    return AttentionMask("flash", cu_seqlens=cu, max_seqlen=int((cu[1:] - cu[:-1]).max()))
+
+
+def _flex_block_mask(document_ids: torch.Tensor):
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    B, T = document_ids.shape
+
+    def document_causal(b, h, q_idx, kv_idx):
+        return (document_ids[b, q_idx] == document_ids[b, kv_idx]) & (q_idx >= kv_idx)
+
+    return create_block_mask(document_causal, B, None, T, T, device=document_ids.device)
+
+
+@functools.cache
+def _compiled_flex():
+    from torch.nn.attention.flex_attention import flex_attention
+
+    # FlexAttention is only fast when compiled; uncompiled it materialises the full score matrix.
+    return torch.compile(flex_attention, dynamic=False)
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: AttentionMask) -> torch.Tensor:
+    """Attention of q (B, Hq, T, D) over k, v (B, Hkv, S, D); Hq a multiple of Hkv (GQA)."""
+    gqa = q.shape[1] != k.shape[1]
+    if mask.backend == "causal":
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+    if mask.backend == "full":
+        return F.scaled_dot_product_attention(q, k, v, enable_gqa=gqa)
+    if mask.backend == "dense":
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask.dense, enable_gqa=gqa)
+    if mask.backend == "flex":
+        return _compiled_flex()(q, k, v, block_mask=mask.block_mask, enable_gqa=gqa)
+    return _flash(q, k, v, mask)
+
+
+def _flash(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: AttentionMask) -> torch.Tensor:
+    from flash_attn import flash_attn_func, flash_attn_varlen_func
+
+    B, H, T, D = q.shape
+    # flash-attn wants (B, T, H, D); it handles GQA itself.
+    q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+    if mask.cu_seqlens is None:
+        out = flash_attn_func(q, k, v, causal=True)
+    else:
+        flat = [t.reshape(B * T, t.shape[2], D) for t in (q, k, v)]
+        out = flash_attn_varlen_func(*flat, mask.cu_seqlens, mask.cu_seqlens, mask.max_seqlen,
+                                     mask.max_seqlen, causal=True).view(B, T, H, D)
+    return out.transpose(1, 2)

@@ -1,0 +1,123 @@
+"""Model configuration, the named InternLM2 presets, and the parameter count.
+
+The dimensions are those of the released InternLM2 checkpoints (PAPERS.md section 1; InternLM2
+technical report, arXiv 2403.17297, section 2 and table 1): 92,544 vocabulary, head_dim 128,
+RMSNorm eps 1e-5, no biases, untied embeddings, RoPE theta 1,000,000 with dynamic NTK scaling
+(factor 2.0) over a 32k window. `norm_head` and `z_loss` are Baichuan 2's NormHead and max-z loss
+(arXiv 2309.10305, section 2.4; PAPERS.md section 3).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 92544
+    dim: int = 4096
+    n_layers: int = 32
+    n_heads: int = 32
+    n_kv_heads: int = 8
+    ffn_dim: int = 14336
+    norm_eps: float = 1e-5
+    rope_theta: float = 1_000_000.0
+    # Dynamic NTK: when a sequence is longer than max_seq_len the RoPE base grows (section 1).
+    # "none" keeps the base fixed; "dynamic" applies the InternLM2 / transformers formula.
+    rope_scaling: str = "dynamic"
+    rope_scaling_factor: float = 2.0
+    max_seq_len: int = 32768
+    # Baichuan 2 NormHead: normalise the rows of the output embedding before the LM head.
+    norm_head: bool = False
+    # Baichuan 2 max-z loss coefficient (2e-4 in the paper); 0 disables it.
+    z_loss: float = 0.0
+    init_std: float = 0.02
+    # Attention backend for packed training batches: "auto", "sdpa", "flex" or "flash".
+    attn_backend: str = "auto"
+    bos_token_id: int = 1
+    eos_token_id: int = 2
+    pad_token_id: int = 2
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.dim % self.n_heads:
+            problems.append(f"dim={self.dim} is not divisible by n_heads={self.n_heads}")
+        if self.n_heads % self.n_kv_heads:
+            problems.append(f"n_heads={self.n_heads} is not divisible by n_kv_heads={self.n_kv_heads}")
+        elif (self.dim // self.n_heads) % 2:
+            problems.append(f"head_dim={self.dim // self.n_heads} must be even for RoPE")
+        if self.rope_scaling not in ("none", "dynamic"):
+            problems.append(f"rope_scaling={self.rope_scaling!r}: expected 'none' or 'dynamic'")
+        if self.attn_backend not in ("auto", "sdpa", "flex", "flash"):
+            problems.append(f"attn_backend={self.attn_backend!r}: expected auto, sdpa, flex or flash")
+        for name in ("vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "max_seq_len"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name}={getattr(self, name)} must be positive")
+        if problems:
+            raise ValueError("invalid model config: " + "; ".join(problems))
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.n_heads
+
+    @property
+    def gqa_ratio(self) -> int:
+        return self.n_heads // self.n_kv_heads
+
+    def replace(self, **changes) -> ModelConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def num_params(cfg: ModelConfig, *, embeddings: bool = True) -> int:
+    """Parameter count from the dimensions alone (matches `sum(p.numel())` of the built model)."""
+    hd = cfg.head_dim
+    attn = cfg.dim * (cfg.n_heads + 2 * cfg.n_kv_heads) * hd + cfg.n_heads * hd * cfg.dim
+    ffn = 3 * cfg.dim * cfg.ffn_dim
+    norms = 2 * cfg.dim
+    total = cfg.n_layers * (attn + ffn + norms) + cfg.dim  # + final norm
+    if embeddings:
+        total += 2 * cfg.vocab_size * cfg.dim  # untied input embedding and output head
+    return total
+
+
+def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
+    """Training FLOPs per token (forward + backward = 3x forward), the PaLM appendix-B count used
+    for MFU: 6 * non-embedding params + 6 * vocab * dim (LM head) + 12 * layers * dim * seq
+    (attention scores and values, causal not halved, as PaLM and nanochat count it)."""
+    n = num_params(cfg, embeddings=False)
+    return 6.0 * (n + cfg.vocab_size * cfg.dim) + 12.0 * cfg.n_layers * cfg.head_dim * cfg.n_heads * seq_len
+
+
+# Released InternLM2 dimensions (PAPERS.md section 1). 1.8B and 20B from the public HF configs.
+_INTERNLM2 = dict(vocab_size=92544, norm_eps=1e-5, rope_theta=1_000_000.0, rope_scaling="dynamic",
+                  rope_scaling_factor=2.0, max_seq_len=32768)
+
+PRESETS: dict[str, ModelConfig] = {
+    "internlm2-1.8b": ModelConfig(dim=2048, n_layers=24, n_heads=16, n_kv_heads=8, ffn_dim=8192, **_INTERNLM2),
+    "internlm2-7b": ModelConfig(dim=4096, n_layers=32, n_heads=32, n_kv_heads=8, ffn_dim=14336, **_INTERNLM2),
+    "internlm2-20b": ModelConfig(dim=6144, n_layers=48, n_heads=48, n_kv_heads=8, ffn_dim=16384, **_INTERNLM2),
+    # CPU presets: the same architecture scaled down (GQA ratio 2, head_dim 32/64), short windows so
+    # that dynamic NTK is exercised by the long-context stage of the demo.
+    "tiny": ModelConfig(vocab_size=4096, dim=128, n_layers=4, n_heads=4, n_kv_heads=2, ffn_dim=384,
+                        rope_theta=10_000.0, max_seq_len=256),
+    "small": ModelConfig(vocab_size=8192, dim=256, n_layers=6, n_heads=8, n_kv_heads=4, ffn_dim=768,
+                         rope_theta=10_000.0, max_seq_len=512),
+    # ~100M parameters for one GPU.
+    "base-100m": ModelConfig(vocab_size=32768, dim=768, n_layers=12, n_heads=12, n_kv_heads=4, ffn_dim=2048,
+                             rope_theta=50_000.0, max_seq_len=2048),
+}
+
+
+def preset(name: str, **overrides) -> ModelConfig:
+    """A named preset, optionally with some fields changed."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown model preset {name!r}; choose one of: {', '.join(sorted(PRESETS))}")
+    return PRESETS[name].replace(**overrides)
+
+
+def config_fields() -> list[str]:
+    return [f.name for f in dataclasses.fields(ModelConfig)]
+
+
+__all__ = ["ModelConfig", "PRESETS", "preset", "num_params", "flops_per_token", "config_fields"]

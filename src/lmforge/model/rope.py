@@ -1,0 +1,66 @@
+"""Rotary position embeddings with InternLM2's dynamic NTK scaling.
+
+PAPERS.md section 1: when the current length L exceeds the trained window Lmax, the RoPE base
+becomes `base * ((s * L / Lmax) - (s - 1)) ** (d / (d - 2))` (s = scaling factor, d = head_dim).
+This is the rule of InternLM2's released modeling code and of transformers' "dynamic" rope type.
+The rotation is the "rotate half" form (first half of each head paired with the second half), the
+layout of both the InternLM2 and the Hugging Face Llama checkpoints, so no permutation is needed
+when converting between them.
+
+L is taken as `max(position) + 1` over the batch, as transformers does; with packed documents the
+positions restart per document, so L is the longest document, not the packed row.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lmforge.model.config import ModelConfig
+
+
+def ntk_base(base: float, seq_len: torch.Tensor | int, max_seq_len: int, factor: float,
+             head_dim: int) -> torch.Tensor | float:
+    """The dynamic-NTK base for a sequence of `seq_len` tokens (unchanged while seq_len <= max)."""
+    if isinstance(seq_len, torch.Tensor):
+        # Tensor maths in float32, evaluated in the same order as transformers, for bitwise-close parity.
+        seq_len = torch.clamp(seq_len, min=max_seq_len)
+    else:
+        seq_len = max(seq_len, max_seq_len)
+    return base * ((factor * seq_len / max_seq_len) - (factor - 1)) ** (head_dim / (head_dim - 2))
+
+
+def inv_frequencies(cfg: ModelConfig, seq_len: torch.Tensor | int | None = None,
+                    device: torch.device | None = None) -> torch.Tensor:
+    """Inverse frequencies (head_dim / 2,) for a sequence of `seq_len` tokens."""
+    d = cfg.head_dim
+    base = cfg.rope_theta
+    if cfg.rope_scaling == "dynamic" and seq_len is not None:
+        base = ntk_base(cfg.rope_theta, seq_len, cfg.max_seq_len, cfg.rope_scaling_factor, d)
+    exponents = torch.arange(0, d, 2, dtype=torch.int64, device=device).float() / d
+    return 1.0 / (base ** exponents)
+
+
+def rope_cos_sin(cfg: ModelConfig, positions: torch.Tensor, seq_len: torch.Tensor | int | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of shape (B, T, head_dim) for integer positions (B, T), in float32.
+
+    `seq_len` is the length that decides the dynamic-NTK base; by default max(positions) + 1.
+    """
+    if seq_len is None and cfg.rope_scaling == "dynamic":
+        seq_len = positions.max() + 1
+    inv_freq = inv_frequencies(cfg, seq_len, positions.device)
+    freqs = positions.float()[..., None] * inv_freq  # (B, T, d/2)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos(), emb.sin()
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x of shape (B, H, T, D) by cos/sin of shape (B, T, D); computed in x's dtype."""
+    cos = cos[:, None].to(x.dtype)
+    sin = sin[:, None].to(x.dtype)
+    return x * cos + rotate_half(x) * sin
