@@ -1,0 +1,237 @@
+"""The `lmforge` command: a thin layer that parses arguments and calls one function per subcommand.
+
+Every subcommand is a plain function you can also call from Python (see each `_cmd_*`'s callee).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+# Stages whose issues have not landed yet: the command exists so `lmforge --help` shows the whole
+# life cycle, and says plainly that it is not built rather than pretending.
+PLANNED = {
+    "data": ("the web-data pipeline: WARC -> extraction -> filters -> dedup -> packed shards", 3),
+    "train": ("pre-training with FSDP2, exact resume, the long-context stage and AdaLomo", 4),
+    "eval": ("OpenCompass-style benchmarks, Needle-in-a-Haystack and reports", 5),
+    "sft": ("supervised fine-tuning on chat data (loss on assistant tokens)", None),
+    "rm": ("COOL RLHF conditional reward model and POLAR reward pre-training", None),
+    "rl": ("PPO with online RLHF rounds", None),
+    "serve": ("an OpenAI-compatible server and chat page", None),
+}
+
+
+def _cmd_run(args) -> int:
+    from lmforge.config import load_recipe
+    from lmforge.recipe import Recipe
+    from lmforge.run import run
+
+    run(load_recipe(args.recipe, Recipe, args.set))
+    return 0
+
+
+def _cmd_tokenizer_train(args) -> int:
+    from rich.console import Console
+
+    from lmforge.recipe import TokenizerSection
+    from lmforge.run import train_tokenizer
+
+    section = TokenizerSection(vocab_size=args.vocab_size, corpora=args.corpora, files=args.files,
+                               max_chars=args.max_chars, min_frequency=args.min_frequency)
+    train_tokenizer(section, Path(args.out), Console())
+    return 0
+
+
+def _cmd_tokenizer_encode(args) -> int:
+    from lmforge.tokenizer import Tokenizer
+
+    tok = Tokenizer.load(args.tokenizer)
+    ids = tok.encode(args.text)
+    print(ids)
+    print(" | ".join(tok.decode([i]) for i in ids))
+    return 0
+
+
+def _cmd_convert(args) -> int:
+    import torch
+
+    from lmforge.model.convert import convert
+
+    dtype = getattr(torch, args.dtype) if args.dtype else None
+    out = convert(args.src, args.dst, to=args.to, dtype=dtype)
+    print(f"wrote {args.to} checkpoint to {out}")
+    return 0
+
+
+def _sampling(args, tok):
+    from lmforge.generate import SamplingParams
+
+    return SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                          top_p=args.top_p, seed=args.seed, stop_strings=tuple(args.stop),
+                          stop_token_ids=tuple(tok.stop_ids))
+
+
+def _load_for_inference(path: str):
+    from lmforge.model import load_model
+    from lmforge.run import resolve_device
+    from lmforge.tokenizer import Tokenizer
+
+    return load_model(path, device=resolve_device("auto")), Tokenizer.load(path)
+
+
+def _cmd_generate(args) -> int:
+    from lmforge.generate import stream
+
+    model, tok = _load_for_inference(args.checkpoint)
+    prompts = [tok.encode(p, add_bos=True) for p in args.prompt]
+    texts = [""] * len(prompts)
+    for ev in stream(model, prompts, _sampling(args, tok), tok):
+        texts[ev.index] += ev.text
+        if len(prompts) == 1:
+            print(ev.text, end="", flush=True)
+    if len(prompts) == 1:
+        print()
+    else:
+        for p, t in zip(args.prompt, texts):
+            print(f"--- {p}\n{p}{t}")
+    return 0
+
+
+def _cmd_chat(args) -> int:
+    from lmforge.generate import stream
+
+    model, tok = _load_for_inference(args.checkpoint)
+    params = _sampling(args, tok)
+    messages = [{"role": "system", "content": args.system}] if args.system else []
+    turns = list(args.message) if args.message else None
+    while True:
+        if turns is not None:
+            if not turns:
+                return 0
+            user = turns.pop(0)
+        else:
+            try:
+                user = input("you> ")
+            except EOFError:
+                print()
+                return 0
+        messages.append({"role": "user", "content": user})
+        prompt = tok.encode_chat(messages, add_generation_prompt=True)
+        reply = ""
+        print("assistant> ", end="", flush=True)
+        for ev in stream(model, [prompt], params, tok):
+            reply += ev.text
+            print(ev.text, end="", flush=True)
+        print()
+        messages.append({"role": "assistant", "content": reply})
+
+
+def _cmd_presets(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from lmforge.model import PRESETS, num_params
+
+    table = Table(title="model presets")
+    for col in ("name", "params", "dim", "layers", "heads q/kv", "ffn", "vocab", "rope theta", "window"):
+        table.add_column(col, justify="left" if col == "name" else "right")
+    for name, c in PRESETS.items():
+        table.add_row(name, f"{num_params(c) / 1e9:.3f}B" if num_params(c) > 1e8 else f"{num_params(c) / 1e6:.2f}M",
+                      str(c.dim), str(c.n_layers), f"{c.n_heads}/{c.n_kv_heads}", str(c.ffn_dim),
+                      f"{c.vocab_size:,}", f"{c.rope_theta:,.0f}", f"{c.max_seq_len:,}")
+    Console().print(table)
+    return 0
+
+
+def _cmd_planned(args) -> int:
+    what, issue = PLANNED[args.command]
+    where = f" (issue #{issue})" if issue else ""
+    print(f"lmforge {args.command}: {what} -- not built yet{where}. "
+          "Run `lmforge --help` for the commands that work today.", file=sys.stderr)
+    return 2
+
+
+def _add_sampling_flags(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
+    p.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
+    p.add_argument("--temperature", type=float, default=0.7, help="0 = greedy (default: %(default)s)")
+    p.add_argument("--top-k", type=int, default=50, help="0 disables (default: %(default)s)")
+    p.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling; 1 disables (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=None, help="sampling seed, for reproducible output")
+    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lmforge",
+        description="lmforge: the InternLM2 life cycle end to end -- data, model, training, alignment, "
+                    "evaluation, serving. `lmforge run recipes/tiny.toml` runs everything built so far.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run a recipe's stages in order into its run directory")
+    p.add_argument("recipe", help="a recipe TOML file, e.g. recipes/tiny.toml")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a recipe value, e.g. --set model.dim=256 --set run.seed=1 (repeatable)")
+    p.set_defaults(fn=_cmd_run)
+
+    p = sub.add_parser("tokenizer", help="train or inspect a byte-level BPE tokenizer")
+    tsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    t = tsub.add_parser("train", help="train a BPE on the embedded corpora and/or text files")
+    t.add_argument("--out", required=True, help="directory for tokenizer.json + tokenizer_config.json")
+    t.add_argument("--vocab-size", type=int, default=8192)
+    t.add_argument("--corpora", nargs="*", default=["english", "chinese"],
+                   help="embedded corpora: english, chinese, pydoc (default: %(default)s)")
+    t.add_argument("--files", nargs="*", default=[], help="extra UTF-8 text files")
+    t.add_argument("--max-chars", type=int, default=2_000_000, help="characters taken per corpus")
+    t.add_argument("--min-frequency", type=int, default=2)
+    t.set_defaults(fn=_cmd_tokenizer_train)
+    t = tsub.add_parser("encode", help="show how a tokenizer splits a text")
+    t.add_argument("tokenizer", help="a tokenizer or checkpoint directory, tokenizer.json or tokenizer.model")
+    t.add_argument("text")
+    t.set_defaults(fn=_cmd_tokenizer_encode)
+
+    p = sub.add_parser("convert", help="convert a checkpoint to the InternLM2 or Llama Hugging Face format")
+    p.add_argument("src", help="an InternLM2 or Llama checkpoint directory (lmforge's or a published one)")
+    p.add_argument("dst", help="output directory")
+    p.add_argument("--to", required=True, choices=["internlm2", "llama"])
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="default: as stored")
+    p.set_defaults(fn=_cmd_convert)
+
+    p = sub.add_parser("generate", help="complete prompts with a checkpoint (streams a single prompt)")
+    p.add_argument("checkpoint")
+    p.add_argument("prompt", nargs="+")
+    _add_sampling_flags(p, 64)
+    p.set_defaults(fn=_cmd_generate)
+
+    p = sub.add_parser("chat", help="chat with a checkpoint in the InternLM2 chat format")
+    p.add_argument("checkpoint")
+    p.add_argument("--system", default=None, help="system prompt")
+    p.add_argument("--message", action="append", default=None,
+                   help="a user turn; repeat for several turns (omit for an interactive session)")
+    _add_sampling_flags(p, 256)
+    p.set_defaults(fn=_cmd_chat)
+
+    p = sub.add_parser("presets", help="list the model presets and their parameter counts")
+    p.set_defaults(fn=_cmd_presets)
+
+    for name, (what, _) in PLANNED.items():
+        sub.add_parser(name, help=f"{what} (not built yet)").set_defaults(fn=_cmd_planned)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from lmforge.config import RecipeError
+    from lmforge.model.hf import CheckpointError
+
+    try:
+        return args.fn(args)
+    except (RecipeError, CheckpointError, FileNotFoundError, ValueError, KeyError) as e:
+        print(f"lmforge {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
