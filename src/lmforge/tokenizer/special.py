@@ -1,0 +1,42 @@
+"""The InternLM2 special tokens (PAPERS.md section 1: chat format and tool-use tokens).
+
+InternLM2 reserves `<unk>`, `<s>` and `</s>` as ids 0, 1 and 2, and six chat/tool tokens. In the
+released 92,544-entry tokenizer the six sit at ids 92538..92543; a tokenizer trained here puts
+them right after the first three, so the whole set is ids 0..8. The order below is the order of
+the released ids, so "first three, then the rest in this order" reproduces it.
+
+`bos_post_processor` is the `<s> $A` template that puts bos in front of a sequence when
+`tokenizers` or `transformers` are asked to add special tokens.
+"""
+
+from __future__ import annotations
+
+from tokenizers import processors
+
+UNK = "<unk>"
+BOS = "<s>"
+EOS = "</s>"
+
+PLUGIN = "<|plugin|>"
+INTERPRETER = "<|interpreter|>"
+ACTION_END = "<|action_end|>"
+ACTION_START = "<|action_start|>"
+IM_END = "<|im_end|>"
+IM_START = "<|im_start|>"
+
+# Chat and tool-use markers, in the order of their released ids (92538..92543).
+CHAT_TOKENS: tuple[str, ...] = (PLUGIN, INTERPRETER, ACTION_END, ACTION_START, IM_END, IM_START)
+
+# Every special token, in id order for a tokenizer trained by lmforge (ids 0..8).
+SPECIAL_TOKENS: tuple[str, ...] = (UNK, BOS, EOS, *CHAT_TOKENS)
+
+
+def bos_post_processor(bos_id: int, bos: str = BOS) -> processors.PostProcessor:
+    """`<s>` before each sequence, the `add_bos_token=True` behaviour InternLM2 ships with.
+
+    Only `transformers` and raw `tokenizers` users see it (with their add_special_tokens flag);
+    `Tokenizer.encode` adds bos itself when asked, whatever post-processor a file carries.
+    """
+    return processors.TemplateProcessing(
+        single=f"{bos}:0 $A:0", pair=f"{bos}:0 $A:0 {bos}:1 $B:1", special_tokens=[(bos, bos_id)]
+    )
