@@ -11,6 +11,7 @@ import typing
 from dataclasses import dataclass, field
 
 from lmforge.model.config import ModelConfig, preset
+from lmforge.train.config import TrainSection
 
 
 @dataclass
@@ -67,3 +68,4 @@ class Recipe:
     tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
     model: ModelSection = field(default_factory=ModelSection)  # type: ignore[valid-type]
     sample: SampleSection = field(default_factory=SampleSection)
+    train: TrainSection = field(default_factory=TrainSection)

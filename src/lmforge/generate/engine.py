@@ -108,17 +108,18 @@ def stream(model, prompts: Sequence[Sequence[int]], params: SamplingParams, toke
     if use_cache:
         cache = KVCache(model.cfg, B, ids.shape[1] + params.max_new_tokens, device,
                         next(model.parameters()).dtype)
-        logits = model(ids, kv_cache=cache, padding_mask=mask)[:, -1]
+        logits = model(ids, kv_cache=cache, padding_mask=mask, last_only=True)[:, -1]
     else:
         logits = model(ids, document_ids=mask.long())[:, -1]
 
     for step in range(params.max_new_tokens):
         next_ids = sample_next(logits, params, gen)
+        tokens = next_ids.tolist()  # one host transfer per step, not one per row
         last_step = step == params.max_new_tokens - 1
         for i in range(B):
             if done[i]:
                 continue
-            tok = int(next_ids[i])
+            tok = tokens[i]
             if tok in stop_ids:
                 done[i] = True
                 yield StreamEvent(i, None, rows[i].flush(), "stop")

@@ -29,6 +29,7 @@ class KVCache:
         self.max_len = max_len
         self.length = 0
         self.has_padding = False
+        self.seq_len = 0  # max(position) + 1 over the batch, as an int (sets the dynamic-NTK base)
 
     def prepare(self, n_new: int, padding_mask: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, AttentionMask]:
@@ -36,15 +37,15 @@ class KVCache:
         B, L = self.valid.shape[0], self.length
         if L + n_new > self.max_len:
             raise ValueError(f"KV cache full: {L} + {n_new} tokens exceed its {self.max_len} slots")
+        if n_new == 1 and padding_mask is None:
+            return self._prepare_one()
         new = (torch.ones(B, n_new, dtype=torch.bool, device=self.valid.device) if padding_mask is None
                else padding_mask.to(self.valid.device, torch.bool))
         self.valid[:, L:L + n_new] = new
         self.has_padding |= not bool(new.all())
         positions = (self.next_pos[:, None] + new.long().cumsum(1) - 1).clamp(min=0)
         self.next_pos += new.sum(1)
-        if n_new == 1 and not self.has_padding:
-            # One new token per row that may see every cached slot: no mask at all.
-            return positions, AttentionMask("full")
+        self.seq_len = max(int(self.next_pos.max()), 1)
         S = L + n_new
         slots = torch.arange(S, device=self.valid.device)
         query_slots = slots[L:, None]
@@ -52,6 +53,18 @@ class KVCache:
         # A padding query may see nothing else; letting it see itself avoids a NaN softmax row.
         allowed |= (slots[None] == query_slots)[None]
         return positions, AttentionMask("dense", dense=allowed[:, None])
+
+    def _prepare_one(self) -> tuple[torch.Tensor, AttentionMask]:
+        """The decoding step: one real token per row, which may see every real slot so far. Kept to
+        a few tensor ops and no host sync, since it runs once per generated token."""
+        L = self.length
+        self.valid[:, L] = True
+        positions = self.next_pos[:, None].clone()
+        self.next_pos += 1
+        self.seq_len += 1
+        if not self.has_padding:
+            return positions, AttentionMask("full")  # every cached slot is real: no mask at all
+        return positions, AttentionMask("dense", dense=self.valid[:, None, None, :L + 1])
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store this layer's new keys/values (B, Hkv, n_new, D); return all keys/values so far."""

@@ -33,6 +33,11 @@ class ModelConfig:
     # Baichuan 2 max-z loss coefficient (2e-4 in the paper); 0 disables it.
     z_loss: float = 0.0
     init_std: float = 0.02
+    # Embedding init. InternLM2's released code uses init_std (0.02) for every matrix, which suits
+    # dim 4096 and long runs. In a narrow model the blocks' outputs (RMS ~ init_std * sqrt(dim))
+    # drown 0.02-scale embeddings in the residual stream and AdamW sits on the unigram plateau for
+    # many steps; the CPU presets therefore start embeddings at unit scale.
+    embed_init_std: float = 0.02
     # Attention backend for packed training batches: "auto", "sdpa", "flex" or "flash".
     attn_backend: str = "auto"
     bos_token_id: int = 1
@@ -100,12 +105,12 @@ PRESETS: dict[str, ModelConfig] = {
     # CPU presets: the same architecture scaled down (GQA ratio 2, head_dim 32/64), short windows so
     # that dynamic NTK is exercised by the long-context stage of the demo.
     "tiny": ModelConfig(vocab_size=4096, dim=128, n_layers=4, n_heads=4, n_kv_heads=2, ffn_dim=384,
-                        rope_theta=10_000.0, max_seq_len=256),
+                        rope_theta=10_000.0, max_seq_len=256, embed_init_std=1.0),
     "small": ModelConfig(vocab_size=8192, dim=256, n_layers=6, n_heads=8, n_kv_heads=4, ffn_dim=768,
-                         rope_theta=10_000.0, max_seq_len=512),
+                         rope_theta=10_000.0, max_seq_len=512, embed_init_std=1.0),
     # ~100M parameters for one GPU.
     "base-100m": ModelConfig(vocab_size=32768, dim=768, n_layers=12, n_heads=12, n_kv_heads=4, ffn_dim=2048,
-                             rope_theta=50_000.0, max_seq_len=2048),
+                             rope_theta=50_000.0, max_seq_len=2048, embed_init_std=1.0),
 }
 
 

@@ -50,7 +50,7 @@ _KNOWN = {
     "llama": _SHARED | {"attention_bias", "mlp_bias", "head_dim", "rope_parameters"},
 }
 # lmforge's own settings, stored under the "lmforge" key of config.json.
-_LMFORGE_KEYS = {"z_loss", "init_std", "attn_backend"}
+_LMFORGE_KEYS = {"z_loss", "init_std", "embed_init_std", "attn_backend"}
 
 # Our parameter names (the InternLM2 names without the `model.` prefix) <-> Llama names; wqkv is
 # handled separately because it splits into three tensors.
@@ -161,7 +161,8 @@ def config_to_hf(cfg: ModelConfig, fmt: str, dtype: torch.dtype) -> dict:
         "tie_word_embeddings": False, "bos_token_id": cfg.bos_token_id, "eos_token_id": cfg.eos_token_id,
         "pad_token_id": cfg.pad_token_id, "initializer_range": cfg.init_std, "use_cache": True,
         "torch_dtype": str(dtype).removeprefix("torch."),
-        "lmforge": {"z_loss": cfg.z_loss, "init_std": cfg.init_std, "attn_backend": cfg.attn_backend},
+        "lmforge": {"z_loss": cfg.z_loss, "init_std": cfg.init_std, "embed_init_std": cfg.embed_init_std,
+                    "attn_backend": cfg.attn_backend},
     }
     if fmt == "internlm2":
         return {"architectures": ["InternLM2ForCausalLM"], "model_type": "internlm2", "bias": False, **common}

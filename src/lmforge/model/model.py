@@ -92,14 +92,16 @@ class InternLM2(nn.Module):
         self.output = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
 
     def init_weights(self, seed: int | None = None) -> None:
-        """InternLM2-style init: N(0, init_std) for every matrix, ones for the norms."""
+        """InternLM2-style init: N(0, init_std) for every matrix (embeddings: embed_init_std), ones
+        for the norms."""
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         for name, p in self.named_parameters():
+            std = self.cfg.embed_init_std if name == "tok_embeddings.weight" else self.cfg.init_std
             with torch.no_grad():
                 if name.endswith("norm.weight"):
                     p.fill_(1.0)
                 else:
-                    p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float32) * self.cfg.init_std)
+                    p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float32) * std)
 
     def head_weight(self) -> torch.Tensor:
         """The LM head matrix; with NormHead each vocabulary row is L2-normalised (Baichuan 2 2.4)."""
@@ -116,14 +118,19 @@ class InternLM2(nn.Module):
         real tokens of a left-padded batch fed to it.
         """
         B, T = input_ids.shape
+        seq_len = None  # the length that sets the dynamic-NTK base: by default max(position) + 1
         if kv_cache is not None:
             position_ids, mask = kv_cache.prepare(T, padding_mask)
+            seq_len = getattr(kv_cache, "seq_len", None)  # an int the cache tracks: no reduction per step
         else:
             mask = build_mask(document_ids, T, self.cfg.attn_backend, input_ids.device)
             if position_ids is None:
-                position_ids = (positions_from_documents(document_ids) if document_ids is not None
-                                else torch.arange(T, device=input_ids.device).expand(B, T))
-        cos, sin = rope_cos_sin(self.cfg, position_ids)
+                if document_ids is None:
+                    position_ids, seq_len = torch.arange(T, device=input_ids.device).expand(B, T), T
+                else:
+                    position_ids = positions_from_documents(document_ids)
+        cos, sin = rope_cos_sin(self.cfg, position_ids, seq_len)
+        cos, sin = cos[:, None], sin[:, None]  # (B, 1, T, head_dim): the head axis, added once for all layers
         h = self.tok_embeddings(input_ids)
         for layer in self.layers:
             h = layer(h, cos, sin, mask, kv_cache)
@@ -131,9 +138,13 @@ class InternLM2(nn.Module):
             kv_cache.advance(T)
         return self.norm(h)
 
-    def forward(self, input_ids: torch.Tensor, **kwargs) -> torch.Tensor:
-        """Logits (B, T, vocab) in the model's dtype; keyword arguments as `forward_hidden`."""
-        return F.linear(self.forward_hidden(input_ids, **kwargs), self.head_weight())
+    def forward(self, input_ids: torch.Tensor, *, last_only: bool = False, **kwargs) -> torch.Tensor:
+        """Logits (B, T, vocab) in the model's dtype; keyword arguments as `forward_hidden`.
+
+        last_only: logits of the last position only, (B, 1, vocab), as a generation prefill needs.
+        """
+        h = self.forward_hidden(input_ids, **kwargs)
+        return F.linear(h[:, -1:] if last_only else h, self.head_weight())
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -13,6 +13,8 @@ positions restart per document, so L is the longest document, not the packed row
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from lmforge.model.config import ModelConfig
@@ -40,15 +42,32 @@ def inv_frequencies(cfg: ModelConfig, seq_len: torch.Tensor | int | None = None,
     return 1.0 / (base ** exponents)
 
 
+@functools.lru_cache(maxsize=16)
+def _fixed_inv_frequencies(theta: float, head_dim: int, device: torch.device) -> torch.Tensor:
+    """Inverse frequencies at the unscaled base, computed once per (theta, head_dim, device), since
+    decoding asks for them at every step. A normal tensor even when first made under inference_mode."""
+    with torch.inference_mode(False), torch.no_grad():
+        exponents = torch.arange(0, head_dim, 2, dtype=torch.int64, device=device).float() / head_dim
+        return 1.0 / (theta ** exponents)
+
+
 def rope_cos_sin(cfg: ModelConfig, positions: torch.Tensor, seq_len: torch.Tensor | int | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin of shape (B, T, head_dim) for integer positions (B, T), in float32.
 
-    `seq_len` is the length that decides the dynamic-NTK base; by default max(positions) + 1.
+    `seq_len` is the length that decides the dynamic-NTK base; by default max(positions) + 1. A
+    caller that knows it as a Python int (the KV cache does) saves the reduction, and inside the
+    window (where the base is unchanged) the frequencies come from a cache.
     """
-    if seq_len is None and cfg.rope_scaling == "dynamic":
+    if cfg.rope_scaling == "dynamic" and seq_len is None:
         seq_len = positions.max() + 1
-    inv_freq = inv_frequencies(cfg, seq_len, positions.device)
+    if cfg.rope_scaling != "dynamic" or (isinstance(seq_len, int) and seq_len <= cfg.max_seq_len):
+        # Base unchanged; bitwise the same as the float32 formula below at L <= Lmax.
+        inv_freq = _fixed_inv_frequencies(cfg.rope_theta, cfg.head_dim, positions.device)
+    else:
+        if isinstance(seq_len, int):  # the float32 tensor maths of a computed length, as transformers
+            seq_len = torch.tensor(seq_len, device=positions.device)
+        inv_freq = inv_frequencies(cfg, seq_len, positions.device)
     freqs = positions.float()[..., None] * inv_freq  # (B, T, d/2)
     emb = torch.cat((freqs, freqs), dim=-1)
     return emb.cos(), emb.sin()
@@ -60,7 +79,6 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate x of shape (B, H, T, D) by cos/sin of shape (B, T, D); computed in x's dtype."""
-    cos = cos[:, None].to(x.dtype)
-    sin = sin[:, None].to(x.dtype)
-    return x * cos + rotate_half(x) * sin
+    """Rotate x of shape (B, H, T, D) by cos/sin of shape (B, 1, T, D) (the output of `rope_cos_sin`
+    with a head axis added, once per forward pass); computed in x's dtype."""
+    return x * cos.to(x.dtype) + rotate_half(x) * sin.to(x.dtype)

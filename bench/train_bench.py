@@ -1,0 +1,177 @@
+"""Training benchmarks (issue #4): measured side by side in one run, printed as ratios.
+
+(a) A full train step (forward, backward, AdamW step) of lmforge's InternLM2 vs transformers'
+    LlamaForCausalLM + torch.optim.AdamW with identical weights, batch and length: tokens/s and
+    MFU against the measured matmul peak. Repeats alternate between the two so that machine noise
+    hits both alike; the median is reported.
+(b) Peak memory of one train step with AdamW vs AdaLomo (fused into backward), each in a fresh
+    subprocess: peak RSS growth on CPU (CUDA: max_memory_allocated), and optimizer-state bytes.
+
+    python bench/train_bench.py [--quick] [--markdown out.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from lmforge.model import InternLM2, ModelConfig, flops_per_token, save_checkpoint
+from lmforge.model.loss import lm_loss
+from lmforge.train.metrics import measured_peak_flops
+from lmforge.train.optim import build_optimizer
+
+
+def _cfg(args) -> ModelConfig:
+    return ModelConfig(vocab_size=args.vocab, dim=args.dim, n_layers=args.layers, n_heads=args.dim // 64,
+                       n_kv_heads=max(1, args.dim // 256), ffn_dim=int(args.dim * 8 / 3) // 64 * 64,
+                       rope_theta=10000.0, rope_scaling="none", max_seq_len=args.seq)
+
+
+def speed(args, console: Console) -> list[tuple]:
+    import transformers
+
+    cfg = _cfg(args)
+    ours = InternLM2(cfg)
+    ours.init_weights(0)
+    with tempfile.TemporaryDirectory() as d:
+        save_checkpoint(ours, d, fmt="llama")
+        theirs = transformers.AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32,
+                                                                   attn_implementation="sdpa")
+    ours.train()
+    theirs.train()
+    opt_ours = build_optimizer(ours, "adamw", 1e-4)
+    opt_theirs = torch.optim.AdamW(theirs.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
+    x = torch.randint(0, cfg.vocab_size, (args.batch, args.seq + 1), generator=torch.Generator().manual_seed(0))
+    inputs, targets = x[:, :-1], x[:, 1:]
+
+    def step_ours():
+        loss, _ = lm_loss(ours(inputs), targets)
+        loss.backward()
+        opt_ours.step()
+        opt_ours.zero_grad(set_to_none=True)
+
+    def step_theirs():
+        logits = theirs(inputs).logits
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+        loss.backward()
+        opt_theirs.step()
+        opt_theirs.zero_grad(set_to_none=True)
+
+    for fn in (step_ours, step_theirs):  # warm-up
+        fn()
+    times = {"ours": [], "theirs": []}
+    for _ in range(args.repeats):
+        for name, fn in (("ours", step_ours), ("theirs", step_theirs)):
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    tokens = args.batch * args.seq
+    peak = measured_peak_flops("cpu", torch.float32)
+    fpt = flops_per_token(cfg, args.seq)
+    tps = {k: tokens / statistics.median(v) for k, v in times.items()}
+    console.print(f"model: {ours.num_params() / 1e6:.1f}M params, batch {args.batch} x {args.seq}, fp32; "
+                  f"measured fp32 matmul peak {peak / 1e9:.0f} GFLOP/s")
+    return [("train step tokens/s (AdamW)", f"{tps['ours']:,.0f}", f"{tps['theirs']:,.0f}",
+             tps["ours"] / tps["theirs"]),
+            ("train step MFU", f"{100 * fpt * tps['ours'] / peak:.1f}%", f"{100 * fpt * tps['theirs'] / peak:.1f}%",
+             tps["ours"] / tps["theirs"])]
+
+
+def memory_child(optimizer: str, args) -> dict:
+    """One train step in this (fresh) process; peak memory growth and optimizer-state bytes."""
+    cuda = torch.cuda.is_available()
+    device = "cuda" if cuda else "cpu"
+    base = torch.cuda.memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    cfg = _cfg(args)
+    model = InternLM2(cfg).to(device)
+    model.init_weights(0)
+    opt = build_optimizer(model, optimizer, 1e-3)
+    fused = optimizer == "adalomo"
+    if fused:
+        opt.attach()
+    x = torch.randint(0, cfg.vocab_size, (args.batch, args.seq + 1), device=device)
+    for _ in range(2):  # the second step has every optimizer state allocated
+        loss, _ = lm_loss(model(x[:, :-1]), x[:, 1:])
+        if fused:
+            opt.begin_fused_step()
+            loss.backward()
+            opt.end_fused_step()
+        else:
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+    peak = (torch.cuda.max_memory_allocated() if cuda
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) - base
+    state = sum(t.numel() * t.element_size() for s in opt.state.values() for t in s.values() if torch.is_tensor(t))
+    return {"peak": peak, "state": state, "params": sum(p.numel() for p in model.parameters())}
+
+
+def memory(args, console: Console) -> list[tuple]:
+    out = {}
+    for name in ("adamw", "adalomo"):
+        cmd = [sys.executable, __file__, "--memory-child", name, *sys.argv[1:]]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        out[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+    a, b = out["adamw"], out["adalomo"]
+    console.print(f"memory model: {a['params'] / 1e6:.1f}M params, batch {args.batch} x {args.seq}")
+    return [("peak memory of a train step (MB)", f"{b['peak'] / 2**20:,.0f} (AdaLomo)", f"{a['peak'] / 2**20:,.0f} (AdamW)",
+             b["peak"] / a["peak"]),
+            ("optimizer state (MB)", f"{b['state'] / 2**20:,.2f} (AdaLomo)", f"{a['state'] / 2**20:,.2f} (AdamW)",
+             b["state"] / a["state"])]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dim", type=int, default=512)
+    p.add_argument("--layers", type=int, default=8)
+    p.add_argument("--vocab", type=int, default=8192)
+    p.add_argument("--seq", type=int, default=256)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--mem-dim", type=int, default=1024, help="model width for the memory comparison")
+    p.add_argument("--quick", action="store_true", help="small sizes, 2 repeats")
+    p.add_argument("--markdown", help="also write the table as Markdown here")
+    p.add_argument("--memory-child", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.quick:
+        args.dim, args.layers, args.repeats, args.mem_dim = 256, 4, 2, 512
+    threads = os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    if args.memory_child:
+        args.dim, args.batch, args.seq = args.mem_dim, 1, 128
+        print(json.dumps(memory_child(args.memory_child, args)))
+        return
+    console = Console()
+    import transformers
+
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor())
+    console.print(f"{cpu}, {threads} threads; torch {torch.__version__}, transformers {transformers.__version__}")
+    rows = speed(args, console) + memory(args, console)
+    table = Table(title="training: lmforge vs the alternative (ratio = lmforge / other; memory: lower is better)")
+    for col in ("measure", "lmforge", "other", "ratio"):
+        table.add_column(col, justify="left" if col == "measure" else "right")
+    for measure, ours, theirs, ratio in rows:
+        table.add_row(measure, ours, theirs, f"{ratio:.2f}x")
+    console.print(table)
+    if args.markdown:
+        lines = ["| measure | lmforge | other | ratio |", "|---|---:|---:|---:|"]
+        lines += [f"| {m} | {o} | {t} | {r:.2f}x |" for m, o, t, r in rows]
+        with open(args.markdown, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

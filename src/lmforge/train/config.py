@@ -1,0 +1,86 @@
+"""The `[train]` recipe section: every setting of a pre-training stage, with InternLM2's defaults
+where the report gives them (AdamW 0.9 / 0.95 / 1e-8, weight decay 0.1, cosine to 10%; PAPERS.md
+section 2). `[[train.stages]]` entries run one after another, each continuing from the previous
+stage's weights with its own length, RoPE base and schedule (the 4k -> 32k recipe, scaled down)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+
+@dataclass
+class StageSection:
+    """Per-stage overrides of the train section (unset fields keep the train section's value)."""
+
+    name: str = "stage"
+    steps: int | None = None
+    seq_len: int | None = None
+    rope_theta: float | None = None
+    max_seq_len: int | None = None  # the model's RoPE window (dynamic NTK starts beyond it)
+    lr: float | None = None
+    warmup_steps: int | None = None
+    global_batch: int | None = None
+    micro_batch: int | None = None
+    shards: str | None = None
+    val_shards: str | None = None
+    val_every: int | None = None
+    ckpt_every: int | None = None
+
+
+@dataclass
+class TrainSection:
+    shards: str = ""  # directory of training shards written by `lmforge data`
+    val_shards: str = ""  # held-out shards for validation loss
+    out_dir: str = "runs/train"
+    tokenizer: str = ""  # tokenizer directory: sets the vocabulary and travels with the exports
+    init_from: str = ""  # continue from a Hugging Face InternLM2 / Llama checkpoint directory
+    seed: int = 0
+    steps: int = 200
+    seq_len: int = 256
+    global_batch: int = 16  # rows per optimizer step, over all processes
+    micro_batch: int = 8  # rows per forward pass in each process
+    optimizer: str = "adamw"  # "adamw" or "adalomo"
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 20
+    schedule: str = "cosine"  # "cosine", "wsd" or "constant"
+    decay_fraction: float = 0.2  # wsd: share of steps in the final decay
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0  # global-norm clipping (AdamW); 0 disables
+    clip_value: float = 1.0  # gradient value clipping (AdaLomo); 0 disables
+    dtype: str = "auto"  # "auto" (bf16 autocast on GPU, fp32 on CPU), "float32" or "bfloat16"
+    compile: bool = False
+    activation_checkpointing: str = "none"  # "none", "blocks" or "attention"
+    ac_every: int = 1  # with "blocks": checkpoint every k-th block
+    ckpt_every: int = 50
+    keep_checkpoints: int = 2
+    val_every: int = 50
+    val_rows: int = 32
+    log_every: int = 1
+    spike_window: int = 50  # loss/grad-norm history for the z-score
+    spike_zscore: float = 6.0  # skip the update beyond this many standard deviations; 0 disables
+    tensorboard: bool = True
+    stages: list[StageSection] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        choices = {"optimizer": ("adamw", "adalomo"), "schedule": ("cosine", "wsd", "constant"),
+                   "dtype": ("auto", "float32", "bfloat16"), "activation_checkpointing": ("none", "blocks", "attention")}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"{key}={getattr(self, key)!r}: expected one of {allowed}")
+
+
+def stage_configs(train: TrainSection) -> list[tuple[str, TrainSection, StageSection | None]]:
+    """(name, effective train settings, stage) for each stage; one unnamed stage if none are listed."""
+    if not train.stages:
+        return [("main", train, None)]
+    out = []
+    for stage in train.stages:
+        changes = {f.name: getattr(stage, f.name) for f in dataclasses.fields(StageSection)
+                   if f.name in {g.name for g in dataclasses.fields(TrainSection)} and getattr(stage, f.name) is not None}
+        out.append((stage.name, dataclasses.replace(train, stages=[], **changes), stage))
+    return out

@@ -1,0 +1,146 @@
+"""Training metrics: a progress line per step (loss, lr, grad norm, tokens/s, MFU, as InternEvo and
+nanochat print), JSONL and TensorBoard records, and the loss-curve PNG at the end.
+
+MFU = achieved model FLOPs per second / peak FLOPs per second. The model FLOPs per token are
+`flops_per_token` (6N + attention, PaLM appendix B). The peak is the accelerator's dense bf16
+figure when known, otherwise measured here: the best of a few large matmuls in the training dtype.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+# Dense bf16 peak FLOP/s of common accelerators (vendor data sheets).
+GPU_PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "H800": 989e12, "A100": 312e12, "A800": 312e12,
+                 "L40S": 362e12, "4090": 165e12}
+
+
+@functools.cache
+def measured_peak_flops(device_type: str, dtype: torch.dtype = torch.float32, n: int = 1024) -> float:
+    """Best achieved FLOP/s of an n x n matmul on this device (the practical peak)."""
+    device = torch.device(device_type)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    best = float("inf")
+    a @ b  # warm-up: thread pool and allocator
+    for _ in range(10):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
+def peak_flops(device: torch.device, dtype: torch.dtype) -> float:
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        for key, value in GPU_PEAK_BF16.items():
+            if key in name:
+                return value if dtype == torch.bfloat16 else value / 2
+    return measured_peak_flops(device.type, dtype)
+
+
+class MetricsLogger:
+    """Writes metrics.jsonl (+ TensorBoard) on the main process and prints a progress line."""
+
+    def __init__(self, out_dir: Path, enabled: bool, tensorboard: bool = True, console: Console | None = None,
+                 resume_step: int | None = None):
+        self.enabled = enabled
+        self.console = console or Console()
+        self.path = Path(out_dir) / "metrics.jsonl"
+        self.writer = None
+        if not enabled:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_step is not None:
+            self._truncate_after(resume_step)
+        elif self.path.exists():
+            self.path.unlink()
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(Path(out_dir) / "tensorboard"))
+            except ImportError:
+                self.console.print("[dim]tensorboard not installed: metrics go to metrics.jsonl only "
+                                   "(pip install 'lmforge\\[train]')[/dim]")
+
+    def _truncate_after(self, step: int) -> None:
+        """Drop records of steps after the checkpoint we resume from (they will be redone)."""
+        if not self.path.exists():
+            return
+        keep = [line for line in self.path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= step]
+        self.path.write_text("".join(line + "\n" for line in keep))
+
+    def log(self, record: dict, print_line: bool = True) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, int | float):
+                    self.writer.add_scalar(key, value, record["step"])
+        if print_line:
+            self.console.print(format_line(record), highlight=False, soft_wrap=True)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def format_line(r: dict) -> str:
+    if "val_loss" in r and "loss" not in r:
+        return f"step {r['step']:>6} | val loss {r['val_loss']:.4f}"
+    parts = [f"step {r['step']:>6}", f"loss {r['loss']:.4f}", f"lr {r['lr']:.2e}"]
+    if r.get("grad_norm") is not None:
+        parts.append(f"gnorm {r['grad_norm']:.3f}")
+    parts += [f"{r['tokens_per_s']:,.0f} tok/s", f"MFU {100 * r['mfu']:.1f}%"]
+    if r.get("skipped"):
+        parts.append(f"[yellow]skipped: {r['skip_reason']}[/yellow]")
+    return " | ".join(parts)
+
+
+def read_metrics(path: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def plot_losses(curves: dict[str, Path], out_png: Path) -> Path | None:
+    """Training and validation loss of one or more stages (label -> metrics.jsonl) in one PNG."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    offset = 0
+    for label, path in curves.items():
+        records = read_metrics(path)
+        train = [(r["step"] + offset, r["loss"]) for r in records if "loss" in r and not r.get("skipped")]
+        val = [(r["step"] + offset, r["val_loss"]) for r in records if "val_loss" in r]
+        if train:
+            line, = ax.plot(*zip(*train), lw=1, alpha=0.8, label=f"{label} train")
+            if val:
+                ax.plot(*zip(*val), "o-", color=line.get_color(), ms=4, label=f"{label} val")
+            offset = train[-1][0]
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats / token)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=120)
+    plt.close(fig)
+    return out_png

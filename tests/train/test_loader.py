@@ -1,0 +1,82 @@
+"""The packed loader: boundaries, determinism, rank sharding, state, and bad shards."""
+
+import json
+
+import numpy as np
+import pytest
+
+from lmforge.model.loss import IGNORE_INDEX
+from lmforge.shards import ShardError, write_shard
+from lmforge.train.loader import PackedLoader
+
+
+def _loader(root, tok, **kw):
+    args = dict(vocab_size=tok.vocab_size, seq_len=64, global_batch=8, micro_batch=2)
+    args.update(kw)
+    return PackedLoader(root / "train", **args)
+
+
+def test_rows_are_packed_with_boundaries(dataset):
+    root, tok = dataset
+    batch = _loader(root, tok).next_step()[0]
+    assert batch.input_ids.shape == batch.targets.shape == batch.document_ids.shape == (2, 64)
+    starts = batch.input_ids == tok.bos_id
+    assert starts.any(), "rows should contain document starts"
+    # The token before a BOS is the end of another document: nothing to predict there.
+    prev = batch.targets[:, :-1][starts[:, 1:]]
+    assert (prev == IGNORE_INDEX).all()
+    # Inside a document the target is the next input token.
+    same = batch.document_ids[:, 1:] == batch.document_ids[:, :-1]
+    assert (batch.targets[:, :-1][same] == batch.input_ids[:, 1:][same]).all()
+
+
+def test_order_is_seeded(dataset):
+    root, tok = dataset
+    a = _loader(root, tok, seed=1).next_step()[0].input_ids
+    b = _loader(root, tok, seed=1).next_step()[0].input_ids
+    c = _loader(root, tok, seed=2).next_step()[0].input_ids
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_ranks_split_the_global_batch_without_overlap(dataset):
+    root, tok = dataset
+    single = np.concatenate([b.input_ids for b in _loader(root, tok).next_step()])
+    parts = [np.concatenate([b.input_ids for b in _loader(root, tok, rank=r, world_size=2).next_step()])
+             for r in range(2)]
+    assert np.array_equal(single, np.concatenate(parts))
+
+
+def test_state_dict_resumes_the_sequence(dataset):
+    root, tok = dataset
+    a = _loader(root, tok)
+    for _ in range(3):
+        a.next_step()
+    b = _loader(root, tok)
+    b.load_state_dict(a.state_dict())
+    assert np.array_equal(a.next_step()[0].input_ids, b.next_step()[0].input_ids)
+
+
+def test_epochs_wrap(dataset):
+    root, tok = dataset
+    loader = _loader(root, tok, global_batch=64, micro_batch=64)
+    steps = loader.rows_per_epoch // 64 + 1
+    for _ in range(steps):
+        loader.next_step()
+    assert loader.epoch == 1
+
+
+def test_bad_inputs_fail_before_training(dataset, tmp_path):
+    root, tok = dataset
+    with pytest.raises(ShardError, match="no such shard directory"):
+        PackedLoader(tmp_path / "nope", tok.vocab_size, 64, 8, 2)
+    with pytest.raises(ValueError, match="global_batch=6 must be a multiple of micro_batch x processes = 2 x 2"):
+        _loader(root, tok, global_batch=6, world_size=2)
+    write_shard(tmp_path / "big", "s", [[1, 2, 3] * 100], vocab_size=5000)
+    with pytest.raises(ShardError, match="vocabulary of 5000 tokens"):
+        PackedLoader(tmp_path / "big", tok.vocab_size, 64, 2, 2)
+    write_shard(tmp_path / "typed", "s", [[1, 2, 3] * 100], vocab_size=100)
+    header = json.loads((tmp_path / "typed" / "s.json").read_text())
+    header["dtype"] = "uint32"  # the .bin holds uint16
+    (tmp_path / "typed" / "s.json").write_text(json.dumps(header))
+    with pytest.raises(ShardError, match="another dtype"):
+        PackedLoader(tmp_path / "typed", tok.vocab_size, 16, 2, 2)

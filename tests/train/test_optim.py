@@ -1,0 +1,105 @@
+"""AdaLomo against its formula (PAPERS.md section 6), its memory, and the LR schedules."""
+
+import math
+
+import pytest
+import torch
+
+from lmforge.train.adalomo import AdaLomo
+from lmforge.train.schedule import lr_at
+
+
+def reference_adalomo(params, grads_per_step, lr, wd):
+    """AdaLomo written directly from the formula, one tensor at a time, no shared code."""
+    params = [p.clone().double() for p in params]
+    state = [None] * len(params)
+    for t, grads in enumerate(grads_per_step, start=1):
+        beta = 1 - t ** -0.8
+        for i, (p, g) in enumerate(zip(params, grads)):
+            g = g.double()
+            sq = g**2 + 1e-30
+            if p.dim() == 2:
+                r_new, c_new = sq.mean(dim=1), sq.mean(dim=0)
+                if state[i] is None:
+                    state[i] = (torch.zeros_like(r_new), torch.zeros_like(c_new))
+                r = beta * state[i][0] + (1 - beta) * r_new
+                c = beta * state[i][1] + (1 - beta) * c_new
+                state[i] = (r, c)
+                v = torch.outer(r / r.mean(), c)
+            else:
+                prev = state[i] if state[i] is not None else torch.zeros_like(sq)
+                v = beta * prev + (1 - beta) * sq
+                state[i] = v
+            u = g / v.sqrt()
+            u = u / max(1.0, (u.pow(2).mean().sqrt() / 1.0).item())
+            step = lr * max(1e-3, p.pow(2).mean().sqrt().item())
+            params[i] = p * (1 - step * wd) - step * u
+    return params
+
+
+def _problem(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(12, 7, generator=g) * 0.1
+    b = torch.randn(7, generator=g) * 0.1
+    x = torch.randn(16, 12, generator=g)
+    return w, b, x
+
+
+def _grads(w, b, x):
+    w, b = w.clone().requires_grad_(), b.clone().requires_grad_()
+    ((x @ w + b).tanh().pow(2).sum()).backward()
+    return [w.grad, b.grad]
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_two_steps_equal_the_formula(fused):
+    w0, b0, x = _problem()
+    lr, wd = 0.05, 0.1
+    w, b = w0.clone().requires_grad_(), b0.clone().requires_grad_()
+    opt = AdaLomo([{"params": [w], "weight_decay": wd}, {"params": [b], "weight_decay": wd}], lr=lr)
+    if fused:
+        opt.attach()
+    grads_seen = []
+    for _ in range(2):
+        grads_seen.append(_grads(w.detach(), b.detach(), x))
+        loss = (x @ w + b).tanh().pow(2).sum()
+        if fused:
+            opt.begin_fused_step()
+            loss.backward()
+            opt.end_fused_step()
+            assert w.grad is None and b.grad is None  # freed inside backward
+        else:
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+    expected = reference_adalomo([w0, b0], grads_seen, lr, wd)
+    torch.testing.assert_close(w.detach().double(), expected[0], rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(b.detach().double(), expected[1], rtol=1e-5, atol=1e-7)
+
+
+def test_state_of_a_square_matrix_is_linear_in_d():
+    d = 256
+    w = torch.nn.Parameter(torch.randn(d, d))
+    opt = AdaLomo([w], lr=1e-3)
+    w.grad = torch.randn(d, d)
+    opt.step()
+    state = sum(t.numel() for t in opt.state[w].values() if torch.is_tensor(t))
+    assert state == 2 * d  # row and column statistics, not d * d
+
+
+def test_cosine_schedule_warms_up_and_ends_at_ten_percent():
+    kw = dict(peak=1.0, total=100, warmup=10)
+    assert lr_at(0, **kw) == pytest.approx(0.1)
+    assert lr_at(9, **kw) == pytest.approx(1.0)
+    assert lr_at(99, **kw) == pytest.approx(0.1, abs=1e-3)
+    mid = lr_at(55, **kw)
+    assert mid == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 45 / 90)))
+
+
+def test_wsd_schedule_is_flat_then_decays_linearly():
+    kw = dict(peak=2.0, total=100, warmup=10, schedule="wsd", decay_fraction=0.2)
+    assert lr_at(50, **kw) == lr_at(79, **kw) == 2.0
+    assert lr_at(90, **kw) == pytest.approx(2.0 - 1.8 * 0.5)
+    assert lr_at(100, **kw) == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="schedule"):
+        lr_at(50, peak=1, total=10, warmup=0, schedule="linear")

@@ -1,0 +1,128 @@
+"""Training in one process: learning, AdaLomo vs AdamW, the long-context stage, spikes, bad input."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from rich.console import Console
+
+from lmforge.model import load_model, preset
+from lmforge.model.loss import lm_loss
+from lmforge.shards import ShardError, list_shards, open_shard, write_shard
+from lmforge.train import StageSection, TrainSection, train
+from lmforge.train.loader import TokenStream, make_batch
+from lmforge.train.spike import SpikeDetector
+
+QUIET = Console(quiet=True)
+
+
+def _cfg(tok, **kw):
+    return preset("tiny", vocab_size=tok.vocab_size, max_seq_len=128, **kw)
+
+
+def _tc(root, **kw):
+    args = dict(shards=str(root / "train"), val_shards=str(root / "val"), seq_len=64, global_batch=8,
+                micro_batch=8, steps=80, lr=5e-3, warmup_steps=8, val_every=40, ckpt_every=1000,
+                tensorboard=False, val_rows=64)
+    args.update(kw)
+    return TrainSection(**args)
+
+
+def unigram_entropy(directory) -> float:
+    """Entropy (nats) of the token distribution: the loss of the best context-free model."""
+    counts = np.zeros(1 << 16, dtype=np.int64)
+    for h in list_shards(directory):
+        counts += np.bincount(np.asarray(open_shard(h).tokens), minlength=1 << 16)
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def test_validation_loss_falls_well_below_unigram_entropy(dataset, tmp_path):
+    root, tok = dataset
+    result = train(_cfg(tok), _tc(root, steps=150, val_every=150), tmp_path, console=QUIET)[0]
+    entropy = unigram_entropy(root / "train")
+    assert result.val_loss < 0.85 * entropy, (result.val_loss, entropy)
+    assert (tmp_path / "loss.png").is_file() and (tmp_path / "main" / "hf" / "config.json").is_file()
+
+
+def test_adalomo_reaches_adamw_loss(dataset, tmp_path):
+    root, tok = dataset
+    adamw = train(_cfg(tok), _tc(root), tmp_path / "adamw", console=QUIET)[0]
+    adalomo = train(_cfg(tok), _tc(root, optimizer="adalomo", lr=0.05), tmp_path / "adalomo", console=QUIET)[0]
+    assert adalomo.val_loss <= 1.05 * adamw.val_loss, (adalomo.val_loss, adamw.val_loss)
+
+
+def _position_losses(model, directory, seq_len, rows=16):
+    """Mean loss at each position of documents at least seq_len + 1 tokens long."""
+    stream = TokenStream(directory, model.cfg.vocab_size)
+    docs = [s.document(i) for s in stream.shards for i in range(s.n_docs) if s.offsets[i + 1] - s.offsets[i] > seq_len]
+    batch = make_batch([(np.asarray(d[:seq_len + 1], dtype=np.int64), np.zeros(seq_len + 1, dtype=np.int64))
+                        for d in docs[:rows]])
+    with torch.no_grad():
+        logits = model(batch.input_ids)
+    per_tok = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch.targets.flatten(), reduction="none")
+    return per_tok.view(batch.targets.shape).mean(0)
+
+
+def test_long_context_stage_lowers_loss_beyond_the_first_window(long_dataset, tmp_path):
+    root, tok = long_dataset
+    short, long = 32, 256  # 8x, the InternLM2 4k -> 32k move scaled down
+    tc = _tc(root, steps=100, stages=[
+        StageSection(name="short", seq_len=short, max_seq_len=short, rope_theta=50_000.0, global_batch=16,
+                     micro_batch=16),
+        StageSection(name="long", steps=40, seq_len=long, max_seq_len=long, rope_theta=1_000_000.0,
+                     global_batch=4, micro_batch=4, lr=3e-3, warmup_steps=4)])
+    results = train(_cfg(tok), tc, tmp_path, console=QUIET)
+    assert [r.name for r in results] == ["short", "long"]
+    before = _position_losses(load_model(results[0].hf_dir), root / "val", long)
+    after = _position_losses(load_model(results[1].hf_dir), root / "val", long)
+    assert load_model(results[1].hf_dir).cfg.rope_theta == 1_000_000.0
+    assert after[short:].mean() < before[short:].mean() - 0.05, (before[short:].mean(), after[short:].mean())
+
+
+def test_spike_detector_skips_outliers_and_non_finite():
+    spike = SpikeDetector(window=20, zscore=4.0, min_history=5)
+    for i in range(10):
+        assert spike.check(3.0 + 0.01 * (i % 3), 1.0 + 0.01 * (i % 2)) is None
+        spike.record(3.0 + 0.01 * (i % 3), 1.0 + 0.01 * (i % 2))
+    assert spike.check(float("nan")) == "non-finite loss"
+    assert spike.check(3.0, float("inf")) == "non-finite grad norm"
+    assert spike.check(9.0, 1.0).startswith("loss spike")
+    assert spike.check(3.01, 50.0).startswith("grad-norm spike")
+    assert spike.check(2.0, 1.0) is None  # a drop in loss is never a spike
+
+
+def test_spike_detector_follows_a_lasting_change():
+    """A gradient norm that moves to a new level for good is skipped a few times, then accepted."""
+    spike = SpikeDetector(window=20, zscore=6.0, min_history=5)
+    for i in range(20):
+        spike.record(3.0, 1.0 + 0.01 * (i % 2))
+    skips = 0
+    for _ in range(20):
+        reason = spike.check(3.0, 15.0)
+        skips += reason is not None
+        spike.record(3.0, 15.0, skipped=reason is not None)
+    assert 1 <= skips <= 5 and spike.check(3.0, 15.0) is None
+    assert spike.skipped == skips
+
+
+def test_z_loss_adds_the_max_logit_penalty():
+    logits = torch.tensor([[[2.0, 0.0, -1.0], [0.5, 3.0, 0.0]]])
+    targets = torch.tensor([[0, 1]])
+    plain, _ = lm_loss(logits, targets)
+    with_z, parts = lm_loss(logits, targets, z_loss=2e-4)
+    assert math.isclose(float(with_z - plain), 2e-4 * (2.0**2 + 3.0**2) / 2, rel_tol=1e-5)
+    assert math.isclose(float(parts["z_loss"]), 2e-4 * 6.5, rel_tol=1e-5)
+
+
+def test_bad_input_fails_before_training(dataset, tmp_path):
+    root, tok = dataset
+    with pytest.raises(ShardError, match="no such shard directory"):
+        train(_cfg(tok), _tc(root, shards=str(tmp_path / "missing")), tmp_path / "a", console=QUIET)
+    write_shard(tmp_path / "overflow", "s", [[1, 2, 3] * 100], vocab_size=tok.vocab_size * 4)
+    with pytest.raises(ShardError, match="vocabulary"):
+        train(_cfg(tok), _tc(root, shards=str(tmp_path / "overflow")), tmp_path / "b", console=QUIET)
+    with pytest.raises(ValueError, match="must be a multiple of micro_batch"):
+        train(_cfg(tok), _tc(root, global_batch=12), tmp_path / "c", console=QUIET)
+    assert not (tmp_path / "c" / "main" / "checkpoints").exists()
