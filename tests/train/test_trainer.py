@@ -126,3 +126,30 @@ def test_bad_input_fails_before_training(dataset, tmp_path):
     with pytest.raises(ValueError, match="must be a multiple of micro_batch"):
         train(_cfg(tok), _tc(root, global_batch=12), tmp_path / "c", console=QUIET)
     assert not (tmp_path / "c" / "main" / "checkpoints").exists()
+
+
+def _losses(result):
+    import json
+
+    return [r["loss"] for r in map(json.loads, result.metrics.read_text().splitlines()) if "loss" in r]
+
+
+@pytest.mark.parametrize("mode", ["blocks", "attention"])
+def test_activation_checkpointing_recomputes_exactly(dataset, tmp_path, mode):
+    root, tok = dataset
+    plain = train(_cfg(tok), _tc(root, steps=3, val_every=0), tmp_path / "plain", console=QUIET)[0]
+    ac = train(_cfg(tok), _tc(root, steps=3, val_every=0, activation_checkpointing=mode, ac_every=2),
+               tmp_path / mode, console=QUIET)[0]
+    assert _losses(plain) == _losses(ac)
+
+
+def test_init_from_a_published_style_checkpoint_continues_training(dataset, tmp_path):
+    from lmforge.model.convert import convert
+
+    root, tok = dataset
+    first = train(_cfg(tok), _tc(root, steps=40, val_every=0), tmp_path / "first", console=QUIET)[0]
+    convert(first.hf_dir, tmp_path / "llama", to="llama")  # continue from the Llama format
+    cont = train(_cfg(tok), _tc(root, steps=3, val_every=0, lr=1e-4, warmup_steps=0, init_from=str(tmp_path / "llama")),
+                 tmp_path / "cont", console=QUIET)[0]
+    fresh_start, cont_start = _losses(first)[0], _losses(cont)[0]
+    assert cont_start < fresh_start - 1.0, (fresh_start, cont_start)
