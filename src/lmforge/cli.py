@@ -12,7 +12,6 @@ from pathlib import Path
 # Stages whose issues have not landed yet: the command exists so `lmforge --help` shows the whole
 # life cycle, and says plainly that it is not built rather than pretending.
 PLANNED = {
-    "data": ("the web-data pipeline: WARC -> extraction -> filters -> dedup -> packed shards", 3),
     "eval": ("OpenCompass-style benchmarks, Needle-in-a-Haystack and reports", 5),
     "sft": ("supervised fine-tuning on chat data (loss on assistant tokens)", None),
     "rm": ("COOL RLHF conditional reward model and POLAR reward pre-training", None),
@@ -213,8 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("presets", help="list the model presets and their parameter counts")
     p.set_defaults(fn=_cmd_presets)
 
+    from lmforge.data.cli import register as register_data
     from lmforge.train.cli import register as register_train
 
+    register_data(sub)
     register_train(sub)
     for name, (what, _) in PLANNED.items():
         sub.add_parser(name, help=f"{what} (not built yet)").set_defaults(fn=_cmd_planned)

@@ -50,17 +50,22 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
-def load_recipe(path: str | Path, schema: type[T], overrides: list[str] = ()) -> T:
-    """Read the TOML recipe at `path` into the dataclass `schema`, after applying overrides."""
+def read_toml(path: str | Path, overrides: list[str] = (), example: str = "recipes/tiny.toml") -> tuple[dict, str]:
+    """The TOML file at `path` as a dict with overrides applied, and how to name it in errors."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
-        raise RecipeError(f"{path}: recipe not found (recipes live in recipes/, e.g. recipes/tiny.toml)") from None
+        raise RecipeError(f"{path}: recipe not found (recipes live in recipes/, e.g. {example})") from None
     except tomllib.TOMLDecodeError as e:
         raise RecipeError(f"{path}: not valid TOML: {e}") from None
     data = apply_overrides(data, list(overrides))
-    where = f"{path}" + (" (with --set overrides)" if overrides else "")
+    return data, f"{path}" + (" (with --set overrides)" if overrides else "")
+
+
+def load_recipe(path: str | Path, schema: type[T], overrides: list[str] = ()) -> T:
+    """Read the TOML recipe at `path` into the dataclass `schema`, after applying overrides."""
+    data, where = read_toml(path, overrides)
     return from_dict(schema, data, where)
 
 

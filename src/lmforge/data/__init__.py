@@ -1,0 +1,25 @@
+"""`lmforge data`: the WanJuan-CC / InternLM2 web-data pipeline (PAPERS.md section 4; InternLM2 3.1).
+
+Raw crawl files become tokenized, packed training shards through stages that each write their own
+output and statistics, in the papers' order:
+
+    format    WARC -> main-text extraction (trafilatura / resiliparse) -> language ID (pycld2) -> ids
+    clean     Gopher quality + repetition, C4 and FineWeb line rules; character-based rules for Chinese
+    dedup     exact (normalised-text hash) + MinHash LSH (5-grams, 128 hashes, threshold 0.7), keep the
+              latest dump of each cluster
+    safe      domain blocklist, word blocklist, toxicity and pornography classifiers
+    quality   advertisement and fluency classifiers, perplexity under an lmforge model
+    tokenize  BOS + tokens + EOS per document -> `lmforge.shards`
+    longctx   InternLM2's long-context selection (length, statistics, P(S2|S1) - P(S2))
+
+The shape is datatrove's (STYLE.md): a `Document`, steps that are generator transforms
+`run(docs, rank, world_size)`, filters that return keep/drop with a reason, a pipeline that is a
+list of steps written in a TOML recipe, and executors (local, Ray) that run the same list and
+resume from per-task completion markers.
+"""
+
+from lmforge.data.document import Document
+from lmforge.data.pipeline import Pipeline, load_pipeline  # noqa: E402
+from lmforge.data.step import Filter, Step
+
+__all__ = ["Document", "Filter", "Pipeline", "Step", "load_pipeline"]

@@ -1,0 +1,167 @@
+"""A pipeline recipe: TOML -> stages of steps, checked strictly (PAPERS.md section 4; STYLE.md).
+
+    [pipeline]
+    input = "runs/data-demo/crawl"     # a folder or glob of raw files
+    input_format = "warc"              # warc | jsonl | parquet | text
+    output = "runs/data-demo/data"
+    tasks = 4                          # input slices (tasks) per stage
+    executor = "local"                 # local | ray
+    workers = 2                        # local processes (1: in this process)
+
+    [[stage]]
+    name = "format"
+    steps = [{ step = "extract", backend = "trafilatura" }, { step = "langid" }, { step = "ids" }]
+
+Each stage reads the previous stage's folder (or `input = "<stage name>"` for a branch) and writes
+its own. Unknown step names and unknown parameters are errors naming the file and the key, with
+the closest known name. Model-dependent steps live outside `data/` (STYLE.md: data/ never imports
+the model) and are named here by import path, loaded only when a recipe uses them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lmforge.config import RecipeError, from_dict, read_toml
+from lmforge.data.dedup.stage import DedupStage, MinHashDedup
+from lmforge.data.extract import AssignIds, Extract
+from lmforge.data.langid import LanguageId
+from lmforge.data.longctx import LongContextStatistics, MinLength
+from lmforge.data.quality import Advertisement, Fluency
+from lmforge.data.readers import FORMATS
+from lmforge.data.rules.c4 import C4Rules
+from lmforge.data.rules.chinese import ChineseQuality, ChineseRepetition
+from lmforge.data.rules.encoding import EncodingRule
+from lmforge.data.rules.fineweb import FineWebRules
+from lmforge.data.rules.gopher import GopherQuality, GopherRepetition
+from lmforge.data.safety import DomainBlocklist, Pornography, Toxicity, WordBlocklist
+from lmforge.data.stage import MapStage, Stage
+from lmforge.data.tokenize import Tokenize
+
+STEPS = {cls.name: cls for cls in (
+    Extract, LanguageId, AssignIds, EncodingRule, GopherQuality, GopherRepetition, C4Rules, FineWebRules,
+    ChineseQuality, ChineseRepetition, DomainBlocklist, WordBlocklist, Toxicity, Pornography, Advertisement,
+    Fluency, Tokenize, MinLength, LongContextStatistics)}
+# Steps that load an lmforge model: imported on use only (lmforge.scorers may import lmforge.model).
+LAZY_STEPS = {"perplexity": "lmforge.scorers.perplexity:PerplexityFilter",
+              "perplexity_gain": "lmforge.scorers.perplexity:PerplexityGainFilter"}
+EXECUTORS = ("local", "ray")
+
+
+@dataclass
+class PipelineSection:
+    input: str
+    output: str
+    input_format: str = "warc"
+    input_pattern: str = ""
+    name: str = "data"
+    tasks: int = 2
+    workers: int = 1
+    executor: str = "local"
+    output_format: str = "jsonl.gz"
+    max_doc_bytes: int = 10_000_000
+
+
+@dataclass
+class Pipeline:
+    section: PipelineSection
+    stages: list[Stage] = field(default_factory=list)
+    source: str = ""
+    branches: list[str] = field(default_factory=list)  # stages reading an earlier stage than the previous one
+
+    @property
+    def output(self) -> Path:
+        return Path(self.section.output)
+
+
+def step_class(name: str, where: str, key: str) -> type:
+    if name in STEPS:
+        return STEPS[name]
+    if name in LAZY_STEPS:
+        module, _, attr = LAZY_STEPS[name].partition(":")
+        return getattr(importlib.import_module(module), attr)
+    known = sorted(STEPS) + sorted(LAZY_STEPS) + [MinHashDedup.name]
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; known steps: {', '.join(known)}"
+    raise RecipeError(f"{where}: {key}: unknown step {name!r}{hint}")
+
+
+def build_pipeline(data: dict, where: str) -> Pipeline:
+    """Check a parsed recipe and build its stages."""
+    unknown = sorted(set(data) - {"pipeline", "stage"})
+    if unknown:
+        raise RecipeError(f"{where}: unknown table {unknown[0]!r}; a data recipe has [pipeline] and [[stage]]")
+    if "pipeline" not in data:
+        raise RecipeError(f"{where}: missing the [pipeline] table (input, output, ...)")
+    section = from_dict(PipelineSection, data["pipeline"], where, "pipeline.")
+    if section.input_format not in FORMATS:
+        raise RecipeError(f"{where}: pipeline.input_format = {section.input_format!r}: choose one of {FORMATS}")
+    if section.executor not in EXECUTORS:
+        raise RecipeError(f"{where}: pipeline.executor = {section.executor!r}: choose one of {EXECUTORS}")
+    if section.tasks < 1 or section.workers < 1:
+        raise RecipeError(f"{where}: pipeline.tasks and pipeline.workers must be >= 1")
+    stages: list[Stage] = []
+    branches: list[str] = []
+    out = Path(section.output)
+    for i, raw in enumerate(data.get("stage", [])):
+        prefix = f"stage[{i}]"
+        if not isinstance(raw, dict):
+            raise RecipeError(f"{where}: {prefix} must be a table")
+        bad = sorted(set(raw) - {"name", "steps", "input", "tasks", "output_format"})
+        if bad:
+            close = difflib.get_close_matches(bad[0], ["name", "steps", "input", "tasks", "output_format"], n=1)
+            hint = f"; did you mean '{prefix}.{close[0]}'?" if close else ""
+            raise RecipeError(f"{where}: unknown key '{prefix}.{bad[0]}'{hint}")
+        name = raw.get("name")
+        if not isinstance(name, str) or not name or name.startswith("_") or "/" in name:
+            raise RecipeError(f"{where}: {prefix}.name must be a folder name such as \"clean\", got {name!r}")
+        if any(s.name == name for s in stages):
+            raise RecipeError(f"{where}: {prefix}.name {name!r} is used by two stages")
+        source = raw.get("input")
+        if source is None:
+            input_dir, fmt = (str(stages[-1].output_dir), stages[-1].output_format) if stages else \
+                (section.input, section.input_format)
+        else:
+            match = [s for s in stages if s.name == source]
+            if not match:
+                raise RecipeError(f"{where}: {prefix}.input = {source!r}: no earlier stage has that name")
+            input_dir, fmt = str(match[0].output_dir), match[0].output_format
+            if match[0] is not stages[-1]:
+                branches.append(name)
+        fmt = {"jsonl.gz": "jsonl"}.get(fmt, fmt)
+        common = dict(name=name, out=out, input_dir=input_dir, input_format=fmt, tasks=int(raw.get("tasks", section.tasks)),
+                      output_format=raw.get("output_format", section.output_format),
+                      max_doc_bytes=section.max_doc_bytes,
+                      input_pattern=section.input_pattern if not stages and source is None else "")
+        steps = []
+        for j, spec in enumerate(raw.get("steps", [])):
+            key = f"{prefix}.steps[{j}]"
+            if not isinstance(spec, dict) or "step" not in spec:
+                raise RecipeError(f"{where}: {key} must be a table with a 'step' name, e.g. {{ step = \"langid\" }}")
+            params = {k: v for k, v in spec.items() if k != "step"}
+            if spec["step"] == MinHashDedup.name:
+                steps.append(from_dict(MinHashDedup, params, where, key + "."))
+            else:
+                steps.append(from_dict(step_class(spec["step"], where, key), params, where, key + "."))
+        dedups = [s for s in steps if isinstance(s, MinHashDedup)]
+        if dedups:
+            if len(steps) != 1:
+                raise RecipeError(f"{where}: {prefix}: {MinHashDedup.name} needs the whole corpus and must be "
+                                  "the only step of its stage")
+            stages.append(DedupStage(**common, params=dedups[0]))
+        else:
+            if any(getattr(s, "sink", False) for s in steps[:-1]):
+                raise RecipeError(f"{where}: {prefix}: a 'tokenize' step writes shards and must come last")
+            stages.append(MapStage(**common, steps=steps))
+    if not stages:
+        raise RecipeError(f"{where}: no [[stage]] tables; see recipes/data-demo.toml")
+    return Pipeline(section, stages, where, branches)
+
+
+def load_pipeline(path: str | Path, overrides: list[str] = ()) -> Pipeline:
+    """Read a data recipe; `overrides` are `pipeline.key=value` strings as for `lmforge run --set`."""
+    data, where = read_toml(path, overrides, example="recipes/data-demo.toml")
+    return build_pipeline(data, where)

@@ -1,0 +1,135 @@
+"""The safe stage (PAPERS.md section 4, stage 4): domain blocklist, word blocklist, toxicity, pornography.
+
+WanJuan-CC blocks ~13M domains and 36,289 words, then scores every document with a toxicity and a
+pornography classifier (`toxic_score`, `porn_score`). No package ships a domain blocklist, so the
+project keeps a small one (`assets/domain_blocklist.txt`) and reads larger lists from paths; a
+host is blocked when it or any parent domain is listed. Words come from glin-profanity's English
+and Chinese lists (read by path; MIT) plus user files, matched in one Aho-Corasick pass
+(pyahocorasick): Latin words must stand on word boundaries, Chinese words match anywhere.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+from urllib.parse import urlsplit
+
+from lmforge.data.classifier import ASSETS
+from lmforge.data.document import Document
+from lmforge.data.score_filter import ScoreFilter
+from lmforge.data.step import Filter
+
+GLIN_LISTS = {"en": "english.json", "zh": "chinese.json"}
+
+
+def host_of(url: str) -> str:
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return ""
+    return host.lower().rstrip(".")
+
+
+def read_list(path: str | Path) -> list[str]:
+    """One entry per line; blank lines and '#' comments skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: blocklist file not found")
+    lines = (line.split("#", 1)[0].strip().lower() for line in path.read_text(encoding="utf-8").splitlines())
+    return [line for line in lines if line]
+
+
+@dataclass
+class DomainBlocklist(Filter):
+    name: ClassVar[str] = "domain_blocklist"
+    files: list[str] = field(default_factory=list)
+    use_default: bool = True
+
+    def setup(self) -> None:
+        entries = read_list(ASSETS / "domain_blocklist.txt") if self.use_default else []
+        for f in self.files:
+            entries += read_list(f)
+        self.blocked = frozenset(e.lstrip("*.") for e in entries)
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        parts = host_of(doc.url).split(".")
+        # the host and each parent domain: a.b.example.com, b.example.com, example.com, com
+        if any(".".join(parts[i:]) in self.blocked for i in range(len(parts))):
+            return False, "blocked_domain"
+        return True
+
+
+def glin_words(language: str) -> list[str]:
+    spec = importlib.util.find_spec("glin_profanity")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the word blocklist needs glin-profanity's lists: pip install --no-deps glin-profanity==4.1.0")
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "dictionaries" / GLIN_LISTS[language]
+    return [w.lower() for w in json.loads(path.read_text(encoding="utf-8"))["words"]]
+
+
+@dataclass
+class WordBlocklist(Filter):
+    """Drop a document with `min_distinct` different blocklisted words, or more than
+    `max_hits_per_1k_chars` hits (a word repeated: "bastard" five times in a play is literature,
+    five different slurs are not)."""
+
+    name: ClassVar[str] = "word_blocklist"
+    lists: list[str] = field(default_factory=lambda: ["en", "zh"])   # glin-profanity languages
+    files: list[str] = field(default_factory=list)
+    min_distinct: int = 3
+    max_hits_per_1k_chars: float = 4.0
+    min_chinese_word_chars: int = 2   # single characters (e.g. 乳 in 乳业) are too ambiguous to block
+
+    def setup(self) -> None:
+        import ahocorasick
+
+        words = set()
+        for lang in self.lists:
+            words.update(glin_words(lang))
+        for f in self.files:
+            words.update(read_list(f))
+        self.automaton = ahocorasick.Automaton()
+        for w in words:
+            if w.isascii() or len(w) >= self.min_chinese_word_chars:
+                self.automaton.add_word(w, w)
+        self.empty = len(self.automaton) == 0
+        if not self.empty:
+            self.automaton.make_automaton()
+
+    def hits(self, text: str) -> list[str]:
+        if self.empty:
+            return []
+        lower = text.lower()
+        found = []
+        for end, word in self.automaton.iter(lower):
+            start = end - len(word) + 1
+            if word[0].isascii() and word[0].isalnum() and start > 0 and lower[start - 1].isalnum():
+                continue
+            if word[-1].isascii() and word[-1].isalnum() and end + 1 < len(lower) and lower[end + 1].isalnum():
+                continue
+            found.append(word)
+        return found
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        found = self.hits(doc.text)
+        doc.metadata["blocklist_hits"] = len(found)
+        if len(set(found)) >= self.min_distinct or 1000 * len(found) / max(1, len(doc.text)) > self.max_hits_per_1k_chars:
+            return False, "blocklisted_words"
+        return True
+
+
+@dataclass
+class Toxicity(ScoreFilter):
+    name: ClassVar[str] = "toxicity"
+    score_field: ClassVar[str] = "toxic_score"
+    default_model: ClassVar[str] = "toxic.npz"
+
+
+@dataclass
+class Pornography(ScoreFilter):
+    name: ClassVar[str] = "porn"
+    score_field: ClassVar[str] = "porn_score"
+    default_model: ClassVar[str] = "porn.npz"

@@ -1,0 +1,118 @@
+"""The demo recipe on the demo crawl, end to end, scored against the planted truth (issue #3 acceptance)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+
+from lmforge.data.democrawl import BLOCKED
+from lmforge.data.report import build_report, plot_funnel
+from lmforge.data.document import Document
+from lmforge.data.safety import DomainBlocklist
+from lmforge.data.step import TaskStats
+from lmforge.shards import list_shards, open_shard
+from lmforge.tokenizer import Tokenizer
+
+
+def read_stage(run: Path, stage: str) -> list[dict]:
+    return [json.loads(line) for f in sorted((run / stage).glob("*.jsonl.gz"))
+            for line in gzip.open(f, "rt", encoding="utf-8")]
+
+
+def test_every_stage_writes_output_and_stats(demo_run):
+    report = build_report(demo_run)
+    names = [row["stage"] for row in report["funnel"]]
+    assert names == ["format", "clean", "dedup", "safe", "quality", "tokens", "longctx"]
+    rows = {row["stage"]: row for row in report["funnel"]}
+    assert rows["format"]["docs_in"] == 300
+    for a, b in zip(names[:5], names[1:6]):
+        assert rows[a]["docs_out"] == rows[b]["docs_in"], (a, b)   # each stage reads the previous one's output
+        assert rows[a]["docs_out"] == len(read_stage(demo_run, a))
+    assert rows["tokens"]["tokens_exact"] and rows["tokens"]["tokens_out"] > 50_000
+    assert {"en", "zh"} <= set(rows["quality"]["lang_out"])
+    for row in report["funnel"]:
+        assert sum(sum(r.values()) for r in row["drops"].values()) == row["docs_in"] - row["docs_out"] or row["stage"] == "tokens"
+
+
+def test_near_duplicates_found_with_recall_and_precision(demo_run):
+    dedup = build_report(demo_run)["truth"]["dedup"]
+    assert dedup["jaccard>=0.8"]["pairs"] >= 30
+    assert dedup["jaccard>=0.8"]["recall"] >= 0.95
+    assert dedup["precision"] >= 0.98
+    assert dedup["kept_latest_dump"] == 1.0
+
+
+def test_latest_dump_is_kept(demo_run):
+    clusters = [json.loads(line) for line in gzip.open(demo_run / "_work" / "dedup" / "clusters.jsonl.gz", "rt")]
+    dumps = {d["url"]: d["dump"] for d in read_stage(demo_run, "clean")}
+    assert clusters
+    for c in clusters:
+        assert dumps[c["kept"]] == max(dumps[u] for u in c["members"])
+
+
+def test_every_blocklisted_domain_is_dropped(demo_run):
+    truth = [json.loads(line) for line in open(Path(json.loads((demo_run / "_pipeline.json").read_text())["input"])
+                                               / "truth.jsonl")]
+    blocked = {r["url"] for r in truth if r["kind"] == "blocked_domain"}
+    assert blocked
+    rule = DomainBlocklist().bind(TaskStats("t", 0))
+    rule.setup()
+    assert all(rule.filter(Document("", url=f"https://{host}/")) == (False, "blocked_domain") for host in BLOCKED)
+    for stage in ("safe", "quality"):
+        assert all(rule.filter(Document(d["text"], url=d["url"])) is True for d in read_stage(demo_run, stage))
+    reached = {d["url"] for d in read_stage(demo_run, "dedup")} & blocked
+    drops = [json.loads(line) for f in (demo_run / "_drops" / "safe").glob("*.gz") for line in gzip.open(f, "rt")]
+    assert reached and reached <= {d["url"] for d in drops if d["reason"] == "blocked_domain"}
+
+
+def test_planted_cases_land_where_expected(demo_run):
+    truth = build_report(demo_run)["truth"]
+    kinds = truth["kinds"]
+    assert kinds["short"].get("kept", 0) == 0
+    assert kinds["keyboard_mash"].get("kept", 0) == 0
+    assert kinds["word_salad"].get("quality", 0) >= 0.7 * sum(kinds["word_salad"].values())
+    for kind in ("toxic", "porn"):
+        assert kinds[kind].get("kept", 0) <= 0.15 * sum(kinds[kind].values()), (kind, kinds[kind])
+    assert kinds["ad"].get("quality", 0) >= 0.6 * sum(kinds["ad"].values()), kinds["ad"]
+    assert kinds["blocked_domain"] == {"safe": sum(kinds["blocked_domain"].values())}
+    assert kinds["clean"].get("kept", 0) >= 0.6 * sum(kinds["clean"].values())
+    assert truth["stages"]["dedup"]["precision"] >= 0.95
+
+
+def test_scores_are_written_in_wanjuan_names(demo_run):
+    docs = read_stage(demo_run, "quality")
+    for d in docs:
+        assert {"toxic_score", "porn_score", "not_ad_score", "fluency_score"} <= set(d["scores"])
+        assert all(0 <= v <= 1 for v in d["scores"].values())
+
+
+def test_token_shards_hold_each_document_between_bos_and_eos(demo_run, small_tokenizer):
+    tok = Tokenizer.load(small_tokenizer)
+    headers = list_shards(demo_run / "tokens")
+    assert len(headers) == 4
+    docs = {d["id"]: d["text"] for d in read_stage(demo_run, "quality")}
+    n = 0
+    for h in headers:
+        shard = open_shard(h)
+        assert shard.header.dtype == "uint16" and shard.header.vocab_size == tok.vocab_size
+        for i in range(shard.n_docs):
+            ids = shard.document(i)
+            assert ids[0] == tok.bos_id and ids[-1] == tok.eos_id
+            assert not np.isin(ids[1:-1], [tok.bos_id, tok.eos_id]).any()
+            n += 1
+    assert n == len(docs)
+    first = open_shard(headers[0]).document(0)
+    assert tok.decode(first[1:-1].tolist()) in docs.values()
+
+
+def test_long_context_branch_keeps_only_long_documents(demo_run):
+    docs = read_stage(demo_run, "longctx")
+    assert docs and all(len(d["text"].encode()) >= 32 * 1024 for d in docs)
+
+
+def test_report_chart(demo_run, tmp_path):
+    png = plot_funnel(build_report(demo_run), tmp_path / "funnel.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,36 @@
+"""The Ray executor runs the same pipeline and produces the same outputs as the local executor."""
+
+from __future__ import annotations
+
+import pytest
+
+from lmforge.data.democrawl import write_demo_crawl
+from lmforge.data.executors import run_pipeline
+from lmforge.data.pipeline import build_pipeline
+from tests.data.conftest import DEMO_RECIPE, demo_recipe
+from tests.data.test_resume import outputs
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def test_ray_and_local_outputs_are_identical(ray_cluster, small_tokenizer, tmp_path):
+    crawl = tmp_path / "crawl"
+    write_demo_crawl(crawl, 120, seed=1, files_per_dump=1)
+    results = {}
+    for executor in ("local", "ray"):
+        out = tmp_path / executor
+        data = demo_recipe(crawl, out, small_tokenizer, ["format", "clean", "dedup", "safe", "quality", "tokens"],
+                           executor=executor, tasks=3)
+        data["stage"][0]["steps"][0]["backend"] = "resiliparse"   # the fast extractor keeps this test short
+        summary = run_pipeline(build_pipeline(data, str(DEMO_RECIPE)), log=lambda *_: None)
+        assert summary["executor"] == executor and summary["stages"]["dedup"]["ran"] == 3 + 2 + 1 + 3
+        results[executor] = outputs(out)
+    assert results["local"] == results["ray"]
+    assert any(k.startswith("tokens/") for k in results["ray"]) and any("_work/dedup/edges" in k for k in results["ray"])
