@@ -4,16 +4,20 @@ Stages talk only through files in the run directory, which a user can open and o
 
     runs/<name>/recipe.json      the exact resolved recipe
     runs/<name>/tokenizer/       tokenizer.json + tokenizer_config.json (InternLM2 chat template)
-    runs/<name>/model/           an InternLM2-format Hugging Face checkpoint (+ tokenizer)
+    runs/<name>/shards/          packed token shards (train/ and val/)
+    runs/<name>/train/<stage>/   metrics.jsonl, checkpoints/, hf/ (InternLM2 format) per stage
+    runs/<name>/model/           the final model, InternLM2 format (+ tokenizer)
     runs/<name>/model-llama/     the same model in the Llama format, loadable by transformers
     runs/<name>/samples.json     generations from the checkpoint read back from disk
 
-Implemented so far (issue: foundation): tokenizer -> model -> sample. The data pipeline,
-pre-training, the long-context stage and evaluation join here as their issues land.
+Stages so far: tokenizer -> shards -> pre-training (short stage, then the long-context stage) ->
+sample. Until the web-data pipeline (`lmforge data`) joins the run, the shards are written straight
+from the embedded corpora; evaluation joins as its issue lands.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -25,10 +29,12 @@ from rich.table import Table
 from lmforge import corpora
 from lmforge.config import to_dict
 from lmforge.generate import SamplingParams, stream
-from lmforge.model import InternLM2, load_model, num_params, save_checkpoint
+from lmforge.model import load_model, num_params
 from lmforge.model.convert import convert
 from lmforge.recipe import Recipe, SampleSection, TokenizerSection, model_config
+from lmforge.shards import write_shard
 from lmforge.tokenizer import Tokenizer, bytes_per_token, train_bpe
+from lmforge.train import train
 
 CORPUS_READERS = {"english": corpora.english_text, "chinese": corpora.chinese_news_text,
                   "pydoc": corpora.pydoc_text}
@@ -71,30 +77,68 @@ def train_tokenizer(section: TokenizerSection, out_dir: Path, console: Console) 
     return tok
 
 
-def build_model(recipe: Recipe, tok: Tokenizer, out_dir: Path, console: Console) -> Path:
-    """Stage 2 (until pre-training lands): a randomly initialised model saved in both HF formats."""
+def corpus_documents(texts: dict[str, str], min_chars: int = 600) -> list[str]:
+    """Documents from the corpora: paragraphs (blank-line separated) or lines merged to min_chars."""
+    docs = []
+    for text in texts.values():
+        parts = text.split("\n\n") if "\n\n" in text else text.splitlines()
+        current = ""
+        for part in parts:
+            current = f"{current}\n\n{part}" if current else part
+            if len(current) >= min_chars:
+                docs.append(current)
+                current = ""
+    return docs
+
+
+def write_corpus_shards(texts: dict[str, str], tok: Tokenizer, out_dir: Path, seed: int,
+                        val_share: float = 0.05, n_shards: int = 4) -> tuple[Path, Path]:
+    """Tokenize the corpora into train/val shards (BOS + document + EOS), val held out by document."""
+    import random
+
+    docs = corpus_documents(texts)
+    random.Random(seed).shuffle(docs)
+    ids = [[tok.bos_id, *row, tok.eos_id] for row in tok.encode_batch(docs)]
+    n_val = max(1, int(len(ids) * val_share))
+    for i in range(n_shards):
+        write_shard(out_dir / "train", f"shard_{i:05d}", ids[n_val + i::n_shards], tok.vocab_size)
+    write_shard(out_dir / "val", "shard_00000", ids[:n_val], tok.vocab_size)
+    return out_dir / "train", out_dir / "val"
+
+
+def pretrain(recipe: Recipe, tok: Tokenizer, tok_dir: Path, shards: tuple[Path, Path], out_dir: Path,
+             console: Console) -> Path:
+    """Pre-training, every stage of [train]; the final model is exported in both HF formats."""
     cfg = model_config(recipe.model, vocab_size=tok.vocab_size, bos_token_id=tok.bos_id,
                        eos_token_id=tok.eos_id, pad_token_id=tok.pad_id)
-    model = InternLM2(cfg)
-    model.init_weights(seed=recipe.run.seed)
-    ckpt = out_dir / "model"
-    save_checkpoint(model, ckpt, fmt="internlm2")
-    tok.save(ckpt)
-    convert(ckpt, out_dir / "model-llama", to="llama")
     console.print(f"model: {recipe.model.preset} preset, {num_params(cfg) / 1e6:.2f}M parameters "
-                  f"(dim {cfg.dim}, {cfg.n_layers} layers, {cfg.n_heads}/{cfg.n_kv_heads} heads) -> {ckpt}")
-    return ckpt
+                  f"(dim {cfg.dim}, {cfg.n_layers} layers, {cfg.n_heads}/{cfg.n_kv_heads} heads)")
+    tc = dataclasses.replace(recipe.train, shards=str(shards[0]), val_shards=str(shards[1]), tokenizer=str(tok_dir),
+                             out_dir=str(out_dir / "train"), seed=recipe.run.seed)
+    results = train(cfg, tc, tc.out_dir, tokenizer_dir=str(tok_dir), resume=True, console=console)
+    final = out_dir / "model"
+    convert(results[-1].hf_dir, final, to="internlm2")
+    convert(final, out_dir / "model-llama", to="llama")
+    table = Table(title="pre-training")
+    for col in ("stage", "steps", "val loss", "skipped", "seconds"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    for r in results:
+        table.add_row(r.name, str(r.steps), f"{r.val_loss:.3f}" if r.val_loss else "-", str(r.skipped),
+                      f"{r.seconds:.0f}")
+    console.print(table)
+    return final
 
 
 def sample(ckpt: Path, section: SampleSection, seed: int, device: torch.device, console: Console) -> list[dict]:
     """Stage: read the checkpoint back from disk and stream a completion for each prompt."""
     model = load_model(ckpt, device=device)
     tok = Tokenizer.load(ckpt)
-    params = SamplingParams(max_new_tokens=section.max_new_tokens, temperature=section.temperature,
-                            top_k=section.top_k, top_p=section.top_p, seed=seed,
-                            stop_token_ids=tuple(tok.stop_ids))
     results = []
-    for prompt in section.prompts:
+    for i, prompt in enumerate(section.prompts):
+        # One seed per prompt: with a shared random stream, a weak model's samples converge.
+        params = SamplingParams(max_new_tokens=section.max_new_tokens, temperature=section.temperature,
+                                top_k=section.top_k, top_p=section.top_p, seed=seed + i,
+                                stop_token_ids=tuple(tok.stop_ids))
         console.print(f"[bold]{prompt}[/bold]", end="")
         start, n, text = time.perf_counter(), 0, ""
         for event in stream(model, [tok.encode(prompt, add_bos=True)], params, tok):
@@ -121,8 +165,12 @@ def run(recipe: Recipe, console: Console | None = None) -> dict:
     timings["tokenizer"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    ckpt = build_model(recipe, tok, out, console)
-    timings["model"] = time.perf_counter() - start
+    shards = write_corpus_shards(corpus_texts(recipe.tokenizer), tok, out / "shards", recipe.run.seed)
+    timings["shards"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    ckpt = pretrain(recipe, tok, out / "tokenizer", shards, out, console)
+    timings["pretrain"] = time.perf_counter() - start
 
     start = time.perf_counter()
     samples = sample(ckpt, recipe.sample, recipe.run.seed, resolve_device(recipe.run.device), console)
@@ -133,7 +181,8 @@ def run(recipe: Recipe, console: Console | None = None) -> dict:
     table.add_column("stage")
     table.add_column("seconds", justify="right")
     table.add_column("output")
-    outputs = {"tokenizer": out / "tokenizer", "model": ckpt, "sample": out / "samples.json"}
+    outputs = {"tokenizer": out / "tokenizer", "shards": out / "shards", "pretrain": ckpt,
+               "sample": out / "samples.json"}
     for stage, seconds in timings.items():
         table.add_row(stage, f"{seconds:.1f}", str(outputs[stage]))
     console.print(table)
