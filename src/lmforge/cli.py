@@ -12,7 +12,6 @@ from pathlib import Path
 # Stages whose issues have not landed yet: the command exists so `lmforge --help` shows the whole
 # life cycle, and says plainly that it is not built rather than pretending.
 PLANNED = {
-    "eval": ("OpenCompass-style benchmarks, Needle-in-a-Haystack and reports", 5),
     "sft": ("supervised fine-tuning on chat data (loss on assistant tokens)", None),
     "rm": ("COOL RLHF conditional reward model and POLAR reward pre-training", None),
     "rl": ("PPO with online RLHF rounds", None),
@@ -213,10 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=_cmd_presets)
 
     from lmforge.data.cli import register as register_data
+    from lmforge.eval.cli import register as register_eval
     from lmforge.train.cli import register as register_train
 
     register_data(sub)
     register_train(sub)
+    register_eval(sub)
     for name, (what, _) in PLANNED.items():
         sub.add_parser(name, help=f"{what} (not built yet)").set_defaults(fn=_cmd_planned)
     return parser

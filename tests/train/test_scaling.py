@@ -1,24 +1,25 @@
-"""The scaling-law fit recovers a known law and predicts a larger budget."""
+"""The scaling sweep writes runs that the evaluation's scaling fit reads."""
 
-import numpy as np
-import pytest
+import json
 
-from lmforge.train.scaling import PowerLaw, fit_power_law, plot_fit
+from rich.console import Console
 
-
-def test_fit_recovers_parameters_and_extrapolates(tmp_path):
-    truth = PowerLaw(a=40.0, b=0.12, c=1.7)
-    compute = np.logspace(12, 16, 6)
-    rng = np.random.default_rng(0)
-    loss = truth(compute) * (1 + rng.normal(0, 1e-4, compute.size))
-    law = fit_power_law(list(compute), list(loss))
-    assert law.b == pytest.approx(truth.b, rel=0.05)
-    assert law.c == pytest.approx(truth.c, rel=0.05)
-    big = 1e18  # 100x beyond the largest run
-    assert law(big) == pytest.approx(truth(big), rel=0.01)
-    assert plot_fit(list(compute), list(loss), law, tmp_path / "fit.png", predict_at=big).is_file()
+from lmforge.eval.scaling import run_scaling
+from lmforge.model import preset
+from lmforge.train import TrainSection
+from lmforge.train.scaling import sweep
 
 
-def test_fit_needs_three_runs():
-    with pytest.raises(ValueError, match="at least 3"):
-        fit_power_law([1e12, 1e13], [3.0, 2.5])
+def test_sweep_writes_a_fittable_file(dataset, tmp_path):
+    root, tok = dataset
+    cfgs = {f"d{d}": preset("tiny", vocab_size=tok.vocab_size, dim=d, n_layers=1, ffn_dim=2 * d, max_seq_len=64)
+            for d in (32, 64, 128)}
+    tc = TrainSection(shards=str(root / "train"), val_shards=str(root / "val"), steps=6, seq_len=32, global_batch=4,
+                      micro_batch=4, warmup_steps=1, val_every=6, ckpt_every=100, tensorboard=False, val_rows=8)
+    path = sweep(cfgs, tc, tmp_path, console=Console(quiet=True))
+    runs = json.loads(path.read_text())
+    assert [r["name"] for r in runs] == list(cfgs)
+    assert runs[0]["flops"] < runs[1]["flops"] < runs[2]["flops"]
+    assert all(r["loss"] > 0 for r in runs)
+    fit = run_scaling(path)
+    assert (tmp_path / "sweep.png").is_file() and fit["alpha"] >= 0

@@ -1,0 +1,158 @@
+"""`lmforge eval ...`: thin argparse wiring, one plain function per action (STYLE.md, litgpt).
+
+    lmforge eval run CHECKPOINT --tasks mmlu,gsm8k --limit 20    -> harness.run_eval
+    lmforge eval niah CHECKPOINT --haystack en,zh,passkey         -> niah.run_niah_checkpoint
+    lmforge eval ppl CHECKPOINT --lang en,zh                      -> perplexity.run_perplexity
+    lmforge eval compare runs/a/eval/model runs/b/eval/model      -> report.compare
+    lmforge eval scaling sweep.json --x flops                     -> scaling.run_scaling
+    lmforge eval tasks                                            -> list the built-in tasks
+
+`register(subparsers)` adds the `eval` command to lmforge's top-level parser; each action sets
+`fn(args) -> int`, as every other lmforge subcommand does.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(t) for t in _csv(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _cmd_run(args) -> int:
+    from lmforge.eval.harness import run_eval
+
+    run_eval(args.checkpoint, _csv(args.tasks), limit=args.limit, out=args.out, cache_dir=args.cache,
+             tokenizer=args.tokenizer, device=args.device, max_length=args.max_length, batch_size=args.batch_size,
+             seed=args.seed, show_progress=not args.no_progress, samples=args.samples, temperature=args.temperature,
+             pass_k=args.pass_k, max_new_tokens=args.max_new_tokens)
+    return 0
+
+
+def _cmd_niah(args) -> int:
+    from lmforge.eval.niah import run_niah_checkpoint
+
+    run_niah_checkpoint(args.checkpoint, kinds=_csv(args.haystack), lengths=args.lengths, depths=args.depths,
+                        repeats=args.repeats, out=args.out, tokenizer=args.tokenizer, device=args.device,
+                        max_new_tokens=args.max_new_tokens, seed=args.seed)
+    return 0
+
+
+def _cmd_ppl(args) -> int:
+    from lmforge.eval.perplexity import run_perplexity
+
+    run_perplexity(args.checkpoint, langs=_csv(args.lang), files=args.file, window=args.window,
+                   max_windows=args.max_windows, tokenizer=args.tokenizer, device=args.device, out=args.out)
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    from lmforge.eval.report import compare
+
+    text = compare(args.results, out=args.out, groups=args.groups, print_table=args.out is not None)
+    if args.out is None:
+        print(text)
+    return 0
+
+
+def _cmd_scaling(args) -> int:
+    from lmforge.eval.scaling import run_scaling
+
+    run_scaling(args.sweep, x_key=args.x, out=args.out)
+    return 0
+
+
+def _cmd_tasks(args) -> int:
+    from lmforge.eval import tasks
+
+    print(tasks.__doc__.split("\n\n", 1)[1].rstrip())
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="an lmforge or Hugging Face (InternLM2 / Llama) checkpoint directory")
+    p.add_argument("--tokenizer", default=None, help="tokenizer directory (default: the checkpoint's own)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda when available)")
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    """Add `eval` and its actions to lmforge's top-level subparsers."""
+    p = subparsers.add_parser("eval", help="OpenCompass-style benchmarks, Needle-in-a-Haystack, perplexity, reports")
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    r = sub.add_parser("run", help="evaluate a checkpoint on benchmark tasks (results.json, results.md)")
+    _common(r)
+    r.add_argument("--tasks", default="mmlu,arc_easy,arc_challenge,hellaswag,gsm8k,humaneval,mbpp",
+                   help="comma-separated: built-in names (`lmforge eval tasks`), ceval:DIR, cmmlu:DIR, "
+                        "mmlu:SUBJECT+SUBJECT or task .toml files (default: %(default)s)")
+    r.add_argument("--limit", type=int, default=None, help="first N items of each task (per subject for MMLU)")
+    r.add_argument("--out", default=None, help="output folder (default: <checkpoint>/../eval/<name>)")
+    r.add_argument("--cache", default=None, help="results cache folder (default: <out>/cache); rerun to resume")
+    r.add_argument("--max-length", type=int, default=None, help="longest input in tokens (default: the model's window)")
+    r.add_argument("--batch-size", type=int, default=16, help="prompts per generation batch")
+    r.add_argument("--seed", type=int, default=1234)
+    r.add_argument("--samples", type=int, default=None, help="code tasks: completions per problem (default 1)")
+    r.add_argument("--temperature", type=float, default=None,
+                   help="code tasks: sampling temperature for --samples > 1 (default 0: greedy)")
+    r.add_argument("--pass-k", type=_ints, default=None, help="code tasks: k of pass@k, e.g. 1,10 (default 1)")
+    r.add_argument("--max-new-tokens", type=int, default=None,
+                   help="cap on generated tokens for generation and code tasks (default: each task's own)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.set_defaults(fn=_cmd_run)
+
+    n = sub.add_parser("niah", help="Needle-in-a-Haystack grid and heatmap (NeedleBench style)")
+    _common(n)
+    n.add_argument("--haystack", default="en,zh,passkey", help="en, zh, passkey (default: %(default)s)")
+    n.add_argument("--lengths", type=_ints, default=None, help="context lengths, e.g. 64,128,256,512 "
+                                                               "(default: 1/4, 1/2, 1, 2 x the window)")
+    n.add_argument("--depths", type=int, default=11, help="number of depths from 0 to 100%% (default: 11)")
+    n.add_argument("--repeats", type=int, default=3, help="needles per cell (default: 3)")
+    n.add_argument("--max-new-tokens", type=int, default=16)
+    n.add_argument("--seed", type=int, default=0)
+    n.add_argument("--out", default=None, help="output folder (default: <checkpoint>/../eval/<name>)")
+    n.set_defaults(fn=_cmd_niah)
+
+    q = sub.add_parser("ppl", help="held-out perplexity per language and by position")
+    _common(q)
+    q.add_argument("--lang", default="en,zh", help="embedded held-out text: en, zh (default: %(default)s)")
+    q.add_argument("--file", action="append", default=[], help="also a UTF-8 text file (repeatable)")
+    q.add_argument("--window", type=int, default=None, help="tokens per window (default: the model's window)")
+    q.add_argument("--max-windows", type=int, default=16)
+    q.add_argument("--out", default=None, help="write the numbers to this JSON file")
+    q.set_defaults(fn=_cmd_ppl)
+
+    c = sub.add_parser("compare", help="several results side by side (Markdown)")
+    c.add_argument("results", nargs="+", help="results.json files or the folders holding them")
+    c.add_argument("--groups", action="store_true", help="also per subject")
+    c.add_argument("--out", default=None, help="write the Markdown table here (default: print it)")
+    c.set_defaults(fn=_cmd_compare)
+
+    s = sub.add_parser("scaling", help="fit L = E + A x^-alpha to a sweep and plot it")
+    s.add_argument("sweep", help="JSON list or JSON lines of runs with loss and flops (or params and tokens)")
+    s.add_argument("--x", default="flops", choices=["flops", "params", "tokens"])
+    s.add_argument("--out", default=None, help="PNG path (default: the sweep file with .png)")
+    s.set_defaults(fn=_cmd_scaling)
+
+    t = sub.add_parser("tasks", help="list the built-in tasks")
+    t.set_defaults(fn=_cmd_tasks)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m lmforge.eval.cli ...`, the same actions without the top-level command."""
+    parser = argparse.ArgumentParser(prog="lmforge")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,52 @@
+"""The NeedleBench heatmap: depth (rows) x context length (columns), red -> green, with the average.
+
+Drawn with matplotlib's Agg backend (no display needed). A dashed line marks the model's trained
+window, beyond which dynamic NTK scaling stretches RoPE (PAPERS.md sections 1 and 9).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+# NeedleBench's palette: red (0) -> amber -> green (100).
+COLORS = ["#F0496E", "#EBB839", "#0CD79F"]
+
+
+def _length_label(n: int) -> str:
+    return f"{n // 1024}k" if n >= 1024 and n % 1024 == 0 else str(n)
+
+
+def plot_heatmap(scores: Sequence[Sequence[float]], depths: Sequence[float], lengths: Sequence[int],
+                 path: str | Path, title: str, window: int | None = None) -> Path:
+    """Write a PNG of `scores[depth][length]` (0..100) and return its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LinearSegmentedColormap
+
+    values = [v for row in scores for v in row]
+    average = sum(values) / len(values) if values else float("nan")
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(lengths), 1.0 + 0.45 * len(depths)))
+    cmap = LinearSegmentedColormap.from_list("needlebench", COLORS)
+    image = ax.imshow(scores, cmap=cmap, vmin=0, vmax=100, aspect="auto")
+    for i, row in enumerate(scores):
+        for j, v in enumerate(row):
+            ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=8, color="black")
+    ax.set_xticks(range(len(lengths)), [_length_label(n) for n in lengths])
+    ax.set_yticks(range(len(depths)), [f"{d:.0f}%" for d in depths])
+    ax.set_xlabel("context length (tokens)")
+    ax.set_ylabel("needle depth")
+    if window is not None and lengths and window < max(lengths):
+        # Between the last length inside the window and the first beyond it.
+        inside = sum(1 for n in lengths if n <= window)
+        ax.axvline(inside - 0.5, color="black", linestyle="--", linewidth=1)
+    ax.set_title(f"{title}\naverage {average:.1f}")
+    fig.colorbar(image, ax=ax, label="score")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

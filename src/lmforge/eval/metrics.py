@@ -1,0 +1,75 @@
+"""Scoring maths, as small pure functions (PAPERS.md section 9).
+
+- multiple choice: the most likely choice (`acc`) and the most likely per character of the choice
+  (`acc_norm`, lm-evaluation-harness's length normalisation), ties going to the first choice;
+- pass@k with the unbiased estimator of Chen et al. 2021 (HumanEval paper, eq. 1):
+  `1 - C(n - c, k) / C(n, k)` for n samples of which c pass;
+- NeedleBench's score: 100 when the answer appears in the prediction, otherwise partial credit
+  `100 * (1 - edit_distance / max(len))` between the prediction and the answer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+
+def argmax_first(values: Sequence[float]) -> int:
+    """Index of the largest value, the first one on ties (as numpy.argmax)."""
+    best = 0
+    for i, v in enumerate(values):
+        if v > values[best]:
+            best = i
+    return best
+
+
+def choice_predictions(logliks: Sequence[float], choices: Sequence[str]) -> tuple[int, int]:
+    """(raw prediction, length-normalised prediction) from per-choice log-likelihoods.
+
+    The normalisation divides by the number of characters of the choice text (without the
+    delimiter before it), which is what lm-evaluation-harness's `acc_norm` does.
+    """
+    normalised = [ll / max(len(c), 1) for ll, c in zip(logliks, choices)]
+    return argmax_first(logliks), argmax_first(normalised)
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples with c correct: 1 - C(n-c, k) / C(n, k)."""
+    if not 0 <= c <= n or k < 1 or k > n:
+        raise ValueError(f"pass_at_k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    # The product form of the ratio of binomials avoids huge integers (Chen et al., figure 3).
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+
+
+def levenshtein(a: str, b: str) -> int:
+    """Edit distance (insertions, deletions, substitutions of one character each)."""
+    if len(a) < len(b):
+        a, b = b, a
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def needle_score(prediction: str, answer: str) -> float:
+    """NeedleBench's score in [0, 100]: 100 if the answer is in the prediction, else partial
+    credit by edit distance between the prediction's first line and the answer (whitespace
+    removed, so Chinese and English are treated alike)."""
+    if answer and answer in prediction:
+        return 100.0
+    lines = [ln for ln in prediction.strip().splitlines() if ln.strip()]
+    pred = "".join(lines[0].split()) if lines else ""
+    ref = "".join(answer.split())
+    longest = max(len(pred), len(ref))
+    if longest == 0:
+        return 100.0
+    return max(0.0, 100.0 * (1.0 - levenshtein(pred, ref) / longest))
+
+
+def mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")

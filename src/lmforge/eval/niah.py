@@ -1,0 +1,185 @@
+"""Needle-in-a-Haystack, NeedleBench style (PAPERS.md section 9).
+
+A haystack of real text (English: the Python documentation's prose; Chinese: People's Daily
+1998) is cut to a context length measured in the model's tokens; a needle - a sentence stating
+a fact that appears nowhere else - is inserted at a depth of 0..100%, backing up to the nearest
+sentence end; the prompt ends with a question about the fact. The grid is lengths x depths
+(up to the model's window and beyond it, where dynamic NTK stretches RoPE), each cell repeated
+with different needles and haystack offsets. Scoring: 100 when the answer appears in the
+completion, otherwise edit-distance partial credit (lmforge.eval.metrics.needle_score). The
+output is a JSON of every cell and item and a red -> green depth x length heatmap with the average.
+
+`kind="passkey"` swaps in the pass-key task (lmforge.eval.passkey) that a tiny model can learn,
+and also records the log-likelihood of the right answer, which moves before exact retrieval does.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from lmforge.eval import passkey
+from lmforge.eval.heatmap import plot_heatmap
+from lmforge.eval.lm import GenParams, LanguageModel
+from lmforge.eval.metrics import mean, needle_score
+
+KINDS = ("en", "zh", "passkey")
+SENTENCE_ENDS = ".!?。！？\n"
+
+TEMPLATES = {
+    "en": ("This is a test of long-text capability. Read the document below, then answer the question "
+           "that follows it.\n\n", "\n\nQuestion: {question}\nAnswer:"),
+    "zh": ("这是一个长文本能力的测试。请阅读下面的文档，然后回答文档后面的问题。\n\n", "\n\n问题：{question}\n回答："),
+    "passkey": (passkey.HEADER, "\n\n{question}"),
+}
+
+# Needle templates: (fact, question, answer) with slots filled at random per repeat.
+_EN_NAMES = ["Ada", "Boris", "Chloe", "Darius", "Elena", "Farid", "Greta", "Hiro", "Imani", "Jonas"]
+_EN_ITEMS = ["purple basil", "smoked paprika", "wild fennel", "black garlic", "lemon myrtle", "star anise"]
+_ZH_NAMES = ["张伟", "李娜", "王芳", "刘洋", "陈静", "杨磊", "赵敏", "黄勇"]
+_ZH_ITEMS = ["桂花", "陈皮", "花椒", "枸杞", "八角", "山楂"]
+NEEDLES = {
+    "en": [("The secret ingredient of {name}'s famous soup is {item}.",
+            "What is the secret ingredient of {name}'s famous soup?", "{item}"),
+           ("The password to {name}'s treasure chest is {number}.",
+            "What is the password to {name}'s treasure chest?", "{number}")],
+    "zh": [("{name}的秘密配方里最重要的材料是{item}。", "{name}的秘密配方里最重要的材料是什么？", "{item}"),
+           ("{name}宝箱的密码是{number}。", "{name}宝箱的密码是多少？", "{number}")],
+}
+
+
+@dataclass
+class Needle:
+    text: str
+    question: str
+    answer: str
+
+
+def make_needle(kind: str, rng: random.Random) -> Needle:
+    if kind == "passkey":
+        text, answer = passkey.needle(passkey.random_key(rng))
+        return Needle(text.strip(), passkey.QUESTION, answer)
+    names, items = (_EN_NAMES, _EN_ITEMS) if kind == "en" else (_ZH_NAMES, _ZH_ITEMS)
+    fact, question, answer = rng.choice(NEEDLES[kind])
+    slots = {"name": rng.choice(names), "item": rng.choice(items), "number": str(rng.randrange(10_000, 100_000))}
+    return Needle(fact.format(**slots), question.format(**slots), answer.format(**slots))
+
+
+@cache
+def haystack_source(kind: str) -> str:
+    from lmforge import corpora
+
+    if kind == "en":
+        return corpora.pydoc_text()
+    if kind == "zh":
+        return corpora.chinese_news_text(2_000_000)
+    return passkey.filler(200_000)
+
+
+def depth_grid(n: int = 11) -> list[int]:
+    """NeedleBench's depths: n points from 0 to 100 (n = 11 gives 0, 10, 21, 31, ..., 94, 100)."""
+    if n < 2:
+        return [0]
+    step = 100 / (2 * (n - 1) - 1)
+    return [int(2 * i * step) for i in range(n - 1)] + [100]
+
+
+def insert_needle(haystack: str, needle: str, depth: float) -> str:
+    """Put `needle` at `depth` percent of `haystack`, moved back to just after a sentence end."""
+    at = int(len(haystack) * depth / 100)
+    while at > 0 and haystack[at - 1] not in SENTENCE_ENDS:
+        at -= 1
+    sep = "" if any("\u4e00" <= ch <= "\u9fff" for ch in needle) else " "
+    before, after = haystack[:at].rstrip(" "), haystack[at:].lstrip(" ")
+    return f"{before}{sep if before else ''}{needle}{sep if after else ''}{after}"
+
+
+def build_prompt(tokenizer, kind: str, needle_text: str, question: str, length: int, depth: float,
+                 offset: int = 0) -> str:
+    """A prompt of about `length` tokens: header, haystack with the needle at `depth`, question."""
+    header, footer = TEMPLATES[kind]
+    footer = footer.format(question=question)
+    fixed = len(tokenizer.encode(header + footer + needle_text)) + 2  # + BOS and a separator
+    budget = max(length - fixed, 0)
+    source = haystack_source(kind)
+    start = offset % len(source)
+    while start > 0 and source[start - 1] not in SENTENCE_ENDS:  # begin at a sentence
+        start -= 1
+    chars = 8 * budget + 64  # more than `budget` tokens of text in any language
+    text = (source[start:] + "\n" + source) * (1 + chars // max(len(source), 1))
+    hay = tokenizer.decode(tokenizer.encode(text[:chars])[:budget]) if budget else ""
+    return header + insert_needle(hay, needle_text, depth) + footer
+
+
+def run_niah(lm: LanguageModel, tokenizer, *, lengths: Sequence[int], depths: Sequence[float] | None = None,
+             repeats: int = 3, kind: str = "en", max_new_tokens: int = 16, seed: int = 0,
+             out_dir: str | Path | None = None, window: int | None = None,
+             answer_logprob: bool | None = None) -> dict:
+    """Score `lm` on the lengths x depths grid; writes niah_<kind>.json and .png into out_dir."""
+    if kind not in KINDS:
+        raise ValueError(f"NIAH kind {kind!r}: expected one of {KINDS}")
+    depths = list(depths) if depths is not None else depth_grid()
+    answer_logprob = kind == "passkey" if answer_logprob is None else answer_logprob
+    rng = random.Random(seed)
+    items = []
+    for length in lengths:
+        for depth in depths:
+            for r in range(repeats):
+                needle = make_needle(kind, rng)
+                prompt = build_prompt(tokenizer, kind, needle.text, needle.question, length, depth,
+                                      offset=rng.randrange(len(haystack_source(kind))))
+                items.append({"length": length, "depth": depth, "repeat": r, "needle": needle.text,
+                              "answer": needle.answer, "prompt": prompt})
+    stop = ("\n",) if kind != "passkey" else ("\n", ".")
+    completions = lm.generate([it["prompt"] for it in items],
+                              GenParams(max_new_tokens=max_new_tokens, stop=stop, truncate=False))
+    logprobs = (lm.loglikelihood([(it["prompt"], " " + it["answer"]) for it in items])
+                if answer_logprob else [(None, None)] * len(items))
+    for it, text, (lp, _) in zip(items, completions, logprobs):
+        it.update(completion=text, score=needle_score(text, it["answer"]), exact=float(it["answer"] in text),
+                  prompt_tokens=len(tokenizer.encode(it["prompt"])) + 1, answer_logprob=lp)
+    grid = [[mean([it["score"] for it in items if it["length"] == n and it["depth"] == d]) for n in lengths]
+            for d in depths]
+    exact = [[mean([it["exact"] for it in items if it["length"] == n and it["depth"] == d]) for n in lengths]
+             for d in depths]
+    result = {"kind": kind, "model": getattr(lm, "name", "model"), "lengths": list(lengths), "depths": depths,
+              "repeats": repeats, "window": window, "scores": grid, "exact": exact,
+              "average": mean([it["score"] for it in items]), "exact_average": mean([it["exact"] for it in items]),
+              "items": [{k: v for k, v in it.items() if k != "prompt"} for it in items]}
+    if answer_logprob:
+        result["answer_logprob_by_length"] = {
+            str(n): mean([it["answer_logprob"] for it in items if it["length"] == n]) for n in lengths}
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"niah_{kind}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n",
+                                               encoding="utf-8")
+        result["heatmap"] = str(plot_heatmap(grid, depths, lengths, out / f"niah_{kind}.png",
+                                             f"{result['model']}: needle in a haystack ({kind})", window))
+    return result
+
+
+def run_niah_checkpoint(checkpoint: str | Path, *, kinds: Sequence[str] = ("en",), lengths: Sequence[int] | None = None,
+                        depths: int = 11, repeats: int = 3, out: str | Path | None = None,
+                        tokenizer: str | Path | None = None, device: str = "auto", max_new_tokens: int = 16,
+                        seed: int = 0) -> dict:
+    """`lmforge eval niah`: the grid on a checkpoint (default lengths: 1/4, 1/2, 1 and 2 x its window)."""
+    from lmforge.eval.lm import load_checkpoint
+
+    checkpoint = Path(checkpoint)
+    lm = load_checkpoint(checkpoint, tokenizer=tokenizer, device=device)
+    window = lm.model.cfg.max_seq_len
+    lengths = list(lengths) if lengths else [window // 4, window // 2, window, 2 * window]
+    lm.max_length = max(max(lengths) + 64, lm.max_length)  # the answer log-likelihood needs the whole prompt
+    out = Path(out) if out is not None else checkpoint.resolve().parent / "eval" / checkpoint.name
+    results = {}
+    for kind in kinds:
+        r = run_niah(lm, lm.tokenizer, lengths=lengths, depths=depth_grid(depths), repeats=repeats, kind=kind,
+                     max_new_tokens=max_new_tokens, seed=seed, out_dir=out, window=window)
+        print(f"NIAH {kind}: average {r['average']:.1f}, exact {100 * r['exact_average']:.1f}% -> {r['heatmap']}")
+        results[kind] = r
+    return results
