@@ -54,9 +54,13 @@ def _cmd_convert(args) -> int:
     import torch
 
     from lmforge.model.convert import convert
+    from lmforge.train.export import export_training_checkpoint, is_training_checkpoint
 
     dtype = getattr(torch, args.dtype) if args.dtype else None
-    out = convert(args.src, args.dst, to=args.to, dtype=dtype)
+    if is_training_checkpoint(args.src):  # a DCP checkpoint of `lmforge train`, from any number of processes
+        out = export_training_checkpoint(args.src, args.dst, fmt=args.to, dtype=dtype)
+    else:
+        out = convert(args.src, args.dst, to=args.to, dtype=dtype)
     print(f"wrote {args.to} checkpoint to {out}")
     return 0
 
@@ -188,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(fn=_cmd_tokenizer_encode)
 
     p = sub.add_parser("convert", help="convert a checkpoint to the InternLM2 or Llama Hugging Face format")
-    p.add_argument("src", help="an InternLM2 or Llama checkpoint directory (lmforge's or a published one)")
+    p.add_argument("src", help="an InternLM2 or Llama checkpoint directory (lmforge's or a published one), "
+                               "or a training checkpoint (train_dir/<stage>/checkpoints/step_N)")
     p.add_argument("dst", help="output directory")
     p.add_argument("--to", required=True, choices=["internlm2", "llama"])
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="default: as stored")

@@ -105,3 +105,18 @@ def test_resume_is_exact(dataset, recipe, straight, tmp_path, sig):
     assert _losses(out) == _losses(straight)  # bit-exact on CPU
     ws, wr = _weights(straight), _weights(out)
     assert all(torch.equal(ws[k], wr[k]) for k in ws)
+
+
+def test_convert_exports_a_two_process_training_checkpoint(dataset, recipe, tmp_path):
+    """`lmforge convert` reads a DCP checkpoint written by 2 processes into one HF directory."""
+    from lmforge.cli import main
+
+    root, _ = dataset
+    out = tmp_path / "run"
+    _run(_train_cmd(recipe, out, root, nproc=2, steps=4, extra=["train.ckpt_every=4"]))
+    ckpt = out / "main" / "checkpoints" / "step_00000004"
+    assert main(["convert", str(ckpt), str(tmp_path / "llama"), "--to", "llama"]) == 0
+    assert main(["convert", str(tmp_path / "llama"), str(tmp_path / "back"), "--to", "internlm2"]) == 0
+    exported, final = load_file(str(tmp_path / "back" / "model.safetensors")), _weights(out)
+    assert exported.keys() == final.keys() and all(torch.equal(exported[k], final[k]) for k in final)
+    assert (tmp_path / "llama" / "tokenizer.json").is_file()

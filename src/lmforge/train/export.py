@@ -1,0 +1,49 @@
+"""Export any training checkpoint (DCP, written by N processes) to a Hugging Face directory.
+
+A checkpoint `<stage>/checkpoints/step_XXXXXXXX/` sits under the stage directory whose
+`config.json` records the model and train settings; the weights are read from the DCP files into a
+plain, unsharded model (DCP reassembles the shards of every process) and written with
+`lmforge.model.save_checkpoint`, tokenizer files included.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import get_model_state_dict, set_model_state_dict
+
+from lmforge.model import ModelConfig, save_checkpoint
+from lmforge.model.hf import InternLM2_on_meta
+from lmforge.train.checkpoint import _quiet_dcp
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model")
+
+
+def is_training_checkpoint(path: str | Path) -> bool:
+    return (Path(path) / "trainer_state.json").is_file() and (Path(path) / ".metadata").is_file()
+
+
+def export_training_checkpoint(src: str | Path, dst: str | Path, fmt: str = "internlm2",
+                               dtype: torch.dtype | None = None) -> Path:
+    src = Path(src)
+    stage_config = src.parent.parent / "config.json"
+    if not stage_config.is_file():
+        raise FileNotFoundError(f"{src}: the stage's config.json ({stage_config}) is missing; it records the model "
+                                "dimensions the checkpoint was trained with")
+    settings = json.loads(stage_config.read_text())
+    cfg = ModelConfig(**settings["model"])
+    model = InternLM2_on_meta(cfg).to_empty(device="cpu")
+    state = {"model": get_model_state_dict(model)}
+    with _quiet_dcp():
+        dcp.load(state, checkpoint_id=str(src))
+    set_model_state_dict(model, state["model"])
+    out = save_checkpoint(model, dst, fmt=fmt, dtype=dtype)
+    tokenizer = settings.get("train", {}).get("tokenizer", "")
+    for name in TOKENIZER_FILES:
+        if tokenizer and (Path(tokenizer) / name).is_file():
+            shutil.copyfile(Path(tokenizer) / name, out / name)
+    return out
