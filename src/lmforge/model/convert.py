@@ -7,14 +7,12 @@ files beside the weights travel with them, so the converted directory is usable 
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import torch
 
 from lmforge.model.hf import load_model, save_checkpoint
-
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model")
+from lmforge.tokenizer.hf_files import copy_tokenizer_files
 
 
 def convert(src: str | Path, dst: str | Path, to: str, dtype: torch.dtype | None = None) -> Path:
@@ -25,7 +23,5 @@ def convert(src: str | Path, dst: str | Path, to: str, dtype: torch.dtype | None
         raise ValueError(f"convert: source and destination are the same directory ({src}); choose another DST")
     model = load_model(src)
     save_checkpoint(model, dst, fmt=to, dtype=dtype)
-    for name in TOKENIZER_FILES:
-        if (src / name).is_file():
-            shutil.copyfile(src / name, dst / name)
+    copy_tokenizer_files(src, dst)
     return dst

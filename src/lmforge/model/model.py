@@ -48,9 +48,10 @@ class Attention(nn.Module):
         B, T, _ = x.shape
         r = self.n_heads // self.n_kv_heads
         qkv = self.wqkv(x).view(B, T, self.n_kv_heads, r + 2, self.head_dim)
-        q = qkv[:, :, :, :r].reshape(B, T, self.n_heads, self.head_dim).transpose(1, 2)
-        k = qkv[:, :, :, r].transpose(1, 2)
-        v = qkv[:, :, :, r + 1].transpose(1, 2)
+        # split, not three slices: its backward writes the three gradients into one tensor.
+        q, k, v = qkv.split([r, 1, 1], dim=3)
+        q = q.reshape(B, T, self.n_heads, self.head_dim).transpose(1, 2)
+        k, v = k.squeeze(3).transpose(1, 2), v.squeeze(3).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if kv_cache is not None:
             k, v = kv_cache.update(self.layer_idx, k, v)

@@ -10,6 +10,7 @@ instead, which `sentencepiece.py` converts.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -116,3 +117,17 @@ def write_files(
     for name, data in ((TOKENIZER_CONFIG, config), (SPECIAL_TOKENS_MAP, special_map)):
         text = json.dumps(data, ensure_ascii=False, indent=2) + "\n"
         (directory / name).write_text(text, encoding="utf-8")
+
+
+# The files that make a tokenizer directory; they travel with every exported checkpoint.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model")
+
+
+def copy_tokenizer_files(src: str | Path, dst: str | Path) -> list[str]:
+    """Copy whichever tokenizer files `src` holds into `dst`; return their names."""
+    copied = []
+    for name in TOKENIZER_FILES:
+        if (Path(src) / name).is_file():
+            shutil.copyfile(Path(src) / name, Path(dst) / name)
+            copied.append(name)
+    return copied

@@ -9,7 +9,6 @@ plain, unsharded model (DCP reassembles the shards of every process) and written
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import torch
@@ -18,9 +17,8 @@ from torch.distributed.checkpoint.state_dict import get_model_state_dict, set_mo
 
 from lmforge.model import ModelConfig, save_checkpoint
 from lmforge.model.hf import InternLM2_on_meta
+from lmforge.tokenizer.hf_files import copy_tokenizer_files
 from lmforge.train.checkpoint import _quiet_dcp
-
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model")
 
 
 def is_training_checkpoint(path: str | Path) -> bool:
@@ -43,7 +41,6 @@ def export_training_checkpoint(src: str | Path, dst: str | Path, fmt: str = "int
     set_model_state_dict(model, state["model"])
     out = save_checkpoint(model, dst, fmt=fmt, dtype=dtype)
     tokenizer = settings.get("train", {}).get("tokenizer", "")
-    for name in TOKENIZER_FILES:
-        if tokenizer and (Path(tokenizer) / name).is_file():
-            shutil.copyfile(Path(tokenizer) / name, out / name)
+    if tokenizer:
+        copy_tokenizer_files(tokenizer, out)
     return out

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import shutil
 import signal
 import time
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from rich.console import Console
 
 from lmforge.model import InternLM2, ModelConfig, flops_per_token, load_model, lm_loss, save_checkpoint
 from lmforge.model.hf import InternLM2_on_meta
+from lmforge.tokenizer.hf_files import copy_tokenizer_files
 from lmforge.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint as save_training_checkpoint
 from lmforge.train.config import StageSection, TrainSection, stage_configs
 from lmforge.train.loader import Batch, PackedLoader, TokenStream, make_batch
@@ -33,7 +33,6 @@ from lmforge.train.parallel import DistInfo, all_reduce_sum, barrier, init_distr
 from lmforge.train.schedule import lr_at
 from lmforge.train.spike import SpikeDetector
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model")
 DONE = "DONE"
 
 
@@ -133,9 +132,8 @@ def _export(model, cfg: ModelConfig, out: Path, tokenizer_dir: str, info: DistIn
         plain = InternLM2_on_meta(cfg)
         plain.load_state_dict({k: v.float() for k, v in full.items()}, assign=True)
         save_checkpoint(plain, out, fmt="internlm2")
-        for name in TOKENIZER_FILES:
-            if tokenizer_dir and (Path(tokenizer_dir) / name).is_file():
-                shutil.copyfile(Path(tokenizer_dir) / name, out / name)
+        if tokenizer_dir:
+            copy_tokenizer_files(tokenizer_dir, out)
     barrier(info)
     return out
 
