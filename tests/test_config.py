@@ -69,3 +69,27 @@ def test_parse_override_forms():
     assert parse_override("a.b=hello world") == (["a", "b"], "hello world")
     with pytest.raises(RecipeError, match="section.key=value"):
         parse_override("a.b")
+
+
+@pytest.mark.parametrize("name", ["small-gpu.toml", "internlm2-1.8b.toml", "internlm2-7b.toml"])
+def test_gpu_recipes_build_on_the_meta_device(name):
+    """The multi-GPU recipes are validated without training: every stage's model builds on the
+    meta device with the preset's size, and every batch splits over 8 processes."""
+    import torch
+
+    from lmforge.model import InternLM2, num_params
+    from lmforge.train.config import stage_configs
+
+    recipe = load_recipe(RECIPES / name, Recipe)
+    cfg = model_config(recipe.model, vocab_size=32768)
+    stages = stage_configs(recipe.train)
+    assert [s[0] for s in stages][-1] in ("long", "32k") and len(stages) == 2
+    short, long = stages[0][2], stages[1][2]
+    assert long.seq_len == 8 * short.seq_len and long.rope_theta == 1_000_000.0 and short.rope_theta == 50_000.0
+    for _, tc, stage in stages:
+        assert tc.global_batch % (tc.micro_batch * 8) == 0, (name, stage.name)
+        with torch.device("meta"):
+            model = InternLM2(cfg.replace(rope_theta=stage.rope_theta, max_seq_len=stage.max_seq_len))
+        assert model.num_params() == num_params(model.cfg)
+    if name.startswith("internlm2-7b"):
+        assert abs(num_params(cfg) - 7.74e9) < 0.01e9 and cfg.vocab_size == 92544
