@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import os
-import platform
 import shutil
 import statistics
 import tempfile
@@ -38,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from machine import cpu_name
 from lmforge.data.dedup import minhash as mh
 from lmforge.data.dedup.stage import candidate_pairs
 from lmforge.data.dedup.unionfind import connected_components
@@ -260,7 +260,7 @@ def main() -> None:
                      f"{base / t:.2f}x"))
 
     header = ("benchmark", "implementation", "throughput", "output", "ratio (lmforge/peer)")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+    print(f"machine: {cpu_name()}, {os.cpu_count()} cores, "
           f"{args.pages} pages, {args.repeats} repeats (median)")
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     for row in (header, *rows):

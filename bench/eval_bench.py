@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -25,22 +24,12 @@ import time
 
 import torch
 
+from machine import cpu_name
 from lmforge.corpora import english_text
 from lmforge.eval.lm import load_checkpoint
 from lmforge.eval.tasks import hellaswag, mmlu
 from lmforge.model import InternLM2, num_params, preset, save_checkpoint
 from lmforge.tokenizer import train_bpe
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def requests_for(task, limit: int) -> tuple[int, list[tuple[str, str]]]:

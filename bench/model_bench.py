@@ -33,21 +33,11 @@ from collections.abc import Callable
 
 import torch
 
+from machine import cpu_name
 from lmforge.generate import SamplingParams, generate
 from lmforge.model import InternLM2, ModelConfig, flops_per_token, lm_loss, num_params, save_checkpoint
 
 SIDES = ("lmforge", "transformers")
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def n_cores() -> int:
@@ -206,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                       n_kv_heads=args.kv_heads, ffn_dim=args.ffn_dim, rope_theta=10_000.0,
                       max_seq_len=max(512, args.seq, args.prompt_len + args.new_tokens))
 
-    machine = (f"{cpu_model()}, {n_cores()} cores; torch {torch.__version__} with "
+    machine = (f"{cpu_name()}, {n_cores()} cores; torch {torch.__version__} with "
                f"torch.set_num_threads({threads}); transformers {transformers.__version__}; "
                f"Python {platform.python_version()}")
     model_desc = (f"InternLM2 dim {cfg.dim}, {cfg.n_layers} layers, {cfg.n_heads} heads / {cfg.n_kv_heads} "

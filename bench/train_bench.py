@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -27,6 +26,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from machine import cpu_name
 from lmforge.model import InternLM2, ModelConfig, flops_per_token, save_checkpoint
 from lmforge.model.loss import lm_loss
 from lmforge.train.metrics import measured_peak_flops
@@ -178,9 +178,7 @@ def main() -> None:
     console = Console()
     import transformers
 
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor())
-    console.print(f"{cpu}, {threads} threads; torch {torch.__version__}, transformers {transformers.__version__}")
+    console.print(f"{cpu_name()}, {threads} threads; torch {torch.__version__}, transformers {transformers.__version__}")
     rows = speed(args, console) + memory(args, console)
     table = Table(title="training: lmforge vs the alternative (ratio = lmforge / other; memory: lower is better)")
     for col in ("measure", "lmforge", "other", "ratio"):
