@@ -6,14 +6,15 @@ weights and compute the same function. In one process we then time:
 
 - a training step, forward + backward, each library with its own loss idiom, in tokens/s and as
   MFU: `flops_per_token` (6N + attention) times tokens/s over this machine's fp32 matmul peak,
-  measured here (the best of a few 2048^3 `torch.mm`);
+  measured here (the best of 10 2048^3 `torch.mm`, before and after the training step);
 - greedy decoding with a KV cache: `lmforge.generate.generate` vs `model.generate(do_sample=False)`,
   at batch 1 and batch 8, both producing exactly --new-tokens tokens per row; the generated
   tokens are compared and the table says whether they are identical.
 
 Repeats are interleaved (ours, theirs, theirs, ours, ...) and the median of each side is reported,
-so a background load slows both sides alike and the ratios stay meaningful. ratio = lmforge /
-transformers, both as throughput: above 1 means lmforge is faster.
+which spreads a background load over both sides; the output says how noisy the run was (the load
+average at the start, the spread of the repeats). ratio = lmforge / transformers, both as
+throughput: above 1 means lmforge is faster.
 
     .venv/bin/python bench/model_bench.py                    # `make bench`
     .venv/bin/python bench/model_bench.py --quick            # a smaller model, fewer repeats
@@ -52,7 +53,7 @@ def load_average() -> float | None:
         return None
 
 
-def matmul_peak(n: int = 2048, iters: int = 5) -> float:
+def matmul_peak(n: int = 2048, iters: int = 10) -> float:
     """Best fp32 FLOP/s of an n x n @ n x n `torch.mm` on this machine (FLOPs = 2 n^3)."""
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)
@@ -155,25 +156,31 @@ def bench_decode(ours, theirs, cfg: ModelConfig, batch: int, prompt_len: int, ne
     return times, same
 
 
+class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    def _get_help_string(self, action):  # no "(default: None)" on flags without a value default
+        return action.help if action.default in (None, False) else super()._get_help_string(action)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="lmforge InternLM2 vs transformers LlamaForCausalLM: training "
-                                "step and greedy decode, side by side (see the module docstring).")
+                                "step and greedy decode, side by side (see the module docstring).",
+                                formatter_class=_HelpWithDefaults)
     g = p.add_argument_group("model (InternLM2 architecture, fp32)")
-    g.add_argument("--dim", type=int, default=512)
-    g.add_argument("--layers", type=int, default=6)
-    g.add_argument("--heads", type=int, default=8)
-    g.add_argument("--kv-heads", type=int, default=4)
-    g.add_argument("--ffn-dim", type=int, default=1408)
-    g.add_argument("--vocab", type=int, default=8192)
+    g.add_argument("--dim", type=int, default=512, help="model width")
+    g.add_argument("--layers", type=int, default=6, help="decoder blocks")
+    g.add_argument("--heads", type=int, default=8, help="query heads")
+    g.add_argument("--kv-heads", type=int, default=4, help="key/value heads (GQA)")
+    g.add_argument("--ffn-dim", type=int, default=1408, help="SwiGLU hidden size")
+    g.add_argument("--vocab", type=int, default=8192, help="vocabulary size")
     g = p.add_argument_group("workload")
-    g.add_argument("--batch", type=int, default=4, help="training batch size (default 4)")
-    g.add_argument("--seq", type=int, default=256, help="training sequence length (default 256)")
-    g.add_argument("--prompt-len", type=int, default=32, help="decode prompt length (default 32)")
-    g.add_argument("--new-tokens", type=int, default=128, help="tokens generated per row (default 128)")
-    g.add_argument("--decode-batches", type=int, nargs="+", default=[1, 8], help="default: 1 8")
+    g.add_argument("--batch", type=int, default=4, help="training batch size")
+    g.add_argument("--seq", type=int, default=256, help="training sequence length")
+    g.add_argument("--prompt-len", type=int, default=32, help="decode prompt length")
+    g.add_argument("--new-tokens", type=int, default=128, help="tokens generated per row")
+    g.add_argument("--decode-batches", type=int, nargs="+", default=[1, 8], help="decode batch sizes")
     g = p.add_argument_group("measurement")
-    g.add_argument("--warmup", type=int, default=1, help="untimed repeats per side (default 1)")
-    g.add_argument("--iters", type=int, default=5, help="timed repeats per side; the median is reported (default 5)")
+    g.add_argument("--warmup", type=int, default=1, help="untimed repeats per side")
+    g.add_argument("--iters", type=int, default=7, help="timed repeats per side; the median is reported")
     g.add_argument("--threads", type=int, default=None, help="torch threads (default: the number of cores)")
     g.add_argument("--quick", action="store_true",
                    help="smoke run: dim 256, 4 layers, seq 128, 32 new tokens, 3 repeats")
@@ -205,8 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     load_before = load_average()
     console.print(f"machine: {machine}")
     console.print(f"model:   {model_desc}")
-    peak = matmul_peak()
-    console.print(f"peak:    {peak / 1e9:.1f} GFLOP/s fp32 (best of 5 torch.mm 2048^3, measured now)")
+    peak = matmul_peak()  # again after the training step: a busy core lowers it, the best is the machine's
+    console.print(f"peak:    {peak / 1e9:.1f} GFLOP/s fp32 (best of 10 torch.mm 2048^3, measured now)")
     ours, theirs = build_models(cfg, seed=0)
     if theirs.config._attn_implementation != "sdpa":
         model_desc = model_desc.replace("SDPA on both sides", f"transformers uses {theirs.config._attn_implementation}")
@@ -228,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             tokens, f"same loss ({losses['lmforge']:.4f})" if same_loss
             else f"LOSSES DIFFER: {losses['lmforge']:.6f} vs {losses['transformers']:.6f}")
     fpt = flops_per_token(cfg, args.seq)
+    peak = max(peak, matmul_peak())
     add_row("train MFU, % of measured fp32 peak", times["lmforge"], times["transformers"],
             tokens * fpt / peak * 100, f"{fpt / 1e6:.0f} MFLOP/token", fmt="{:.1f}%")
 
@@ -250,18 +258,17 @@ def main(argv: list[str] | None = None) -> int:
              f"per side, interleaved, after {args.warmup} warmup. Decode tokens/s = generated tokens over "
              "the whole generate() call, prefill included."]
     worst = max(noise)
-    loads = [x for x in (load_before, load_average()) if x is not None]
-    if loads:
-        notes.append(f"Load average (1 min) before / after: {' / '.join(f'{x:.2f}' for x in loads)}; "
-                     f"worst spread of a side's repeats: {worst:.0%} of its median.")
-    if worst > 0.25 or (loads and max(loads) > 0.5 * n_cores()):
-        notes.append("NOISY: other processes were competing for the cores. Interleaving spreads the slowdown over "
-                     "both sides, but threads stalled by a busy core make it uneven; rerun on a quiet machine.")
+    load = f"load average {load_before:.2f} at the start; " if load_before is not None else ""
+    notes.append(f"Noise: {load}the widest spread of one side's repeats was {worst:.0%} of its median.")
+    if worst > 0.25 or (load_before or 0) > 0.5:
+        notes.append("NOISY run: other processes were competing for the cores. Interleaving spreads a slowdown over "
+                     "both sides, but a thread stalled by a busy core makes it uneven; rerun on a quiet machine.")
     for n in notes:
         console.print(n)
     if args.markdown:
         md = [f"Machine: {machine}.", "", f"Model: {model_desc}.", "",
-              f"Measured fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s.", "",
+              f"Measured fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s (best of 10 torch.mm 2048^3, before and "
+              "after the training step).", "",
               "| " + " | ".join(headers) + " |", "|---|---:|---:|---:|---|",
               *("| " + " | ".join(r) + " |" for r in rows), "", *notes, ""]
         with open(args.markdown, "w") as f:
