@@ -186,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="smoke run: dim 256, 4 layers, seq 128, 32 new tokens, 3 repeats")
     p.add_argument("--markdown", metavar="PATH", help="also write the results as Markdown to PATH")
     args = p.parse_args(argv)
+    load_before = load_average()  # before our own imports and model building add to it
     if args.quick:
         args.dim, args.layers, args.heads, args.kv_heads, args.ffn_dim = 256, 4, 4, 2, 704
         args.seq, args.new_tokens, args.iters = 128, 32, 3
@@ -209,7 +210,6 @@ def main(argv: list[str] | None = None) -> int:
     model_desc = (f"InternLM2 dim {cfg.dim}, {cfg.n_layers} layers, {cfg.n_heads} heads / {cfg.n_kv_heads} "
                   f"kv heads, ffn {cfg.ffn_dim}, vocab {cfg.vocab_size}: {num_params(cfg) / 1e6:.1f}M params, "
                   "fp32, attention: SDPA on both sides")
-    load_before = load_average()
     console.print(f"machine: {machine}")
     console.print(f"model:   {model_desc}")
     peak = matmul_peak()  # again after the training step: a busy core lowers it, the best is the machine's

@@ -48,11 +48,11 @@ class Attention(nn.Module):
         B, T, _ = x.shape
         r = self.n_heads // self.n_kv_heads
         qkv = self.wqkv(x).view(B, T, self.n_kv_heads, r + 2, self.head_dim)
-        # split, not three slices: its backward writes the three gradients into one tensor.
-        q, k, v = qkv.split([r, 1, 1], dim=3)
+        # split, not slices: its backward writes the gradients into one tensor.
+        qk, v = qkv.split([r + 1, 1], dim=3)
+        q, k = apply_rope(qk, cos, sin).split([r, 1], dim=3)  # each group's q and k heads rotated in one pass
         q = q.reshape(B, T, self.n_heads, self.head_dim).transpose(1, 2)
         k, v = k.squeeze(3).transpose(1, 2), v.squeeze(3).transpose(1, 2)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if kv_cache is not None:
             k, v = kv_cache.update(self.layer_idx, k, v)
         out = attend(q, k, v, mask)
@@ -131,7 +131,7 @@ class InternLM2(nn.Module):
                 else:
                     position_ids = positions_from_documents(document_ids)
         cos, sin = rope_cos_sin(self.cfg, position_ids, seq_len)
-        cos, sin = cos[:, None], sin[:, None]  # (B, 1, T, head_dim): the head axis, added once for all layers
+        cos, sin = cos[:, :, None, None], sin[:, :, None, None]  # (B, T, 1, 1, head_dim): once for all layers
         h = self.tok_embeddings(input_ids)
         for layer in self.layers:
             h = layer(h, cos, sin, mask, kv_cache)

@@ -79,6 +79,7 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate x of shape (B, H, T, D) by cos/sin of shape (B, 1, T, D) (the output of `rope_cos_sin`
-    with a head axis added, once per forward pass); computed in x's dtype."""
+    """Rotate x (..., D) by cos/sin (..., D) that broadcast to it; computed in x's dtype. The model
+    rotates its q and k heads, laid out (B, T, kv_heads, group, D), by the (B, T, D) output of
+    `rope_cos_sin` with two head axes added once per forward pass."""
     return x * cos.to(x.dtype) + rotate_half(x) * sin.to(x.dtype)
