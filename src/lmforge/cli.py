@@ -21,22 +21,27 @@ PLANNED = {
 
 def _cmd_run(args) -> int:
     from lmforge.config import load_recipe
+    from lmforge.lifecycle.model_stages import StageInterrupted
     from lmforge.recipe import Recipe
     from lmforge.run import run
 
-    run(load_recipe(args.recipe, Recipe, args.set))
+    try:
+        run(load_recipe(args.recipe, Recipe, args.set), Path(args.recipe).parent, getattr(args, "from"))
+    except StageInterrupted as e:
+        print(f"lmforge run: {e}", file=sys.stderr)
+        return 130
     return 0
 
 
 def _cmd_tokenizer_train(args) -> int:
     from rich.console import Console
 
+    from lmforge.lifecycle.corpus import train_tokenizer
     from lmforge.recipe import TokenizerSection
-    from lmforge.run import train_tokenizer
 
     section = TokenizerSection(vocab_size=args.vocab_size, corpora=args.corpora, files=args.files,
-                               max_chars=args.max_chars, min_frequency=args.min_frequency)
-    train_tokenizer(section, Path(args.out), Console())
+                               max_chars=args.max_chars, min_frequency=args.min_frequency, curated=False)
+    train_tokenizer(section, [], {}, Path(args.out), Console())
     return 0
 
 
@@ -75,7 +80,7 @@ def _sampling(args, tok):
 
 def _load_for_inference(path: str):
     from lmforge.model import load_model
-    from lmforge.run import resolve_device
+    from lmforge.lifecycle.model_stages import resolve_device
     from lmforge.tokenizer import Tokenizer
 
     return load_model(path, device=resolve_device("auto")), Tokenizer.load(path)
@@ -169,10 +174,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "evaluation, serving. `lmforge run recipes/tiny.toml` runs everything built so far.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("run", help="run a recipe's stages in order into its run directory")
+    from lmforge.lifecycle.stage import STAGES
+
+    p = sub.add_parser("run", help="run a recipe's stages in order into its run directory",
+                       description="Run the life cycle: " + " -> ".join(STAGES) + ". Each stage writes its own "
+                       "folder under run.out_dir; a rerun skips the stages that are done with the same settings "
+                       "and inputs, redoes those that changed, and resumes an interrupted pre-training from its "
+                       "last checkpoint. The report is report.html / report.md in the run folder.")
     p.add_argument("recipe", help="a recipe TOML file, e.g. recipes/tiny.toml")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a recipe value, e.g. --set model.dim=256 --set run.seed=1 (repeatable)")
+    p.add_argument("--from", choices=STAGES, metavar="STAGE",
+                   help="redo this stage and every later one, even if done: " + ", ".join(STAGES))
     p.set_defaults(fn=_cmd_run)
 
     p = sub.add_parser("tokenizer", help="train or inspect a byte-level BPE tokenizer")

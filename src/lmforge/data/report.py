@@ -179,6 +179,7 @@ def build_report(run_dir: str | Path, truth: str | Path | None = None) -> dict:
                        "kept_of_input": agg["docs_out"] / first_in if first_in else None,
                        "tokens_out": tokens_exact if tokens_exact else estimated_tokens(agg["chars_out"], ratio),
                        "tokens_exact": bool(tokens_exact), "lang_out": dict(agg["lang_out"]),
+                       "chars_out": dict(agg["chars_out"]),
                        "lang_in": dict(agg["lang_in"]), "drops": {k: dict(v) for k, v in agg["drops"].items()},
                        "drops_lang": {k: dict(v) for k, v in agg["drops_lang"].items()},
                        "errors": agg["n_errors"], "error_examples": agg["errors"][:20],

@@ -1,0 +1,208 @@
+"""The run report: every stage's numbers and plots on one page, as Markdown, HTML and JSON.
+
+`write_report(run_dir, ...)` reads the summaries the stages recorded (`lifecycle.stage`) and writes
+
+    report.json   the numbers (what tests and scripts compare: no timings mixed into the metrics)
+    report.md     for a terminal or a code host; images next to it in report/
+    report.html   one static file, images inline (data: URIs), no network, no external script
+
+Sections, in the order of the life cycle: the run (timings, MFU per stage), data (the funnel,
+drops against the planted truth), tokenizer (bytes per token, English and Chinese), pre-training
+(loss curves of both stages), evaluation (perplexity, the benchmark table, the NIAH heatmaps),
+samples, and the exact config and library versions.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import sys
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+from lmforge.config import to_dict
+from lmforge.report.document import Document, write_html, write_markdown
+
+LIBRARIES = ("lmforge", "torch", "tokenizers", "safetensors", "numpy", "transformers", "trafilatura", "pycld2",
+             "datasketch", "ray", "matplotlib")
+
+
+def versions() -> dict:
+    import torch
+
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    out["device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({cpu_name()})"
+    out["threads"] = torch.get_num_threads()
+    return out
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def _num(x, fmt: str = ".3f") -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def collect(run_dir: Path, recipe, outcomes: dict) -> dict:
+    """The report's numbers from the stage summaries (report.json)."""
+    summaries = {name: o.summary for name, o in outcomes.items()}
+    return {"run": {"name": recipe.run.name, "seed": recipe.run.seed, "dir": str(run_dir),
+                    "created": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+            "timings": {name: {"status": o.status, "seconds": round(o.seconds, 2)} for name, o in outcomes.items()},
+            **summaries, "config": to_dict(recipe), "versions": versions()}
+
+
+def funnel_with_tokens(funnel: list[dict], shards: dict | None) -> list[dict]:
+    """Funnel rows with `tokens_out` estimated from characters, at the tokens per character
+    (per language) of the training shards."""
+    if not shards or "chars" not in shards:
+        return funnel
+    tokens, chars = shards["tokens"].get("train", {}), shards["chars"].get("train", {})
+    ratio = {lang: tokens[lang] / chars[lang] for lang in chars if chars[lang] and lang in tokens}
+    rows = []
+    for r in funnel:
+        known = [(lang, n) for lang, n in r.get("chars_out", {}).items() if lang in ratio]
+        rows.append({**r, "tokens_out": sum(n * ratio[lang] for lang, n in known) if known else None})
+    return rows
+
+
+def _copy(src: Path, assets: Path, name: str) -> Path | None:
+    if not src.is_file():
+        return None
+    dst = assets / name
+    shutil.copyfile(src, dst)
+    return dst
+
+
+def build_document(data: dict, run_dir: Path, outcomes: dict, assets: Path) -> Document:
+    doc = Document(f"lmforge run: {data['run']['name']}")
+    v = data["versions"]
+    doc.paragraph(f"Seed {data['run']['seed']}, created {data['run']['created']} on {v['device']} "
+                  f"with torch {v.get('torch')}, lmforge {v.get('lmforge')}. Run folder: `{run_dir}`.")
+
+    sec = doc.section("Stages: timings and MFU")
+    pre = data.get("pretrain", {}).get("stages", {})
+    rows = []
+    for name, t in data["timings"].items():
+        rows.append([name, t["status"], f"{t['seconds']:.1f}", ""])
+    for name, m in pre.items():
+        rows.append([f"pretrain / {name}", "", f"{m['seconds']:.1f}",
+                     f"{m['tokens_per_s'] or 0:,.0f} tokens/s, MFU {_pct(m['mfu'])}"])
+    sec.table(["stage", "status", "seconds", "throughput"], rows)
+    sec.paragraph("MFU is model FLOPs (6N + attention per token) over the measured matmul peak of this machine; "
+                  "a stage marked `skipped` was done before with the same settings and inputs.")
+
+    if "data" in data:
+        d = data["data"]
+        sec = doc.section("Data: the curation funnel")
+        if "crawl" in data:
+            sec.paragraph(f"Input: the demo crawl, {data['crawl']['pages']} pages with planted cases "
+                          f"({', '.join(f'{k} {n}' for k, n in data['crawl']['kinds'].items())}).")
+        funnel = funnel_with_tokens(d["funnel"], data.get("shards"))
+        sec.table(["stage", "docs in", "docs out", "kept", "of input", "en", "zh", "tokens (est.)", "drop reasons"],
+                  [[r["stage"], str(r["docs_in"]), str(r["docs_out"]), _pct(r["kept_of_stage"]),
+                    _pct(r["kept_of_input"]), str(r["lang_out"].get("en", 0)), str(r["lang_out"].get("zh", 0)),
+                    f"{r['tokens_out']:,.0f}" if r["tokens_out"] else "-",
+                    "; ".join(f"{reason} {n}" for step in r["drops"].values() for reason, n in step.items())]
+                   for r in funnel])
+        sec.paragraph("Tokens are estimated from each stage's characters per language times the tokens per "
+                      "character the shards stage measured with the run's tokenizer.")
+        from lmforge.data.report import plot_funnel
+
+        sec.image(plot_funnel({"funnel": funnel}, assets / "funnel.png"),
+                  "the data funnel: documents and tokens kept after each stage")
+        truth = d.get("truth") or {}
+        if truth.get("stages"):
+            sec.paragraph("Against the crawl's planted truth (which stage each bad page should be dropped at):")
+            sec.table(["stage", "dropped", "planted", "precision", "recall"],
+                      [[name, str(s.get("dropped")), str(s.get("planted")), _pct(s.get("precision")),
+                        _pct(s.get("recall"))] for name, s in truth["stages"].items() if name not in d["branches"]])
+
+    if "tokenizer" in data:
+        t, s = data["tokenizer"], data.get("shards", {})
+        sec = doc.section("Tokenizer")
+        sec.paragraph(f"Byte-level BPE, {t['vocab_size']} tokens, trained on {t['train_chars']:,} characters "
+                      f"of curated text in {t['seconds']:.1f}s. Compression on held-out documents:")
+        sec.table(["text", "bytes / token"], [[k, f"{v:.2f}"] for k, v in t["bytes_per_token"].items()])
+        if s:
+            sec.table(["split", "documents", "tokens by language"],
+                      [[split, str(s["docs"].get(split, "-")), ", ".join(f"{k} {n:,}" for k, n in langs.items())]
+                       for split, langs in s["tokens"].items()])
+
+    if pre:
+        p = data["pretrain"]
+        sec = doc.section("Pre-training")
+        m = p["model"]
+        sec.paragraph(f"InternLM2 architecture, {p['params'] / 1e6:.2f}M parameters: dim {m['dim']}, "
+                      f"{m['n_layers']} layers, {m['n_heads']} query / {m['n_kv_heads']} kv heads, "
+                      f"ffn {m['ffn_dim']}, vocab {m['vocab_size']}.")
+        sec.table(["stage", "steps", "tokens", "train loss (last 10)", "val loss", "tokens/s", "MFU", "skipped steps"],
+                  [[name, str(s["steps"]), f"{s['tokens']:,}", _num(s["loss"]), _num(s["val_loss"]),
+                    f"{s['tokens_per_s'] or 0:,.0f}", _pct(s["mfu"]), str(s["skipped"])] for name, s in pre.items()])
+        if p.get("loss_png"):
+            png = _copy(outcomes["pretrain"].folder / p["loss_png"], assets, "loss.png")
+            if png:
+                sec.image(png, "training and validation loss of every stage")
+
+    if "eval" in data:
+        e = data["eval"]
+        sec = doc.section("Evaluation")
+        if e.get("perplexity"):
+            sec.paragraph("Perplexity on the held-out validation documents, at the model's window:")
+            sec.table(["language", "tokens", "perplexity", "bits / byte"],
+                      [[k, str(r["tokens"]), f"{r['ppl']:.2f}", f"{r['bits_per_byte']:.3f}"]
+                       for k, r in e["perplexity"].items()])
+        if e.get("benchmarks"):
+            sec.paragraph(f"Benchmarks ({data['config']['eval']['limit'] or 'all'} examples each):")
+            sec.table(["task", "mode", "n", "metric", "score"],
+                      [[name, b["mode"], str(b["n"]), metric, f"{100 * value:.1f}"]
+                       for name, b in e["benchmarks"].items() for metric, value in b["metrics"].items()])
+        for kind, n in (e.get("niah") or {}).items():
+            sec.paragraph(f"Needle in a haystack ({kind}): average score {n['average']:.1f}, "
+                          f"window {n['window']} tokens (dashed line).")
+            png = _copy(outcomes["eval"].folder / n["heatmap"], assets, f"niah_{kind}.png")
+            if png:
+                sec.image(png, f"NIAH heatmap ({kind}): score by context length and needle depth")
+
+    if "sample" in data:
+        sec = doc.section("Samples")
+        sec.table(["prompt", "completion"], [[r["prompt"], r["completion"]] for r in data["sample"]["samples"]])
+
+    sec = doc.section("Config and versions")
+    sec.code(json.dumps(data["config"], indent=2, ensure_ascii=False))
+    sec.table(["library", "version"], [[k, str(val)] for k, val in data["versions"].items()])
+    return doc
+
+
+def write_report(run_dir: Path, assets: Path, recipe, outcomes: dict, console=None) -> dict:
+    """Write report.json, report.md and report.html into `run_dir`; returns a summary of it."""
+    start = time.perf_counter()
+    data = collect(run_dir, recipe, outcomes)
+    (run_dir / "report.json").write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n",
+                                         encoding="utf-8")
+    doc = build_document(data, run_dir, outcomes, assets)
+    write_markdown(doc, run_dir / "report.md")
+    write_html(doc, run_dir / "report.html")
+    if console is not None:
+        console.print(f"report: {run_dir / 'report.html'} ({len(doc.sections)} sections, "
+                      f"{time.perf_counter() - start:.1f}s)")
+    return {"sections": [s.title for s in doc.sections], "files": ["report.md", "report.html", "report.json"]}
