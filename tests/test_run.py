@@ -135,3 +135,14 @@ def test_shipped_recipes_parse():
     for path in sorted((ROOT / "recipes").glob("*.toml")):
         if path.name != "data-demo.toml":
             load_recipe(path, Recipe)
+
+
+@pytest.mark.skipif(__import__("lmforge.report.render", fromlist=["x"]).find_chromium() is None,
+                    reason="no Chromium (apt-get install chromium, or set LMFORGE_CHROMIUM)")
+def test_report_renders_in_headless_chromium(first, tmp_path):
+    from lmforge.report.render import check, render
+
+    out, _ = first
+    result = render(out / "report.html", tmp_path / "report.png")
+    assert check(result, SECTIONS) == []
+    assert result["images"] == 3 and result["width"] == 1280 and result["height"] > 2000
