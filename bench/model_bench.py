@@ -7,9 +7,11 @@ weights and compute the same function. In one process we then time:
 - a training step, forward + backward, each library with its own loss idiom, in tokens/s and as
   MFU: `flops_per_token` (6N + attention) times tokens/s over this machine's fp32 matmul peak,
   measured here (the best of 10 2048^3 `torch.mm`, before and after the training step);
-- greedy decoding with a KV cache: `lmforge.generate.generate` vs `model.generate(do_sample=False)`,
-  at batch 1 and batch 8, both producing exactly --new-tokens tokens per row; the generated
-  tokens are compared and the table says whether they are identical.
+- greedy decoding with a KV cache: `lmforge.generate.generate` (eager, and with the compiled decode
+  step, `compile=True`) vs `model.generate(do_sample=False)` (eager, its default dynamic cache), at
+  batch 1 and batch 8, all producing exactly --new-tokens tokens per row; the generated tokens are
+  compared and the table says whether they are identical. The first compiled call, which compiles
+  the step, is timed apart and reported; the timed repeats reuse the compiled step.
 
 Repeats are interleaved (ours, theirs, theirs, ours, ...) and the median of each side is reported,
 which spreads a background load over both sides; the output says how noisy the run was (the load
@@ -133,16 +135,20 @@ def bench_train(ours, theirs, cfg: ModelConfig, batch: int, seq: int, warmup: in
 
 
 def bench_decode(ours, theirs, cfg: ModelConfig, batch: int, prompt_len: int, new_tokens: int,
-                 warmup: int, iters: int):
-    """Seconds per greedy generate call, per side, and whether both generated the same tokens."""
+                 warmup: int, iters: int, compile: bool = True):
+    """Seconds per greedy generate call, per side, whether each of our engines generated the same
+    tokens as transformers, and the seconds of the first compiled call (it compiles the decode step).
+
+    Sides: "lmforge" (the eager engine), "lmforge compiled" (compile=True; when `compile`) and
+    "transformers", interleaved in one loop so that they share the background load."""
     g = torch.Generator().manual_seed(2 + batch)
     # Equal-length prompts, so neither side pads; ids >= 3 keep clear of BOS/EOS/PAD.
     prompts = torch.randint(3, cfg.vocab_size, (batch, prompt_len), generator=g)
     params = SamplingParams(max_new_tokens=new_tokens, temperature=0)
     out: dict[str, list[list[int]]] = {}
 
-    def run_ours():
-        out["lmforge"] = [c.token_ids for c in generate(ours, prompts.tolist(), params)]
+    def run_ours(name="lmforge", compile=False):
+        out[name] = [c.token_ids for c in generate(ours, prompts.tolist(), params, compile=compile)]
 
     def run_theirs():
         # eos_token_id=None and min_new_tokens: exactly new_tokens per row, as ours (no stop ids).
@@ -151,9 +157,17 @@ def bench_decode(ours, theirs, cfg: ModelConfig, batch: int, prompt_len: int, ne
                                eos_token_id=None, pad_token_id=cfg.pad_token_id)
         out["transformers"] = seqs[:, prompt_len:].tolist()
 
-    times = interleaved(dict(zip(SIDES, (run_ours, run_theirs))), warmup, iters)
-    same = out["lmforge"] == out["transformers"] and all(len(r) == new_tokens for r in out["lmforge"])
-    return times, same
+    fns = {"lmforge": run_ours, "transformers": run_theirs}
+    compile_s = None
+    if compile:
+        fns["lmforge compiled"] = lambda: run_ours("lmforge compiled", compile=True)
+        t0 = time.perf_counter()
+        fns["lmforge compiled"]()  # compiles the step for this batch size and cache length, once
+        compile_s = time.perf_counter() - t0
+    times = interleaved(fns, warmup, iters)
+    same = {name: out[name] == out["transformers"] and all(len(r) == new_tokens for r in out[name])
+            for name in fns if name != "transformers"}
+    return times, same, compile_s
 
 
 class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
@@ -178,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--prompt-len", type=int, default=32, help="decode prompt length")
     g.add_argument("--new-tokens", type=int, default=128, help="tokens generated per row")
     g.add_argument("--decode-batches", type=int, nargs="+", default=[1, 8], help="decode batch sizes")
+    g.add_argument("--no-compile", action="store_true",
+                   help="skip the compiled decode step (generate(..., compile=True)) rows")
     g = p.add_argument_group("measurement")
     g.add_argument("--warmup", type=int, default=1, help="untimed repeats per side")
     g.add_argument("--iters", type=int, default=7, help="timed repeats per side; the median is reported")
@@ -241,11 +257,16 @@ def main(argv: list[str] | None = None) -> int:
 
     for b in args.decode_batches:
         console.print(f"greedy decode: batch {b}, {args.prompt_len}-token prompts + {args.new_tokens} new tokens ...")
-        times, same = bench_decode(ours, theirs, cfg, b, args.prompt_len, args.new_tokens, args.warmup, args.iters)
+        times, same, compile_s = bench_decode(ours, theirs, cfg, b, args.prompt_len, args.new_tokens,
+                                              args.warmup, args.iters, compile=not args.no_compile)
         noise += [spread(t) for t in times.values()]
-        add_row(f"decode tokens/s (batch {b}, {args.prompt_len} + {args.new_tokens})", times["lmforge"],
-                times["transformers"], b * args.new_tokens,
-                "greedy tokens identical" if same else "GREEDY TOKENS DIFFER")
+        for name in same:
+            label = "decode" if name == "lmforge" else "decode, compiled step"
+            check = "greedy tokens identical" if same[name] else "GREEDY TOKENS DIFFER"
+            if compile_s is not None and name != "lmforge":
+                check += f"; first call {compile_s:.1f} s (compiles)"
+            add_row(f"{label} tokens/s (batch {b}, {args.prompt_len} + {args.new_tokens})", times[name],
+                    times["transformers"], b * args.new_tokens, check)
 
     headers = ("measure", "lmforge", "transformers", "ratio", "check")
     table = Table(title="lmforge InternLM2 vs transformers LlamaForCausalLM, same weights, one process")

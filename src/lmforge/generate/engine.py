@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from lmforge.generate.decode import DecodeStep
 from lmforge.generate.kv_cache import KVCache
 from lmforge.generate.sampling import SamplingParams, sample_next
+from lmforge.model.model import InternLM2
 
 
 @dataclass
@@ -85,10 +87,12 @@ def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device) -> tuple[to
 
 @torch.inference_mode()
 def stream(model, prompts: Sequence[Sequence[int]], params: SamplingParams, tokenizer=None,
-           use_cache: bool = True) -> Iterator[StreamEvent]:
+           use_cache: bool = True, compile: bool = False) -> Iterator[StreamEvent]:
     """Generate for a batch of token-id prompts, yielding one event per row and token.
 
     With use_cache=False every step recomputes the whole sequence (a reference for tests).
+    compile=True compiles the decode step with torch.compile (see lmforge.generate.decode): paid
+    once per batch size and cache length, then faster per token; eager if compilation fails.
     """
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token (start it with the BOS token)")
@@ -109,6 +113,11 @@ def stream(model, prompts: Sequence[Sequence[int]], params: SamplingParams, toke
         cache = KVCache(model.cfg, B, ids.shape[1] + params.max_new_tokens, device,
                         next(model.parameters()).dtype)
         logits = model(ids, kv_cache=cache, padding_mask=mask, last_only=True)[:, -1]
+        if isinstance(model, InternLM2):
+            decode = DecodeStep(model, cache, compile=compile)
+        else:  # another module with the kv_cache protocol: its own forward, one token at a time
+            def decode(next_ids):
+                return model(next_ids[:, None], kv_cache=cache)[:, -1]
     else:
         logits = model(ids, document_ids=mask.long())[:, -1]
 
@@ -136,7 +145,7 @@ def stream(model, prompts: Sequence[Sequence[int]], params: SamplingParams, toke
         if all(done):
             return
         if use_cache:
-            logits = model(next_ids[:, None], kv_cache=cache)[:, -1]
+            logits = decode(next_ids)
         else:
             ids = torch.cat([ids, next_ids[:, None]], dim=1)
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
@@ -144,10 +153,10 @@ def stream(model, prompts: Sequence[Sequence[int]], params: SamplingParams, toke
 
 
 def generate(model, prompts: Sequence[Sequence[int]], params: SamplingParams, tokenizer=None,
-             use_cache: bool = True) -> list[Completion]:
+             use_cache: bool = True, compile: bool = False) -> list[Completion]:
     """Run `stream` to the end and collect one Completion per prompt."""
     out = [Completion() for _ in prompts]
-    for ev in stream(model, prompts, params, tokenizer, use_cache):
+    for ev in stream(model, prompts, params, tokenizer, use_cache, compile):
         c = out[ev.index]
         if ev.token_id is not None:
             c.token_ids.append(ev.token_id)

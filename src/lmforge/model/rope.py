@@ -51,6 +51,17 @@ def _fixed_inv_frequencies(theta: float, head_dim: int, device: torch.device) ->
         return 1.0 / (theta ** exponents)
 
 
+def rope_inv_freq(cfg: ModelConfig, seq_len: torch.Tensor | int | None, device: torch.device) -> torch.Tensor:
+    """The inverse frequencies `rope_cos_sin` uses for a sequence of `seq_len` tokens (the compiled
+    decode step takes them as an input, so that dynamic NTK needs no recompilation)."""
+    if cfg.rope_scaling != "dynamic" or (isinstance(seq_len, int) and seq_len <= cfg.max_seq_len):
+        # Base unchanged; bitwise the same as the float32 formula below at L <= Lmax.
+        return _fixed_inv_frequencies(cfg.rope_theta, cfg.head_dim, device)
+    if isinstance(seq_len, int):  # the float32 tensor maths of a computed length, as transformers
+        seq_len = torch.tensor(seq_len, device=device)
+    return inv_frequencies(cfg, seq_len, device)
+
+
 def rope_cos_sin(cfg: ModelConfig, positions: torch.Tensor, seq_len: torch.Tensor | int | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin of shape (B, T, head_dim) for integer positions (B, T), in float32.
@@ -61,13 +72,7 @@ def rope_cos_sin(cfg: ModelConfig, positions: torch.Tensor, seq_len: torch.Tenso
     """
     if cfg.rope_scaling == "dynamic" and seq_len is None:
         seq_len = positions.max() + 1
-    if cfg.rope_scaling != "dynamic" or (isinstance(seq_len, int) and seq_len <= cfg.max_seq_len):
-        # Base unchanged; bitwise the same as the float32 formula below at L <= Lmax.
-        inv_freq = _fixed_inv_frequencies(cfg.rope_theta, cfg.head_dim, positions.device)
-    else:
-        if isinstance(seq_len, int):  # the float32 tensor maths of a computed length, as transformers
-            seq_len = torch.tensor(seq_len, device=positions.device)
-        inv_freq = inv_frequencies(cfg, seq_len, positions.device)
+    inv_freq = rope_inv_freq(cfg, seq_len, positions.device)
     freqs = positions.float()[..., None] * inv_freq  # (B, T, d/2)
     emb = torch.cat((freqs, freqs), dim=-1)
     return emb.cos(), emb.sin()
