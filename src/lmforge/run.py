@@ -17,6 +17,7 @@ last checkpoint). `--from STAGE` redoes a stage and everything after it.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -63,6 +64,7 @@ def run(recipe: Recipe, recipe_dir: Path | None = None, from_stage: str | None =
                                                                 folder, console))
     data_dir = curated.folder
 
+    @functools.cache  # the tokenizer and shards stages both need them: read once per run
     def documents():
         docs = corpus.read_documents(data_dir / curated.summary["curated"])
         return corpus.split_documents(docs, data.val_share, seed)

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lmforge.atomic import write_atomic
 from lmforge.data.document import Document
 from lmforge.data.readers import READERS, list_inputs
 from lmforge.data.step import Step, TaskStats, Timer
@@ -98,9 +98,7 @@ class Stage:
 
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_atomic(path, data)
 
 
 def clean_temporaries(directory: Path) -> None:

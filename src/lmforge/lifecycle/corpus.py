@@ -161,11 +161,10 @@ def write_shards(tokenizer_dir: Path, train_docs: list, val_docs: list, long_doc
         random.Random(seed).shuffle(long_ids)
         write_shard(folder / "long", "shard_00000", long_ids, tok.vocab_size)
         summary["docs"]["long"] = len(long_ids)
-    for split, docs in (("val", val_docs),):  # held-out text per language, for perplexity
-        for lang in LANGS:
-            text = "\n\n".join(d.text for d in docs if d.language == lang)
-            if text:
-                (folder / f"{split}_{lang}.txt").write_text(text, encoding="utf-8")
+    for lang in LANGS:  # held-out text per language, for perplexity
+        text = "\n\n".join(d.text for d in val_docs if d.language == lang)
+        if text:
+            (folder / f"val_{lang}.txt").write_text(text, encoding="utf-8")
     table = Table(title=f"shards -> {folder}")
     for col in ("split", "documents", *LANGS, "other"):
         table.add_column(col, justify="left" if col == "split" else "right")

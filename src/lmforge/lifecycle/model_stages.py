@@ -15,7 +15,6 @@ Each function returns a JSON-able summary that the stage record keeps and the re
 from __future__ import annotations
 
 import dataclasses
-import json
 import statistics
 import time
 from pathlib import Path
@@ -46,7 +45,9 @@ def stage_shards(value: str | None, shards_dir: Path) -> str | None:
 
 def metrics_summary(path: Path, warmup: int = 3) -> dict:
     """Final train loss, last validation loss, mean tokens/s and MFU of one stage's metrics.jsonl."""
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    from lmforge.train.metrics import read_metrics
+
+    rows = read_metrics(path) if path.is_file() else []
     steps = [r for r in rows if "loss" in r]
     timed = steps[warmup:] or steps
     vals = [r for r in rows if "val_loss" in r]

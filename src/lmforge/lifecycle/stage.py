@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from lmforge.atomic import write_atomic
 
 RECORD = "_stage.json"
 STAGES = ("crawl", "data", "tokenizer", "shards", "pretrain", "eval", "sample", "report")  # lmforge run
@@ -51,9 +52,7 @@ def files_fingerprint(paths: list[str]) -> list[tuple[str, int, int]]:
 
 
 def write_json_atomic(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
 @dataclass

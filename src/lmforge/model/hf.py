@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from lmforge.atomic import write_atomic
 from lmforge.model.config import ModelConfig
 from lmforge.model.model import InternLM2
 
@@ -344,9 +345,9 @@ def save_checkpoint(model: InternLM2, path: str | Path, fmt: str = "internlm2", 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     _write_shards(named, path, max_shard_bytes)
-    _atomic_write_text(path / CONFIG_NAME, json.dumps(config_to_hf(cfg, fmt, dtype), indent=2) + "\n")
+    write_atomic(path / CONFIG_NAME, json.dumps(config_to_hf(cfg, fmt, dtype), indent=2) + "\n")
     gen = {"bos_token_id": cfg.bos_token_id, "eos_token_id": cfg.eos_token_id, "pad_token_id": cfg.pad_token_id}
-    _atomic_write_text(path / "generation_config.json", json.dumps(gen, indent=2) + "\n")
+    write_atomic(path / "generation_config.json", json.dumps(gen, indent=2) + "\n")
     return path
 
 
@@ -372,7 +373,7 @@ def _write_shards(named: dict[str, torch.Tensor], path: Path, max_shard_bytes: i
         _atomic_save(shard, path / fname)
         weight_map.update({k: fname for k in shard})
     total = sum(t.numel() * t.element_size() for t in named.values())
-    _atomic_write_text(path / SAFE_INDEX, json.dumps({"metadata": {"total_size": total},
+    write_atomic(path / SAFE_INDEX, json.dumps({"metadata": {"total_size": total},
                                                       "weight_map": weight_map}, indent=2) + "\n")
 
 
@@ -381,17 +382,6 @@ def _atomic_save(tensors: dict[str, torch.Tensor], target: Path) -> None:
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={"format": "pt"})
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _atomic_write_text(target: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):

@@ -24,6 +24,7 @@ from importlib import metadata
 from pathlib import Path
 
 from lmforge.config import to_dict
+from lmforge.machine import cpu_name
 from lmforge.report.document import Document, write_html, write_markdown
 
 LIBRARIES = ("lmforge", "torch", "tokenizers", "safetensors", "numpy", "transformers", "trafilatura", "pycld2",
@@ -42,16 +43,6 @@ def versions() -> dict:
     out["device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({cpu_name()})"
     out["threads"] = torch.get_num_threads()
     return out
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _pct(x) -> str:

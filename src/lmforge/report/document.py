@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lmforge.atomic import write_atomic
+
 
 @dataclass
 class Section:
@@ -46,12 +48,6 @@ class Document:
         return self.sections[-1]
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _md_cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -74,7 +70,7 @@ def write_markdown(doc: Document, path: Path) -> None:
                 lines += [f"![{block[2]}]({os.path.relpath(block[1], path.parent)})", ""]
             elif kind == "code":
                 lines += ["```json", block[1], "```", ""]
-    _atomic_write(path, "\n".join(lines))
+    write_atomic(path, "\n".join(lines))
 
 
 STYLE = """
@@ -139,4 +135,4 @@ def write_html(doc: Document, path: Path) -> None:
             elif kind == "code":
                 out.append(f"<pre>{html.escape(block[1])}</pre>")
     out += [CHECK_SCRIPT, "</body></html>"]
-    _atomic_write(path, "\n".join(out) + "\n")
+    write_atomic(path, "\n".join(out) + "\n")

@@ -20,6 +20,7 @@ import torch
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
+from lmforge.atomic import write_atomic
 from lmforge.train.parallel import DistInfo, barrier
 
 
@@ -62,17 +63,13 @@ def save_checkpoint(root: Path, step: int, model, optimizer, trainer_state: dict
     if info.is_main:
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        _write_atomic(root / LATEST, final.name + "\n")
+        write_atomic(root / LATEST, final.name + "\n")
         for old in sorted(root.glob("step_????????"))[:-keep] if keep > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
     barrier(info)
     return final
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def latest_checkpoint(root: Path) -> Path | None:
