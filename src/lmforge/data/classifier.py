@@ -182,22 +182,32 @@ def train_classifier(rows: Sequence[tuple[str, int]], out: str | Path, backend: 
 def train_fasttext(train: Sequence[tuple[str, int]], out: Path, epochs: int = 10, dim: int = 16, word_ngrams: int = 2,
                    lr: float = 0.1, buckets: int = 50_000, min_count: int = 2, quantize: bool = True,
                    seed: int = 0) -> None:
-    import fasttext
+    """Train in a fresh (spawned) process: in a process whose heap earlier work has dirtied,
+    fastText's trainer was seen to hit NaN on every seed, while a clean process trains the same
+    data at once."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
     with tempfile.TemporaryDirectory() as tmp:
         train_file = Path(tmp) / "train.txt"
         train_file.write_text("".join(f"__label__{y} {fasttext_tokens(t)}\n" for t, y in train), encoding="utf-8")
-        for attempt in range(16):  # fastText's trainer hits NaN on some seeds: try the next one
-            try:
-                model = fasttext.train_supervised(str(train_file), epoch=epochs, dim=dim, wordNgrams=word_ngrams,
-                                                  lr=lr, bucket=buckets, minCount=min_count, thread=1,
-                                                  seed=seed + attempt, verbose=0)
-                break
-            except RuntimeError as e:
-                if "NaN" not in str(e) or attempt == 15:
-                    raise
-        if quantize:
-            model.quantize(input=str(train_file), qnorm=True, retrain=False, cutoff=20_000)
         tmp_model = out.with_name(f".{out.name}.tmp")
-        model.save_model(str(tmp_model))
+        params = dict(epoch=epochs, dim=dim, wordNgrams=word_ngrams, lr=lr, bucket=buckets, minCount=min_count)
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            pool.submit(_fasttext_child, str(train_file), str(tmp_model), params, quantize, seed).result()
         os.replace(tmp_model, out)
+
+
+def _fasttext_child(train_file: str, model_path: str, params: dict, quantize: bool, seed: int) -> None:
+    import fasttext
+
+    for attempt in range(16):  # fastText's trainer hits NaN on some seeds: try the next one
+        try:
+            model = fasttext.train_supervised(train_file, thread=1, seed=seed + attempt, verbose=0, **params)
+            break
+        except RuntimeError as e:
+            if "NaN" not in str(e) or attempt == 15:
+                raise
+    if quantize:
+        model.quantize(input=train_file, qnorm=True, retrain=False, cutoff=20_000)
+    model.save_model(model_path)
