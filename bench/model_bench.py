@@ -4,19 +4,22 @@ The peer a user would pick instead of lmforge's model is transformers. Our model
 Llama format and loaded with `AutoModelForCausalLM.from_pretrained`, so both sides hold identical
 weights and compute the same function. In one process we then time:
 
-- a training step, forward + backward, each library with its own loss idiom, in tokens/s and as
+- a training step, forward + backward, each library with its own training loss (ours: the head
+  fused into the chunked loss, `model(x, targets=y)`; theirs: `labels=`), in tokens/s and as
   MFU: `flops_per_token` (6N + attention) times tokens/s over this machine's fp32 matmul peak,
   measured here (the best of 10 2048^3 `torch.mm`, before and after the training step);
 - greedy decoding with a KV cache: `lmforge.generate.generate` (eager, and with the compiled decode
-  step, `compile=True`) vs `model.generate(do_sample=False)` (eager, its default dynamic cache), at
+  step, `compile=True`) vs `model.generate(do_sample=False)` (eager, its default dynamic cache; and
+  with its static cache and compiled forward, `cache_implementation="static"` + a CompileConfig), at
   batch 1 and batch 8, all producing exactly --new-tokens tokens per row; the generated tokens are
-  compared and the table says whether they are identical. The first compiled call, which compiles
-  the step, is timed apart and reported; the timed repeats reuse the compiled step.
+  compared and the table says whether they are identical. The first compiled call of each side,
+  which compiles, is timed apart and reported; the timed repeats reuse the compiled code.
 
 Repeats are interleaved (ours, theirs, theirs, ours, ...) and the median of each side is reported,
 which spreads a background load over both sides; the output says how noisy the run was (the load
 average at the start, the spread of the repeats). ratio = lmforge / transformers, both as
-throughput: above 1 means lmforge is faster.
+throughput: above 1 means lmforge is faster; it is the median of the per-repeat ratios (the two
+calls of a repeat run back to back, so a slow spell of the machine hits both).
 
     .venv/bin/python bench/model_bench.py                    # `make bench`
     .venv/bin/python bench/model_bench.py --quick            # a smaller model, fewer repeats
@@ -38,7 +41,7 @@ import torch
 
 from machine import cpu_name
 from lmforge.generate import SamplingParams, generate
-from lmforge.model import InternLM2, ModelConfig, flops_per_token, lm_loss, num_params, save_checkpoint
+from lmforge.model import InternLM2, ModelConfig, flops_per_token, num_params, save_checkpoint
 
 SIDES = ("lmforge", "transformers")
 
@@ -111,7 +114,8 @@ def bench_train(ours, theirs, cfg: ModelConfig, batch: int, seq: int, warmup: in
     losses: dict[str, float] = {}
 
     def step_ours():
-        loss, _ = lm_loss(ours(inputs), targets)
+        # our training path: the model fuses the head into the chunked loss (lmforge.model.loss)
+        loss, _ = ours(inputs, targets=targets)
         loss.backward()
         losses["lmforge"] = loss.item()
 
@@ -136,11 +140,13 @@ def bench_train(ours, theirs, cfg: ModelConfig, batch: int, seq: int, warmup: in
 
 def bench_decode(ours, theirs, cfg: ModelConfig, batch: int, prompt_len: int, new_tokens: int,
                  warmup: int, iters: int, compile: bool = True):
-    """Seconds per greedy generate call, per side, whether each of our engines generated the same
-    tokens as transformers, and the seconds of the first compiled call (it compiles the decode step).
+    """Seconds per greedy generate call, per side, whether each side generated the same tokens as
+    transformers' eager default, and the seconds of each compiled side's first call (it compiles).
 
-    Sides: "lmforge" (the eager engine), "lmforge compiled" (compile=True; when `compile`) and
-    "transformers", interleaved in one loop so that they share the background load."""
+    Sides: "lmforge" (the eager engine) and "transformers" (eager, dynamic cache); with `compile`
+    also "lmforge compiled" (compile=True) and "transformers compiled" (its static cache with the
+    forward compiled by generate, as transformers documents for fast decoding; `_compile_all_devices`
+    lets it compile on CPU). All interleaved in one loop so that they share the background load."""
     g = torch.Generator().manual_seed(2 + batch)
     # Equal-length prompts, so neither side pads; ids >= 3 keep clear of BOS/EOS/PAD.
     prompts = torch.randint(3, cfg.vocab_size, (batch, prompt_len), generator=g)
@@ -150,20 +156,28 @@ def bench_decode(ours, theirs, cfg: ModelConfig, batch: int, prompt_len: int, ne
     def run_ours(name="lmforge", compile=False):
         out[name] = [c.token_ids for c in generate(ours, prompts.tolist(), params, compile=compile)]
 
-    def run_theirs():
+    def run_theirs(name="transformers", **static):
         # eos_token_id=None and min_new_tokens: exactly new_tokens per row, as ours (no stop ids).
         seqs = theirs.generate(prompts, attention_mask=torch.ones_like(prompts), do_sample=False,
                                max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                               eos_token_id=None, pad_token_id=cfg.pad_token_id)
-        out["transformers"] = seqs[:, prompt_len:].tolist()
+                               eos_token_id=None, pad_token_id=cfg.pad_token_id, **static)
+        out[name] = seqs[:, prompt_len:].tolist()
 
     fns = {"lmforge": run_ours, "transformers": run_theirs}
-    compile_s = None
+    compile_s: dict[str, float] = {}
     if compile:
+        from transformers import CompileConfig
+
+        # fullgraph=False: transformers' dynamic-NTK RoPE has a data-dependent branch (a graph break).
+        cc = CompileConfig(mode="default", fullgraph=False)
+        cc._compile_all_devices = True
         fns["lmforge compiled"] = lambda: run_ours("lmforge compiled", compile=True)
-        t0 = time.perf_counter()
-        fns["lmforge compiled"]()  # compiles the step for this batch size and cache length, once
-        compile_s = time.perf_counter() - t0
+        fns["transformers compiled"] = lambda: run_theirs("transformers compiled", cache_implementation="static",
+                                                          compile_config=cc)
+        for name in ("lmforge compiled", "transformers compiled"):
+            t0 = time.perf_counter()
+            fns[name]()  # compiles for this batch size and cache length, once
+            compile_s[name] = time.perf_counter() - t0
     times = interleaved(fns, warmup, iters)
     same = {name: out[name] == out["transformers"] and all(len(r) == new_tokens for r in out[name])
             for name in fns if name != "transformers"}
@@ -191,9 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--seq", type=int, default=256, help="training sequence length")
     g.add_argument("--prompt-len", type=int, default=32, help="decode prompt length")
     g.add_argument("--new-tokens", type=int, default=128, help="tokens generated per row")
-    g.add_argument("--decode-batches", type=int, nargs="+", default=[1, 8], help="decode batch sizes")
+    g.add_argument("--decode-batches", type=int, nargs="*", default=[1, 8],
+                   help="decode batch sizes (none: the training rows only)")
     g.add_argument("--no-compile", action="store_true",
-                   help="skip the compiled decode step (generate(..., compile=True)) rows")
+                   help="skip the compiled rows (ours: generate(..., compile=True); theirs: static "
+                   "cache + torch.compile)")
     g = p.add_argument_group("measurement")
     g.add_argument("--warmup", type=int, default=1, help="untimed repeats per side")
     g.add_argument("--iters", type=int, default=7, help="timed repeats per side; the median is reported")
@@ -239,8 +255,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def add_row(measure, t_ours, t_theirs, work, check, fmt="{:,.0f}"):
         rate = {s: work / statistics.median(t) for s, t in zip(SIDES, (t_ours, t_theirs))}
-        rows.append((measure, fmt.format(rate["lmforge"]), fmt.format(rate["transformers"]),
-                     f"{rate['lmforge'] / rate['transformers']:.2f}", check))
+        # The ratio pairs each repeat's two calls, made back to back: a slow spell of the machine
+        # hits both calls of a pair, where it would shift one side's median more than the other's.
+        ratio = statistics.median(b / a for a, b in zip(t_ours, t_theirs, strict=True))
+        rows.append((measure, fmt.format(rate["lmforge"]), fmt.format(rate["transformers"]), f"{ratio:.2f}", check))
 
     console.print(f"training step: batch {args.batch} x seq {args.seq}, forward + backward ...")
     times, losses = bench_train(ours, theirs, cfg, args.batch, args.seq, args.warmup, args.iters)
@@ -260,13 +278,22 @@ def main(argv: list[str] | None = None) -> int:
         times, same, compile_s = bench_decode(ours, theirs, cfg, b, args.prompt_len, args.new_tokens,
                                               args.warmup, args.iters, compile=not args.no_compile)
         noise += [spread(t) for t in times.values()]
-        for name in same:
-            label = "decode" if name == "lmforge" else "decode, compiled step"
-            check = "greedy tokens identical" if same[name] else "GREEDY TOKENS DIFFER"
-            if compile_s is not None and name != "lmforge":
-                check += f"; first call {compile_s:.1f} s (compiles)"
-            add_row(f"{label} tokens/s (batch {b}, {args.prompt_len} + {args.new_tokens})", times[name],
-                    times["transformers"], b * args.new_tokens, check)
+        work, shape = b * args.new_tokens, f"(batch {b}, {args.prompt_len} + {args.new_tokens})"
+
+        def check(*names):
+            ok = all(same[n] for n in names if n in same)
+            first = [f"{'ours' if n.startswith('lmforge') else 'theirs'} {compile_s[n]:.1f} s"
+                     for n in names if n in compile_s]
+            verdict = "greedy tokens identical" if ok else "GREEDY TOKENS DIFFER"
+            return verdict + (f"; first call (compiles): {', '.join(first)}" if first else "")
+
+        add_row(f"decode tokens/s {shape}", times["lmforge"], times["transformers"], work, check("lmforge"))
+        if compile_s:
+            add_row(f"decode, compiled step tokens/s {shape}", times["lmforge compiled"], times["transformers"],
+                    work, check("lmforge compiled"))
+            add_row(f"decode, both compiled (theirs: static cache + torch.compile) tokens/s {shape}",
+                    times["lmforge compiled"], times["transformers compiled"], work,
+                    check("lmforge compiled", "transformers compiled"))
 
     headers = ("measure", "lmforge", "transformers", "ratio", "check")
     table = Table(title="lmforge InternLM2 vs transformers LlamaForCausalLM, same weights, one process")
@@ -275,9 +302,10 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         table.add_row(*r)
     console.print(table)
-    notes = [f"ratio = lmforge / transformers (above 1: lmforge faster). Median of {args.iters} timed repeats "
-             f"per side, interleaved, after {args.warmup} warmup. Decode tokens/s = generated tokens over "
-             "the whole generate() call, prefill included."]
+    notes = [f"tokens/s: median of {args.iters} timed repeats per side, interleaved, after {args.warmup} warmup. "
+             "ratio = lmforge / transformers throughput (above 1: lmforge faster), the median over the repeats of "
+             "the ratio of that repeat's two back-to-back calls. Decode tokens/s = generated tokens over the "
+             "whole generate() call, prefill included."]
     worst = max(noise)
     load = f"load average {load_before:.2f} at the start; " if load_before is not None else ""
     notes.append(f"Noise: {load}the widest spread of one side's repeats was {worst:.0%} of its median.")

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from lmforge.model.attention import AttentionMask, attend, build_mask, positions_from_documents
 from lmforge.model.config import ModelConfig
+from lmforge.model.loss import linear_lm_loss
 from lmforge.model.rope import apply_rope, rope_cos_sin
 
 
@@ -139,12 +140,18 @@ class InternLM2(nn.Module):
             kv_cache.advance(T)
         return self.norm(h)
 
-    def forward(self, input_ids: torch.Tensor, *, last_only: bool = False, **kwargs) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, *, targets: torch.Tensor | None = None, z_loss: float = 0.0,
+                last_only: bool = False, **kwargs):
         """Logits (B, T, vocab) in the model's dtype; keyword arguments as `forward_hidden`.
 
+        targets (B, T): return `(loss, parts)` instead, the mean next-token loss plus `z_loss` times
+        the max-z penalty, computed by `linear_lm_loss` without materialising the logits. Inside
+        forward, so that FSDP has the head's weight gathered while the loss uses it.
         last_only: logits of the last position only, (B, 1, vocab), as a generation prefill needs.
         """
         h = self.forward_hidden(input_ids, **kwargs)
+        if targets is not None:
+            return linear_lm_loss(h, self.head_weight(), targets, z_loss)
         return F.linear(h[:, -1:] if last_only else h, self.head_weight())
 
     def num_params(self) -> int:

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from lmforge.model import InternLM2, ModelConfig, flops_per_token, load_model, lm_loss, save_checkpoint
+from lmforge.model import InternLM2, ModelConfig, flops_per_token, load_model, save_checkpoint
 from lmforge.model.hf import InternLM2_on_meta
 from lmforge.tokenizer.hf_files import copy_tokenizer_files
 from lmforge.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint as save_training_checkpoint
@@ -103,8 +103,7 @@ def _validate(model, stream: TokenStream | None, tc: TrainSection, info: DistInf
             rows = [stream.window(0, r * tc.seq_len, tc.seq_len + 1) for r in mine[i:i + tc.micro_batch]]
             b = _to(make_batch(rows), info.device)
             with amp():
-                logits = model(b.input_ids, document_ids=b.document_ids)
-            _, parts = lm_loss(logits, b.targets)
+                _, parts = model(b.input_ids, document_ids=b.document_ids, targets=b.targets)
             n = b.n_targets
             loss_sum += float(parts["ce"]) * n
             count += n
@@ -213,8 +212,8 @@ def train_stage(model_cfg: ModelConfig, tc: TrainSection, out_dir: str | Path, *
                 # AdaLomo: the loss decides before backward whether to update, since backward *is* the update.
                 b = micro[0]
                 with amp():
-                    logits = model(b.input_ids, document_ids=b.document_ids)
-                loss, parts = lm_loss(logits, b.targets, cfg.z_loss)
+                    loss, parts = model(b.input_ids, document_ids=b.document_ids, targets=b.targets,
+                                        z_loss=cfg.z_loss)
                 loss_val = float(parts["ce"])
                 reason = spike.check(loss_val)
                 if reason is None:
@@ -225,8 +224,8 @@ def train_stage(model_cfg: ModelConfig, tc: TrainSection, out_dir: str | Path, *
                 loss_sum = 0.0
                 for b in micro:
                     with amp():
-                        logits = model(b.input_ids, document_ids=b.document_ids)
-                    loss, parts = lm_loss(logits, b.targets, cfg.z_loss)
+                        loss, parts = model(b.input_ids, document_ids=b.document_ids, targets=b.targets,
+                                            z_loss=cfg.z_loss)
                     # Token-weighted over the global batch; x world because FSDP averages gradients.
                     (loss * (b.n_targets * info.world_size / n_global)).backward()
                     loss_sum += float(parts["ce"]) * b.n_targets
