@@ -86,8 +86,7 @@ def _chunked(h, weight, tgt, z_loss: float, ignore_index: int, rows: int, grads:
         ce_sum = h.new_zeros((), dtype=torch.float32)
         z_sum = h.new_zeros((), dtype=torch.float32)
         gh = torch.empty_like(hc) if grads else None
-        # fp32 accumulator for the head's gradient unless it is already fp32 (then added in place).
-        gw = torch.zeros(w.shape, dtype=torch.float32, device=w.device) if grads else None
+        gw = None  # the head's gradient, summed over the chunks in fp32
         for s in range(0, hc.shape[0], rows):
             e = min(s + rows, hc.shape[0])
             logits = (hc[s:e] @ w.t()).float()  # (c, V)
@@ -111,7 +110,9 @@ def _chunked(h, weight, tgt, z_loss: float, ignore_index: int, rows: int, grads:
                 g[idx, zarg] += (2.0 * z_loss) * zmax * scale
             g = g.to(dtype)
             torch.mm(g, w, out=gh[s:e])
-            if gw.dtype == g.dtype:
+            if gw is None:
+                gw = (g.t() @ hc[s:e]).float()  # the first chunk's product is the buffer: no zero fill
+            elif g.dtype == gw.dtype:
                 gw.addmm_(g.t(), hc[s:e])
             else:
                 gw += (g.t() @ hc[s:e]).float()
@@ -119,6 +120,7 @@ def _chunked(h, weight, tgt, z_loss: float, ignore_index: int, rows: int, grads:
         zl = z_loss * z_sum / n
         loss = ce + zl  # a tensor of its own: ce and zl are returned beside it, marked non-differentiable
     if grads:
+        gw = gw if gw is not None else torch.zeros(w.shape, dtype=torch.float32, device=w.device)  # no tokens
         gh, gw = gh.to(h.dtype), gw.to(weight.dtype)
     return loss, ce, zl, gh, gw
 
@@ -138,4 +140,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
                                "forward pass. Run the forward again instead of retain_graph=True.")
         gh, gw = ctx.grads
         ctx.grads = None
-        return gh.mul_(g_loss), gw.mul_(g_loss), None, None, None, None
+        # Scale by the incoming gradient; on CPU skip the two passes when it is exactly 1 (a plain
+        # loss.backward()), on GPU always scale rather than synchronise to find out.
+        if not (g_loss.device.type == "cpu" and g_loss.item() == 1.0):
+            gh, gw = gh.mul_(g_loss), gw.mul_(g_loss)
+        return gh, gw, None, None, None, None
