@@ -38,7 +38,8 @@ import torch.nn.functional as F
 from torch.utils.weak import WeakIdKeyDictionary
 
 from lmforge.generate.kv_cache import KVCache
-from lmforge.model.rope import apply_rope, rope_inv_freq
+from lmforge.model.model import qkv_heads, rms_norm
+from lmforge.model.rope import cos_sin, rope_inv_freq
 
 log = logging.getLogger(__name__)
 
@@ -133,12 +134,6 @@ def _(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return x.new_empty(x.shape[0], weight.shape[0])
 
 
-def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    h = x.float()  # as RMSNorm.forward
-    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
-    return weight * h.to(x.dtype)
-
-
 def _step(weights: list[torch.Tensor], ids: torch.Tensor, positions: torch.Tensor, inv_freq: torch.Tensor,
           slot: torch.Tensor, valid: torch.Tensor, k_cache: list[torch.Tensor], v_cache: list[torch.Tensor], *,
           n_layers: int, n_heads: int, n_kv_heads: int, head_dim: int, eps: float, kinds: tuple[str, ...]
@@ -162,26 +157,21 @@ def _step(weights: list[torch.Tensor], ids: torch.Tensor, positions: torch.Tenso
 
     B = ids.shape[0]
     r = n_heads // n_kv_heads
-    freqs = positions.float()[..., None] * inv_freq  # as rope_cos_sin: (B, 1, d/2)
-    e = torch.cat((freqs, freqs), dim=-1)
-    cos, sin = e.cos()[:, :, None, None], e.sin()[:, :, None, None]
+    cos, sin = cos_sin(positions, inv_freq)  # as rope_cos_sin: (B, 1, head_dim)
+    cos, sin = cos[:, :, None, None], sin[:, :, None, None]
     mask = valid[:, None, None, :]
     h = F.embedding(ids, emb)  # (B, dim)
     for i in range(n_layers):
-        x = _rms_norm(h, norms[2 * i], eps)
-        qkv = lin(x, 5 * i).view(B, 1, n_kv_heads, r + 2, head_dim)
-        qk, v = qkv.split([r + 1, 1], dim=3)
-        q, k = apply_rope(qk, cos, sin).split([r, 1], dim=3)
-        q = q.reshape(B, 1, n_heads, head_dim).transpose(1, 2)
-        k, v = k.squeeze(3).transpose(1, 2), v.squeeze(3).transpose(1, 2)  # (B, Hkv, 1, D)
+        x = rms_norm(h, norms[2 * i], eps)
+        q, k, v = qkv_heads(lin(x, 5 * i)[:, None], cos, sin, n_kv_heads, head_dim)  # k, v: (B, Hkv, 1, D)
         kc, vc = k_cache[i], v_cache[i]
         kc.index_copy_(2, slot, k)
         vc.index_copy_(2, slot, v)
         out = F.scaled_dot_product_attention(q, kc, vc, attn_mask=mask, enable_gqa=r > 1)
         h = h + lin(out.transpose(1, 2).reshape(B, n_heads * head_dim), 5 * i + 1)
-        x = _rms_norm(h, norms[2 * i + 1], eps)
+        x = rms_norm(h, norms[2 * i + 1], eps)
         h = h + lin(F.silu(lin(x, 5 * i + 2)) * lin(x, 5 * i + 3), 5 * i + 4)
-    return lin(_rms_norm(h, norms[2 * n_layers], eps), n_mats - 1)
+    return lin(rms_norm(h, norms[2 * n_layers], eps), n_mats - 1)
 
 
 @functools.cache

@@ -23,6 +23,29 @@ from lmforge.model.loss import linear_lm_loss
 from lmforge.model.rope import apply_rope, rope_cos_sin
 
 
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMSNorm over the last axis (also the decode step's, lmforge.generate.decode)."""
+    # Normalise in fp32 even under bf16: the variance of large activations underflows otherwise.
+    h = x.float()
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * h.to(x.dtype)
+
+
+def qkv_heads(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, n_kv_heads: int, head_dim: int
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q (B, H, T, D) and k, v (B, Hkv, T, D), q and k rotated, from the packed `wqkv` output
+    (B, T, Hkv * (group + 2) * D), laid out per kv group as [q_0 .. q_{group-1}, k, v]; cos/sin
+    broadcast to (B, T, Hkv, group + 1, D). Shared by the model and the decode step."""
+    B, T, _ = qkv.shape
+    r = qkv.shape[-1] // (n_kv_heads * head_dim) - 2
+    qkv = qkv.view(B, T, n_kv_heads, r + 2, head_dim)
+    # split, not slices: its backward writes the gradients into one tensor.
+    qk, v = qkv.split([r + 1, 1], dim=3)
+    q, k = apply_rope(qk, cos, sin).split([r, 1], dim=3)  # each group's q and k heads rotated in one pass
+    q = q.reshape(B, T, n_kv_heads * r, head_dim).transpose(1, 2)
+    return q, k.squeeze(3).transpose(1, 2), v.squeeze(3).transpose(1, 2)
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -30,10 +53,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Normalise in fp32 even under bf16: the variance of large activations underflows otherwise.
-        h = x.float()
-        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * h.to(x.dtype)
+        return rms_norm(x, self.weight, self.eps)
 
 
 class Attention(nn.Module):
@@ -47,13 +67,7 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: AttentionMask,
                 kv_cache=None) -> torch.Tensor:
         B, T, _ = x.shape
-        r = self.n_heads // self.n_kv_heads
-        qkv = self.wqkv(x).view(B, T, self.n_kv_heads, r + 2, self.head_dim)
-        # split, not slices: its backward writes the gradients into one tensor.
-        qk, v = qkv.split([r + 1, 1], dim=3)
-        q, k = apply_rope(qk, cos, sin).split([r, 1], dim=3)  # each group's q and k heads rotated in one pass
-        q = q.reshape(B, T, self.n_heads, self.head_dim).transpose(1, 2)
-        k, v = k.squeeze(3).transpose(1, 2), v.squeeze(3).transpose(1, 2)
+        q, k, v = qkv_heads(self.wqkv(x), cos, sin, self.n_kv_heads, self.head_dim)
         if kv_cache is not None:
             k, v = kv_cache.update(self.layer_idx, k, v)
         out = attend(q, k, v, mask)

@@ -72,8 +72,12 @@ def rope_cos_sin(cfg: ModelConfig, positions: torch.Tensor, seq_len: torch.Tenso
     """
     if cfg.rope_scaling == "dynamic" and seq_len is None:
         seq_len = positions.max() + 1
-    inv_freq = rope_inv_freq(cfg, seq_len, positions.device)
-    freqs = positions.float()[..., None] * inv_freq  # (B, T, d/2)
+    return cos_sin(positions, rope_inv_freq(cfg, seq_len, positions.device))
+
+
+def cos_sin(positions: torch.Tensor, inv_freq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin (..., head_dim) of integer positions (...) at the given inverse frequencies."""
+    freqs = positions.float()[..., None] * inv_freq  # (..., d/2)
     emb = torch.cat((freqs, freqs), dim=-1)
     return emb.cos(), emb.sin()
 
