@@ -26,6 +26,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from lmforge.atomic import write_json
 from lmforge.config import to_dict
 from lmforge.lifecycle import corpus
 from lmforge.lifecycle.model_stages import evaluate, pretrain, resolve_device, sample
@@ -42,7 +43,7 @@ def run(recipe: Recipe, recipe_dir: Path | None = None, from_stage: str | None =
     torch.manual_seed(recipe.run.seed)
     out = Path(recipe.run.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "recipe.json").write_text(json.dumps(to_dict(recipe), indent=2) + "\n")
+    write_json(out / "recipe.json", to_dict(recipe))
     seed, data = recipe.run.seed, recipe.data
     order = [s for s in STAGES if not (s == "crawl" and data.input)]
     stages = StageRunner(out, order, from_stage, log=console.print)
@@ -72,8 +73,8 @@ def run(recipe: Recipe, recipe_dir: Path | None = None, from_stage: str | None =
     # 3. Tokenizer: trained on the curated training documents; compression on the held-out ones.
     def tokenizer_stage(folder: Path) -> dict:
         train_docs, val_docs = documents()
-        heldout = {lang: "\n\n".join(d.text for d in val_docs if d.language == lang) for lang in corpus.LANGS}
-        return corpus.train_tokenizer(recipe.tokenizer, [d.text for d in train_docs], heldout, folder, console)
+        return corpus.train_tokenizer(recipe.tokenizer, [d.text for d in train_docs],
+                                      corpus.texts_by_language(val_docs), folder, console)
 
     tokenizer = stages.run("tokenizer", {"tokenizer": to_dict(recipe.tokenizer), "val_share": data.val_share,
                                          "seed": seed}, ["data"], tokenizer_stage)
@@ -104,7 +105,7 @@ def run(recipe: Recipe, recipe_dir: Path | None = None, from_stage: str | None =
     # 7. Samples from the model read back from disk.
     def sample_stage(folder: Path) -> dict:
         rows = sample(model_dir, recipe.sample, seed, torch.device(device), console)
-        (folder / "samples.json").write_text(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
+        write_json(folder / "samples.json", rows)
         return {"samples": rows}
 
     stages.run("sample", {"sample": to_dict(recipe.sample), "seed": seed}, ["pretrain"], sample_stage)

@@ -115,6 +115,11 @@ def train_tokenizer(section: TokenizerSection, documents: list[str], heldout: di
             "bytes_per_token": compression, "corpora": list(texts)}
 
 
+def texts_by_language(docs: list) -> dict[str, str]:
+    """The documents of each language in LANGS joined into one text (blank-line separated)."""
+    return {lang: "\n\n".join(d.text for d in docs if d.language == lang) for lang in LANGS}
+
+
 def split_documents(docs: list, val_share: float, seed: int) -> tuple[list, list]:
     """Shuffle and hold out `val_share` of the documents (at least one) for validation."""
     docs = list(docs)
@@ -161,8 +166,7 @@ def write_shards(tokenizer_dir: Path, train_docs: list, val_docs: list, long_doc
         random.Random(seed).shuffle(long_ids)
         write_shard(folder / "long", "shard_00000", long_ids, tok.vocab_size)
         summary["docs"]["long"] = len(long_ids)
-    for lang in LANGS:  # held-out text per language, for perplexity
-        text = "\n\n".join(d.text for d in val_docs if d.language == lang)
+    for lang, text in texts_by_language(val_docs).items():  # held-out text per language, for perplexity
         if text:
             (folder / f"val_{lang}.txt").write_text(text, encoding="utf-8")
     table = Table(title=f"shards -> {folder}")

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lmforge.atomic import write_atomic
+from lmforge.atomic import write_json
 
 RECORD = "_stage.json"
 STAGES = ("crawl", "data", "tokenizer", "shards", "pretrain", "eval", "sample", "report")  # lmforge run
@@ -49,10 +49,6 @@ def files_fingerprint(paths: list[str]) -> list[tuple[str, int, int]]:
                 st = f.stat()
                 out.append((str(f), st.st_size, st.st_mtime_ns))
     return out
-
-
-def write_json_atomic(path: Path, data) -> None:
-    write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
 @dataclass
@@ -93,12 +89,12 @@ class StageRunner:
         if folder.exists() and not resumed:
             shutil.rmtree(folder)  # other settings or --from: start clean
         folder.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(record_path, {"stage": name, "key": key, "status": "running", "config": config})
+        write_json(record_path, {"stage": name, "key": key, "status": "running", "config": config})
         self.log(f"[bold]stage {name}[/bold]" + (" (resuming)" if resumed else ""))
         start = time.perf_counter()
         summary = fn(folder)
         seconds = time.perf_counter() - start  # of this run only: a resumed stage counts from its restart
-        write_json_atomic(record_path, {"stage": name, "key": key, "status": "done", "config": config,
+        write_json(record_path, {"stage": name, "key": key, "status": "done", "config": config,
                                         "seconds": seconds, "summary": summary})
         outcome = StageOutcome(name, folder, key, "resumed" if resumed else "ran", seconds, summary)
         self.outcomes[name] = outcome

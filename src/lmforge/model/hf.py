@@ -19,9 +19,7 @@ half-written shard behind.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import torch
@@ -29,7 +27,7 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from lmforge.atomic import write_atomic
+from lmforge.atomic import atomic_path, write_atomic
 from lmforge.model.config import ModelConfig
 from lmforge.model.model import InternLM2
 
@@ -378,11 +376,5 @@ def _write_shards(named: dict[str, torch.Tensor], path: Path, max_shard_bytes: i
 
 
 def _atomic_save(tensors: dict[str, torch.Tensor], target: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(target) as tmp:
         save_file(tensors, tmp, metadata={"format": "pt"})
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

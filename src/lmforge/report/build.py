@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from lmforge.atomic import write_json
 from lmforge.config import to_dict
 from lmforge.machine import cpu_name
 from lmforge.report.document import Document, write_html, write_markdown
@@ -188,8 +189,7 @@ def write_report(run_dir: Path, assets: Path, recipe, outcomes: dict, console=No
     """Write report.json, report.md and report.html into `run_dir`; returns a summary of it."""
     start = time.perf_counter()
     data = collect(run_dir, recipe, outcomes)
-    (run_dir / "report.json").write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n",
-                                         encoding="utf-8")
+    write_json(run_dir / "report.json", data)
     doc = build_document(data, run_dir, outcomes, assets)
     write_markdown(doc, run_dir / "report.md")
     write_html(doc, run_dir / "report.html")

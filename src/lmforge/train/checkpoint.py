@@ -70,8 +70,6 @@ def save_checkpoint(root: Path, step: int, model, optimizer, trainer_state: dict
     return final
 
 
-
-
 def latest_checkpoint(root: Path) -> Path | None:
     pointer = Path(root) / LATEST
     if not pointer.is_file():
