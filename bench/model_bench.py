@@ -19,7 +19,9 @@ Repeats are interleaved (ours, theirs, theirs, ours, ...) and the median of each
 which spreads a background load over both sides; the output says how noisy the run was (the load
 average at the start, the spread of the repeats). ratio = lmforge / transformers, both as
 throughput: above 1 means lmforge is faster; it is the median of the per-repeat ratios (the two
-calls of a repeat run back to back, so a slow spell of the machine hits both).
+calls of a repeat run back to back, so a slow spell of the machine hits both), printed with its 95%
+confidence interval, so that "faster" or "at parity" is a statement the run supports, not a reading
+of one noisy number.
 
     .venv/bin/python bench/model_bench.py                    # `make bench`
     .venv/bin/python bench/model_bench.py --quick            # a smaller model, fewer repeats
@@ -29,6 +31,7 @@ calls of a repeat run back to back, so a slow spell of the machine hits both).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import statistics
@@ -87,6 +90,24 @@ def interleaved(fns: dict[str, Callable[[], None]], warmup: int, iters: int,
             if rep >= warmup:
                 times[name].append(dt)
     return times
+
+
+def median_ci(values: list[float], level: float = 0.95) -> tuple[float, float] | None:
+    """Distribution-free confidence interval for the median of `values`: the order statistics
+    (k-th smallest, k-th largest) with the largest k such that P(Binomial(n, 1/2) < k) <= (1 - level) / 2,
+    the sign-test interval (Conover, Practical Nonparametric Statistics, 3.2). None when n is too
+    small for that level (n < 6 at 95%). It assumes only that the repeats are independent draws."""
+    n, tail = len(values), (1 - level) / 2
+    k, below = 0, 0.0  # below = P(Binomial(n, 1/2) < k + 1) as k grows
+    while True:
+        below += math.comb(n, k) / 2**n
+        if below > tail:
+            break
+        k += 1
+    if k == 0:
+        return None
+    s = sorted(values)
+    return s[k - 1], s[n - k]
 
 
 def spread(times: list[float]) -> float:
@@ -257,8 +278,10 @@ def main(argv: list[str] | None = None) -> int:
         rate = {s: work / statistics.median(t) for s, t in zip(SIDES, (t_ours, t_theirs))}
         # The ratio pairs each repeat's two calls, made back to back: a slow spell of the machine
         # hits both calls of a pair, where it would shift one side's median more than the other's.
-        ratio = statistics.median(b / a for a, b in zip(t_ours, t_theirs, strict=True))
-        rows.append((measure, fmt.format(rate["lmforge"]), fmt.format(rate["transformers"]), f"{ratio:.2f}", check))
+        pairs = [b / a for a, b in zip(t_ours, t_theirs, strict=True)]
+        ci = median_ci(pairs)
+        ratio = f"{statistics.median(pairs):.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+        rows.append((measure, fmt.format(rate["lmforge"]), fmt.format(rate["transformers"]), ratio, check))
 
     console.print(f"training step: batch {args.batch} x seq {args.seq}, forward + backward ...")
     times, losses = bench_train(ours, theirs, cfg, args.batch, args.seq, args.warmup, args.iters)
@@ -304,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     console.print(table)
     notes = [f"tokens/s: median of {args.iters} timed repeats per side, interleaved, after {args.warmup} warmup. "
              "ratio = lmforge / transformers throughput (above 1: lmforge faster), the median over the repeats of "
-             "the ratio of that repeat's two back-to-back calls. Decode tokens/s = generated tokens over the "
+             "the ratio of that repeat's two back-to-back calls, with its 95% confidence interval in brackets "
+             "(the distribution-free sign-test interval for a median; from 6 repeats on). Decode tokens/s = generated tokens over the "
              "whole generate() call, prefill included."]
     worst = max(noise)
     load = f"load average {load_before:.2f} at the start; " if load_before is not None else ""

@@ -38,7 +38,8 @@ import torch.nn.functional as F
 from torch.utils.weak import WeakIdKeyDictionary
 
 from lmforge.generate.kv_cache import KVCache
-from lmforge.model.model import qkv_heads, rms_norm
+from lmforge.model.model import qkv_heads
+from lmforge.model.norm import rms_norm
 from lmforge.model.rope import cos_sin, rope_inv_freq
 
 log = logging.getLogger(__name__)

@@ -20,15 +20,8 @@ import torch.nn.functional as F
 from lmforge.model.attention import AttentionMask, attend, build_mask, positions_from_documents
 from lmforge.model.config import ModelConfig
 from lmforge.model.loss import linear_lm_loss
+from lmforge.model.norm import rms_norm
 from lmforge.model.rope import apply_rope, rope_cos_sin
-
-
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """RMSNorm over the last axis (also the decode step's, lmforge.generate.decode)."""
-    # Normalise in fp32 even under bf16: the variance of large activations underflows otherwise.
-    h = x.float()
-    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
-    return weight * h.to(x.dtype)
 
 
 def qkv_heads(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, n_kv_heads: int, head_dim: int
