@@ -31,7 +31,6 @@ of one noisy number.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
 import statistics
@@ -43,6 +42,7 @@ from collections.abc import Callable
 import torch
 
 from machine import cpu_name
+from stats import paired_ratio
 from lmforge.generate import SamplingParams, generate
 from lmforge.model import InternLM2, ModelConfig, flops_per_token, num_params, save_checkpoint
 
@@ -90,24 +90,6 @@ def interleaved(fns: dict[str, Callable[[], None]], warmup: int, iters: int,
             if rep >= warmup:
                 times[name].append(dt)
     return times
-
-
-def median_ci(values: list[float], level: float = 0.95) -> tuple[float, float] | None:
-    """Distribution-free confidence interval for the median of `values`: the order statistics
-    (k-th smallest, k-th largest) with the largest k such that P(Binomial(n, 1/2) < k) <= (1 - level) / 2,
-    the sign-test interval (Conover, Practical Nonparametric Statistics, 3.2). None when n is too
-    small for that level (n < 6 at 95%). It assumes only that the repeats are independent draws."""
-    n, tail = len(values), (1 - level) / 2
-    k, below = 0, 0.0  # below = P(Binomial(n, 1/2) < k + 1) as k grows
-    while True:
-        below += math.comb(n, k) / 2**n
-        if below > tail:
-            break
-        k += 1
-    if k == 0:
-        return None
-    s = sorted(values)
-    return s[k - 1], s[n - k]
 
 
 def spread(times: list[float]) -> float:
@@ -276,12 +258,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def add_row(measure, t_ours, t_theirs, work, check, fmt="{:,.0f}"):
         rate = {s: work / statistics.median(t) for s, t in zip(SIDES, (t_ours, t_theirs))}
-        # The ratio pairs each repeat's two calls, made back to back: a slow spell of the machine
-        # hits both calls of a pair, where it would shift one side's median more than the other's.
-        pairs = [b / a for a, b in zip(t_ours, t_theirs, strict=True)]
-        ci = median_ci(pairs)
-        ratio = f"{statistics.median(pairs):.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
-        rows.append((measure, fmt.format(rate["lmforge"]), fmt.format(rate["transformers"]), ratio, check))
+        rows.append((measure, fmt.format(rate["lmforge"]), fmt.format(rate["transformers"]),
+                     paired_ratio(t_ours, t_theirs), check))
 
     console.print(f"training step: batch {args.batch} x seq {args.seq}, forward + backward ...")
     times, losses = bench_train(ours, theirs, cfg, args.batch, args.seq, args.warmup, args.iters)

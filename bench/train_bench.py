@@ -4,7 +4,7 @@
     LlamaForCausalLM + torch.optim.AdamW with identical weights, batch and length: tokens/s and
     MFU against the measured matmul peak. Repeats alternate between the two (the order flipped
     every repeat) so that machine noise hits both alike; tokens/s are medians, the ratio is the
-    median of the per-repeat ratios.
+    median of the per-repeat ratios with its 95% confidence interval (bench/stats.py).
 (b) Peak memory of one train step with AdamW vs AdaLomo (fused into backward), each in a fresh
     subprocess: peak RSS growth on CPU (CUDA: max_memory_allocated), and optimizer-state bytes.
 (c) Peak memory of one forward + backward with InternLM2's 92,544-token vocabulary: lmforge's
@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from machine import cpu_name
+from stats import paired_ratio
 from lmforge.model import InternLM2, ModelConfig, flops_per_token, save_checkpoint
 from lmforge.train.metrics import measured_peak_flops
 from lmforge.train.optim import build_optimizer
@@ -85,8 +86,7 @@ def speed(args, console: Console) -> list[tuple]:
     peak = measured_peak_flops("cpu", torch.float32)
     fpt = flops_per_token(cfg, args.seq)
     tps = {k: tokens / statistics.median(v) for k, v in times.items()}
-    # ratio: the median of each repeat's back-to-back pair, so a slow spell of the machine hits both sides
-    ratio = statistics.median(t / o for o, t in zip(times["ours"], times["theirs"]))
+    ratio = paired_ratio(times["ours"], times["theirs"], unit="x")  # with its 95% interval (bench/stats.py)
     console.print(f"model: {ours.num_params() / 1e6:.1f}M params, batch {args.batch} x {args.seq}, fp32; "
                   f"measured fp32 matmul peak {peak / 1e9:.0f} GFLOP/s")
     return [("train step tokens/s (AdamW)", f"{tps['ours']:,.0f}", f"{tps['theirs']:,.0f}", ratio),
@@ -191,7 +191,7 @@ def loss_memory(args, console: Console) -> list[tuple]:
     console.print(f"loss memory model: {a['params'] / 1e6:.1f}M params, vocab {args.loss_vocab:,}, batch 1 x "
                   f"{args.loss_seq}, fp32 (the logits alone: {logits_mb:,.0f} MB); losses {a['loss']:.4f} / {b['loss']:.4f}")
     return [(f"peak memory of fwd+bwd, vocab {args.loss_vocab:,}, 1 x {args.loss_seq} (MB)",
-             f"{a['peak'] / 2**20:,.0f}", f"{b['peak'] / 2**20:,.0f} (transformers)", a["peak"] / b["peak"])]
+             f"{a['peak'] / 2**20:,.0f}", f"{b['peak'] / 2**20:,.0f} (transformers)", f"{a['peak'] / b['peak']:.2f}x")]
 
 
 def memory(args, console: Console) -> list[tuple]:
@@ -199,9 +199,9 @@ def memory(args, console: Console) -> list[tuple]:
     a, b = out["adamw"], out["adalomo"]
     console.print(f"memory model: {a['params'] / 1e6:.1f}M params, batch 1 x 128, fp32")
     return [("peak memory of a train step (MB)", f"{b['peak'] / 2**20:,.0f} (AdaLomo)", f"{a['peak'] / 2**20:,.0f} (AdamW)",
-             b["peak"] / a["peak"]),
+             f"{b['peak'] / a['peak']:.2f}x"),
             ("optimizer state (MB)", f"{b['state'] / 2**20:,.2f} (AdaLomo)", f"{a['state'] / 2**20:,.2f} (AdamW)",
-             b["state"] / a["state"])]
+             f"{b['state'] / a['state']:.4f}x")]
 
 
 def main() -> None:
@@ -240,11 +240,11 @@ def main() -> None:
     for col in ("measure", "lmforge", "other", "ratio"):
         table.add_column(col, justify="left" if col == "measure" else "right")
     for measure, ours, theirs, ratio in rows:
-        table.add_row(measure, ours, theirs, f"{ratio:.2f}x")
+        table.add_row(measure, ours, theirs, ratio)
     console.print(table)
     if args.markdown:
         lines = ["| measure | lmforge | other | ratio |", "|---|---:|---:|---:|"]
-        lines += [f"| {m} | {o} | {t} | {r:.2f}x |" for m, o, t, r in rows]
+        lines += [f"| {m} | {o} | {t} | {r} |" for m, o, t, r in rows]
         with open(args.markdown, "w") as f:
             f.write("\n".join(lines) + "\n")
 
