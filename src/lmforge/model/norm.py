@@ -48,10 +48,10 @@ class _RMSNorm(torch.autograd.Function):
         # mean(x^2) through the norm: one pass, no (.., dim) temporary for x^2
         ms = torch.linalg.vector_norm(h, dim=-1, keepdim=True).square_().div_(h.shape[-1])
         r = ms.add_(eps).rsqrt_()
-        xr = (h * r).to(x.dtype)
+        xr = h * r  # kept at fp32 or wider for backward; the output rounds it to x's dtype first
         ctx.save_for_backward(xr, r, weight)
         ctx.x_dtype = x.dtype
-        return weight * xr
+        return weight * xr.to(x.dtype)
 
     @staticmethod
     def backward(ctx, gy: torch.Tensor):
@@ -59,10 +59,9 @@ class _RMSNorm(torch.autograd.Function):
         gx = gw = None
         if ctx.needs_input_grad[1]:
             rows = tuple(range(gy.dim() - 1))
-            gw = (gy * xr).sum(rows, dtype=torch.promote_types(gy.dtype, torch.float32)).to(weight.dtype)
+            gw = (gy * xr).sum(rows).to(weight.dtype)
         if ctx.needs_input_grad[0]:
             g = _upcast(gy * weight)  # a new tensor: the in-place steps below are safe
-            xr32 = _upcast(xr)
-            coef = torch.linalg.vecdot(g, xr32, dim=-1).unsqueeze_(-1).div_(-g.shape[-1])
-            gx = g.addcmul_(xr32, coef).mul_(r).to(ctx.x_dtype)
+            coef = torch.linalg.vecdot(g, xr, dim=-1).unsqueeze_(-1).div_(-g.shape[-1])
+            gx = g.addcmul_(xr, coef).mul_(r).to(ctx.x_dtype)
         return gx, gw, None
