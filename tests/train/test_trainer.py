@@ -1,6 +1,7 @@
 """Training in one process: learning, AdaLomo vs AdamW, the long-context stage, spikes, bad input."""
 
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -141,6 +142,18 @@ def test_activation_checkpointing_recomputes_exactly(dataset, tmp_path, mode):
     ac = train(_cfg(tok), _tc(root, steps=3, val_every=0, activation_checkpointing=mode, ac_every=2),
                tmp_path / mode, console=QUIET)[0]
     assert _losses(plain) == _losses(ac)
+
+
+@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("c++")),
+                    reason="train.compile uses inductor, which needs a C++ compiler on CPU")
+def test_compiled_blocks_train_like_eager(dataset, tmp_path):
+    """`train.compile` (each block through torch.compile, with activation checkpointing) traces the
+    model's custom autograd functions (RMSNorm's backward) and trains as the eager model does."""
+    root, tok = dataset
+    eager = train(_cfg(tok), _tc(root, steps=3, val_every=0), tmp_path / "eager", console=QUIET)[0]
+    compiled = train(_cfg(tok), _tc(root, steps=3, val_every=0, compile=True, activation_checkpointing="blocks"),
+                     tmp_path / "compiled", console=QUIET)[0]
+    assert _losses(compiled) == pytest.approx(_losses(eager), rel=1e-4)
 
 
 def test_init_from_a_published_style_checkpoint_continues_training(dataset, tmp_path):
