@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from machine import cpu_name
+from lmforge.machine import cpu_name
 from lmforge.data.dedup import minhash as mh
 from lmforge.data.dedup.stage import candidate_pairs
 from lmforge.data.dedup.unionfind import connected_components

@@ -24,7 +24,7 @@ import time
 
 import torch
 
-from machine import cpu_name
+from lmforge.machine import cpu_name
 from lmforge.corpora import english_text
 from lmforge.eval.lm import load_checkpoint
 from lmforge.eval.tasks import hellaswag, mmlu

@@ -41,10 +41,11 @@ from collections.abc import Callable
 
 import torch
 
-from machine import cpu_name
+from lmforge.machine import cpu_name
 from stats import paired_ratio
 from lmforge.generate import SamplingParams, generate
 from lmforge.model import InternLM2, ModelConfig, flops_per_token, num_params, save_checkpoint
+from lmforge.train.metrics import measured_peak_flops
 
 SIDES = ("lmforge", "transformers")
 
@@ -59,19 +60,6 @@ def load_average() -> float | None:
         return os.getloadavg()[0]
     except (OSError, AttributeError):
         return None
-
-
-def matmul_peak(n: int = 2048, iters: int = 10) -> float:
-    """Best fp32 FLOP/s of an n x n @ n x n `torch.mm` on this machine (FLOPs = 2 n^3)."""
-    g = torch.Generator().manual_seed(0)
-    a, b = torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)
-    torch.mm(a, b)  # warm up
-    best = float("inf")
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best
 
 
 def interleaved(fns: dict[str, Callable[[], None]], warmup: int, iters: int,
@@ -247,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
                   "fp32, attention: SDPA on both sides")
     console.print(f"machine: {machine}")
     console.print(f"model:   {model_desc}")
-    peak = matmul_peak()  # again after the training step: a busy core lowers it, the best is the machine's
+    # the best of 10 2048^3 matmuls; again after the training step: a busy core lowers it, the best is the machine's
+    peak = measured_peak_flops("cpu", torch.float32, n=2048, iters=10)
     console.print(f"peak:    {peak / 1e9:.1f} GFLOP/s fp32 (best of 10 torch.mm 2048^3, measured now)")
     ours, theirs = build_models(cfg, seed=0)
     if theirs.config._attn_implementation != "sdpa":
@@ -270,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             tokens, f"same loss ({losses['lmforge']:.4f})" if same_loss
             else f"LOSSES DIFFER: {losses['lmforge']:.6f} vs {losses['transformers']:.6f}")
     fpt = flops_per_token(cfg, args.seq)
-    peak = max(peak, matmul_peak())
+    peak = max(peak, measured_peak_flops("cpu", torch.float32, n=2048, iters=10))
     add_row("train MFU, % of measured fp32 peak", times["lmforge"], times["transformers"],
             tokens * fpt / peak * 100, f"{fpt / 1e6:.0f} MFLOP/token", fmt="{:.1f}%")
 

@@ -30,7 +30,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from machine import cpu_name
+from lmforge.machine import cpu_name
 from stats import paired_ratio
 from lmforge.model import InternLM2, ModelConfig, flops_per_token, save_checkpoint
 from lmforge.train.metrics import measured_peak_flops

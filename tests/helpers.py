@@ -1,4 +1,6 @@
-"""Tiny random InternLM2 models for fast CPU tests."""
+"""Tiny random InternLM2 models for fast CPU tests, and what the machine can run."""
+
+import shutil
 
 from lmforge.model import InternLM2, ModelConfig
 
@@ -14,3 +16,8 @@ def tiny_model(seed: int = 0, **kw) -> InternLM2:
     model = InternLM2(tiny_config(**kw))
     model.init_weights(seed)
     return model.eval()
+
+
+def has_cxx_compiler() -> bool:
+    """Whether inductor can compile for CPU here (it needs a C++ compiler)."""
+    return bool(shutil.which("g++") or shutil.which("c++"))

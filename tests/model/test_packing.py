@@ -1,12 +1,10 @@
 """Packed rows: attention never crosses a document, positions restart, and all backends agree."""
 
-import shutil
-
 import pytest
 import torch
 
 from lmforge.model.attention import AttentionMask, attend, build_mask, positions_from_documents
-from tests.helpers import tiny_model
+from tests.helpers import has_cxx_compiler, tiny_model
 
 
 def test_positions_restart_per_document():
@@ -77,7 +75,7 @@ def test_flash_backend_refuses_without_flash_attn():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="GPU machine: the backend test above runs flex")
-@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("c++")),
+@pytest.mark.skipif(not has_cxx_compiler(),
                     reason="FlexAttention on CPU is compiled by inductor, which needs a C++ compiler")
 def test_flex_backend_forward_on_cpu_equals_sdpa():
     """FlexAttention has no backward on CPU, but its compiled forward runs there: the block mask

@@ -1,7 +1,6 @@
 """Training in one process: learning, AdaLomo vs AdamW, the long-context stage, spikes, bad input."""
 
 import math
-import shutil
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ from lmforge.shards import ShardError, list_shards, open_shard, write_shard
 from lmforge.train import StageSection, TrainSection, train
 from lmforge.train.loader import TokenStream, make_batch
 from lmforge.train.spike import SpikeDetector
+from tests.helpers import has_cxx_compiler
 
 QUIET = Console(quiet=True)
 
@@ -144,7 +144,7 @@ def test_activation_checkpointing_recomputes_exactly(dataset, tmp_path, mode):
     assert _losses(plain) == _losses(ac)
 
 
-@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("c++")),
+@pytest.mark.skipif(not has_cxx_compiler(),
                     reason="train.compile uses inductor, which needs a C++ compiler on CPU")
 def test_compiled_blocks_train_like_eager(dataset, tmp_path):
     """`train.compile` (each block through torch.compile, with activation checkpointing) traces the

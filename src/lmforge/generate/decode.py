@@ -17,9 +17,10 @@ computes the same function (same weights, same operations in the same order) but
   tensors gets fresh copies every call). They hold one extra copy of the weight matrices, which is
   why CUDA and other dtypes skip them and use the parameters as they are;
 - can be compiled (`compile=True`): inductor fuses the elementwise work (norms, RoPE, SwiGLU,
-  residuals) into a few C++ loops and removes most of the per-op Python/ATen overhead. Compilation
-  is paid once per (batch size, cache length) shape; if it fails the step runs eagerly, with a
-  warning.
+  residuals) into a few C++ loops and removes most of the per-op Python/ATen overhead. The first
+  (batch size, cache length) shape compiles a graph for that shape; the second makes torch.compile
+  build one with symbolic sizes (slower to compile), which every later shape reuses. If compilation
+  fails the step runs eagerly, with a warning.
 
 The logits match the model's forward up to float rounding (a different matmul kernel, attention
 over masked slots, fused reductions); tests check that greedy tokens are the same.
@@ -202,15 +203,9 @@ class DecodeStep:
     def __call__(self, ids: torch.Tensor) -> torch.Tensor:
         """Logits (B, vocab) for the next token ids (B,) of every row; advances the cache."""
         cache = self.cache
-        L = cache.length
-        if L + 1 > cache.max_len:
-            raise ValueError(f"KV cache full: {L} + 1 tokens exceed its {cache.max_len} slots")
-        cache.valid[:, L] = True
-        positions = cache.next_pos[:, None].clone()
-        cache.next_pos += 1
-        cache.seq_len += 1
+        slot = torch.tensor([cache.length], device=ids.device)
+        positions = cache.step_positions()
         inv_freq = rope_inv_freq(self.cfg, cache.seq_len, ids.device)
-        slot = torch.tensor([L], device=ids.device)
         args = (self.weights, ids, positions, inv_freq, slot, cache.valid, cache.k, cache.v)
         logits = None
         if self.compile:

@@ -91,8 +91,8 @@ def stream(model, prompts: Sequence[Sequence[int]], params: SamplingParams, toke
     """Generate for a batch of token-id prompts, yielding one event per row and token.
 
     With use_cache=False every step recomputes the whole sequence (a reference for tests).
-    compile=True compiles the decode step with torch.compile (see lmforge.generate.decode): paid
-    once per batch size and cache length, then faster per token; eager if compilation fails.
+    compile=True compiles the decode step with torch.compile (see lmforge.generate.decode): paid on
+    the first shapes a process meets, then faster per token; eager if compilation fails.
     """
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token (start it with the BOS token)")

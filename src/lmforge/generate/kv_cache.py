@@ -37,10 +37,9 @@ class KVCache:
                 ) -> tuple[torch.Tensor, AttentionMask]:
         """Positions (B, n_new) and the attention mask for the next `n_new` tokens of every row."""
         B, L = self.valid.shape[0], self.length
-        if L + n_new > self.max_len:
-            raise ValueError(f"KV cache full: {L} + {n_new} tokens exceed its {self.max_len} slots")
         if n_new == 1 and padding_mask is None:
-            return self._prepare_one()
+            return self._prepare_one()  # checks the room itself
+        self._check_room(n_new)
         new = (torch.ones(B, n_new, dtype=torch.bool, device=self.valid.device) if padding_mask is None
                else padding_mask.to(self.valid.device, torch.bool))
         self.valid[:, L:L + n_new] = new
@@ -56,17 +55,27 @@ class KVCache:
         allowed |= (slots[None] == query_slots)[None]
         return positions, AttentionMask("dense", dense=allowed[:, None])
 
-    def _prepare_one(self) -> tuple[torch.Tensor, AttentionMask]:
-        """The decoding step: one real token per row, which may see every real slot so far. Kept to
-        a few tensor ops and no host sync, since it runs once per generated token."""
-        L = self.length
-        self.valid[:, L] = True
+    def _check_room(self, n_new: int) -> None:
+        if self.length + n_new > self.max_len:
+            raise ValueError(f"KV cache full: {self.length} + {n_new} tokens exceed its {self.max_len} slots")
+
+    def step_positions(self) -> torch.Tensor:
+        """The decoding step's bookkeeping: one real token per row at the next slot, marked valid;
+        its positions (B, 1). A few tensor ops and no host sync, since it runs once per generated
+        token (also by lmforge.generate.decode, which masks the slots itself)."""
+        self._check_room(1)
+        self.valid[:, self.length] = True
         positions = self.next_pos[:, None].clone()
         self.next_pos += 1
         self.seq_len += 1
+        return positions
+
+    def _prepare_one(self) -> tuple[torch.Tensor, AttentionMask]:
+        """The decoding step through the model's forward: the new token may see every real slot so far."""
+        positions = self.step_positions()
         if not self.has_padding:
             return positions, AttentionMask("full")  # every cached slot is real: no mask at all
-        return positions, AttentionMask("dense", dense=self.valid[:, None, None, :L + 1])
+        return positions, AttentionMask("dense", dense=self.valid[:, None, None, :self.length + 1])
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store this layer's new keys/values (B, Hkv, n_new, D); return all keys/values so far."""

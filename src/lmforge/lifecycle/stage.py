@@ -95,7 +95,7 @@ class StageRunner:
         summary = fn(folder)
         seconds = time.perf_counter() - start  # of this run only: a resumed stage counts from its restart
         write_json(record_path, {"stage": name, "key": key, "status": "done", "config": config,
-                                        "seconds": seconds, "summary": summary})
+                                 "seconds": seconds, "summary": summary})
         outcome = StageOutcome(name, folder, key, "resumed" if resumed else "ran", seconds, summary)
         self.outcomes[name] = outcome
         return outcome

@@ -372,7 +372,7 @@ def _write_shards(named: dict[str, torch.Tensor], path: Path, max_shard_bytes: i
         weight_map.update({k: fname for k in shard})
     total = sum(t.numel() * t.element_size() for t in named.values())
     write_atomic(path / SAFE_INDEX, json.dumps({"metadata": {"total_size": total},
-                                                      "weight_map": weight_map}, indent=2) + "\n")
+                                                "weight_map": weight_map}, indent=2) + "\n")
 
 
 def _atomic_save(tensors: dict[str, torch.Tensor], target: Path) -> None:

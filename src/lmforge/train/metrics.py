@@ -22,14 +22,15 @@ GPU_PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "H800": 989e12, "A100": 312e12,
 
 
 @functools.cache
-def measured_peak_flops(device_type: str, dtype: torch.dtype = torch.float32, n: int = 1024) -> float:
-    """Best achieved FLOP/s of an n x n matmul on this device (the practical peak)."""
+def measured_peak_flops(device_type: str, dtype: torch.dtype = torch.float32, n: int = 1024,
+                        iters: int = 30) -> float:
+    """Best achieved FLOP/s of an n x n matmul over `iters` tries on this device (the practical peak)."""
     device = torch.device(device_type)
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     best = float("inf")
     a @ b  # warm-up: thread pool and allocator
-    for _ in range(30):  # best of many: a core busy with other work during a few of them lowers none
+    for _ in range(iters):  # best of many: a core busy with other work during a few of them lowers none
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
