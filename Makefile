@@ -33,6 +33,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/model_bench.py
 	$(PY) bench/train_bench.py
+	$(PY) bench/attention_bench.py
 	$(PY) bench/data_bench.py
 	$(PY) bench/eval_bench.py
 

@@ -11,7 +11,8 @@ Backends, all computing the same block-diagonal causal attention:
 - "flex": FlexAttention with a block mask built from the document ids (GPU; sparse, so packed
   rows cost only the blocks that are attended). No backward on CPU.
 - "flash": flash-attn's varlen kernel over cu_seqlens (GPU, when the package is installed).
-"auto" picks flash, then flex on CUDA, and sdpa otherwise.
+"auto" picks flash (when the forward computes in fp16/bf16, the only dtypes flash-attn takes),
+then flex on CUDA, and sdpa otherwise.
 
 The mask is built once per forward pass (`build_mask`) and shared by every layer.
 """
@@ -55,22 +56,30 @@ def flex_available(device: torch.device) -> bool:
     return device.type == "cuda" and importlib.util.find_spec("torch.nn.attention.flex_attention") is not None
 
 
-def resolve_backend(name: str, device: torch.device) -> str:
-    """The backend that `name` means on `device`, or a clear error if it cannot run there."""
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def resolve_backend(name: str, device: torch.device, dtype: torch.dtype = torch.bfloat16) -> str:
+    """The backend that `name` means on `device` for a forward computing in `dtype`, or a clear
+    error if it cannot run there."""
     if name == "auto":
-        if device.type == "cuda" and flash_available():
+        if device.type == "cuda" and dtype in HALF_DTYPES and flash_available():
             return "flash"
         return "flex" if flex_available(device) else "sdpa"
     if name == "flash" and not flash_available():
         raise RuntimeError("attn_backend='flash' needs the flash-attn package and a CUDA device; "
                            "use attn_backend='auto' or 'sdpa'")
+    if name == "flash" and dtype not in HALF_DTYPES:
+        raise RuntimeError(f"attn_backend='flash': flash-attn computes in fp16/bf16 only and this forward "
+                           f"runs in {dtype}; set train.dtype=bfloat16, or attn_backend='auto' or 'flex'")
     return name
 
 
 def build_mask(document_ids: torch.Tensor | None, seq_len: int, backend: str,
-               device: torch.device) -> AttentionMask:
-    """The attention mask for a batch of packed rows (None: one document per row)."""
-    backend = resolve_backend(backend, device)
+               device: torch.device, dtype: torch.dtype = torch.bfloat16) -> AttentionMask:
+    """The attention mask for a batch of packed rows (None: one document per row); `dtype` is the
+    dtype attention computes in."""
+    backend = resolve_backend(backend, device, dtype)
     if document_ids is None:
         if backend == "flash":
             return AttentionMask("flash")  # plain causal flash attention, cu_seqlens not needed
@@ -93,15 +102,52 @@ def _varlen_mask(document_ids: torch.Tensor) -> AttentionMask:
     return AttentionMask("flash", cu_seqlens=cu, max_seqlen=int((cu[1:] - cu[:-1]).max()))
 
 
+FLEX_BLOCK = 128  # FlexAttention's default tile: one block-mask entry per 128 x 128 scores
+
+
 def _flex_block_mask(document_ids: torch.Tensor):
-    from torch.nn.attention.flex_attention import create_block_mask
+    """FlexAttention's BlockMask for document-causal attention, built block by block.
+
+    `create_block_mask` evaluates the mask function at all T x T positions (T^2 int64 gathers: 8 GiB
+    per row at the 32k long-context stage). Here each 128-token block is reduced to the smallest and
+    largest document id it holds, and the (T/128)^2 block table is decided from those alone:
+    - a block pair is *full* (no mask needed) when the kv block lies wholly before the q block and
+      both hold nothing but the same one document;
+    - it is *partial* (the mask function is applied inside it) when it is causal-reachable and the
+      two id ranges overlap; otherwise it is skipped.
+    For rows whose ids never decrease (how `lmforge` packs) this is exactly `create_block_mask`'s
+    table; for any other ids it can only mark extra blocks partial, which costs time, not accuracy.
+    """
+    from torch.nn.attention.flex_attention import BlockMask
 
     B, T = document_ids.shape
+    n = -(-T // FLEX_BLOCK)
+    pad = n * FLEX_BLOCK - T
+    # The ragged last block is padded with its own last id, which leaves its id range unchanged.
+    tiles = torch.cat([document_ids, document_ids[:, -1:].expand(B, pad)], 1).view(B, n, FLEX_BLOCK)
+    lo, hi = tiles.amin(-1), tiles.amax(-1)
+    blocks = torch.arange(n, device=document_ids.device)
+    q_lo, q_hi, k_lo, k_hi = lo[:, :, None], hi[:, :, None], lo[:, None, :], hi[:, None, :]
+    reachable = (blocks[None, :, None] >= blocks[None, None, :]) & (q_lo <= k_hi) & (k_lo <= q_hi)
+    complete = blocks < T // FLEX_BLOCK  # the ragged last block always needs the mask
+    one_doc = (lo == hi) & complete[None]
+    full = ((blocks[:, None] > blocks[None, :]) & one_doc[:, :, None] & one_doc[:, None, :]
+            & (q_lo == k_lo))
 
     def document_causal(b, h, q_idx, kv_idx):
         return (document_ids[b, q_idx] == document_ids[b, kv_idx]) & (q_idx >= kv_idx)
 
-    return create_block_mask(document_causal, B, None, T, T, device=document_ids.device)
+    return BlockMask.from_kv_blocks(*_ordered(reachable & ~full), *_ordered(full),
+                                    BLOCK_SIZE=FLEX_BLOCK, mask_mod=document_causal,
+                                    seq_lengths=(T, T))
+
+
+def _ordered(block_table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, n, n) bool block table -> BlockMask's (count, indices): per q block, how many kv blocks
+    are marked and their indices first, ascending (a head axis of 1 is added)."""
+    table = block_table[:, None].to(torch.int32)
+    order = torch.argsort(table, dim=-1, descending=True, stable=True)
+    return table.sum(-1).to(torch.int32), order.to(torch.int32)
 
 
 @functools.cache

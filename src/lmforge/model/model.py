@@ -132,7 +132,10 @@ class InternLM2(nn.Module):
             position_ids, mask = kv_cache.prepare(T, padding_mask)
             seq_len = getattr(kv_cache, "seq_len", None)  # an int the cache tracks: no reduction per step
         else:
-            mask = build_mask(document_ids, T, self.cfg.attn_backend, input_ids.device)
+            dev = input_ids.device.type  # attention computes in the autocast dtype, else the weights'
+            autocast = torch.is_autocast_enabled(dev)
+            dtype = torch.get_autocast_dtype(dev) if autocast else self.tok_embeddings.weight.dtype
+            mask = build_mask(document_ids, T, self.cfg.attn_backend, input_ids.device, dtype)
             if position_ids is None:
                 if document_ids is None:
                     position_ids, seq_len = torch.arange(T, device=input_ids.device).expand(B, T), T
