@@ -10,8 +10,11 @@ Backends, all computing the same block-diagonal causal attention:
   CPU included, with backward. Without documents it uses the plain causal kernel.
 - "flex": FlexAttention with a block mask built from the document ids (GPU; sparse, so packed
   rows cost only the blocks that are attended). No backward on CPU.
-- "flash": flash-attn's varlen kernel over cu_seqlens (GPU, when the package is installed).
-"auto" picks flash (when the forward computes in fp16/bf16, the only dtypes flash-attn takes),
+- "flash": FlashAttention-2's varlen kernel over cu_seqlens (CUDA GPUs of compute capability 8.0
+  and up): the flash-attn package's when it is installed, else the copy that PyTorch's CUDA builds
+  ship (`torch.nn.attention.varlen.varlen_attn`, with backward), so no extra install is needed.
+  Rows without documents go to SDPA's causal kernel, which is the same flash kernel on such GPUs.
+"auto" picks flash (when the forward computes in fp16/bf16, the only dtypes the kernel takes),
 then flex on CUDA, and sdpa otherwise.
 
 The mask is built once per forward pass (`build_mask`) and shared by every layer.
@@ -48,8 +51,18 @@ def positions_from_documents(document_ids: torch.Tensor) -> torch.Tensor:
     return idx - start_of
 
 
+def varlen_kernel() -> str:
+    """Which FlashAttention-2 varlen kernel the flash backend calls: "flash_attn" (the package) or
+    "torch" (torch.nn.attention.varlen, in PyTorch's CUDA builds from 2.9)."""
+    return "flash_attn" if importlib.util.find_spec("flash_attn") is not None else "torch"
+
+
 def flash_available() -> bool:
-    return importlib.util.find_spec("flash_attn") is not None and torch.cuda.is_available()
+    """A CUDA GPU that FlashAttention-2 runs on (Ampere, compute capability 8.0, or newer) and a
+    varlen kernel to call on it."""
+    if not torch.cuda.is_available() or torch.cuda.get_device_capability()[0] < 8:
+        return False
+    return varlen_kernel() == "flash_attn" or importlib.util.find_spec("torch.nn.attention.varlen") is not None
 
 
 def flex_available(device: torch.device) -> bool:
@@ -67,8 +80,8 @@ def resolve_backend(name: str, device: torch.device, dtype: torch.dtype = torch.
             return "flash"
         return "flex" if flex_available(device) else "sdpa"
     if name == "flash" and not flash_available():
-        raise RuntimeError("attn_backend='flash' needs the flash-attn package and a CUDA device; "
-                           "use attn_backend='auto' or 'sdpa'")
+        raise RuntimeError("attn_backend='flash' needs a CUDA GPU of compute capability 8.0 or newer "
+                           "(FlashAttention-2); use attn_backend='auto' or 'sdpa'")
     if name == "flash" and dtype not in HALF_DTYPES:
         raise RuntimeError(f"attn_backend='flash': flash-attn computes in fp16/bf16 only and this forward "
                            f"runs in {dtype}; set train.dtype=bfloat16, or attn_backend='auto' or 'flex'")
@@ -81,9 +94,7 @@ def build_mask(document_ids: torch.Tensor | None, seq_len: int, backend: str,
     dtype attention computes in."""
     backend = resolve_backend(backend, device, dtype)
     if document_ids is None:
-        if backend == "flash":
-            return AttentionMask("flash")  # plain causal flash attention, cu_seqlens not needed
-        return AttentionMask("causal")
+        return AttentionMask("causal")  # SDPA's causal kernel: on a GPU, flash attention itself
     if backend == "sdpa":
         same_doc = document_ids[:, :, None] == document_ids[:, None, :]
         causal = torch.ones(seq_len, seq_len, dtype=torch.bool, device=device).tril()
@@ -173,15 +184,17 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: AttentionMas
 
 
 def _flash(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: AttentionMask) -> torch.Tensor:
-    from flash_attn import flash_attn_func, flash_attn_varlen_func
-
+    """FlashAttention-2 varlen over the batch flattened to (B*T, heads, D): each document is one
+    sequence of cu_seqlens; GQA is native (query head h reads kv head h // (Hq/Hkv))."""
     B, H, T, D = q.shape
-    # flash-attn wants (B, T, H, D); it handles GQA itself.
-    q, k, v = (t.transpose(1, 2) for t in (q, k, v))
-    if mask.cu_seqlens is None:
-        out = flash_attn_func(q, k, v, causal=True)
+    q, k, v = (t.transpose(1, 2).reshape(B * T, t.shape[1], D) for t in (q, k, v))
+    cu, n = mask.cu_seqlens, mask.max_seqlen
+    if varlen_kernel() == "flash_attn":
+        from flash_attn import flash_attn_varlen_func
+
+        out = flash_attn_varlen_func(q, k, v, cu, cu, n, n, causal=True)
     else:
-        flat = [t.reshape(B * T, t.shape[2], D) for t in (q, k, v)]
-        out = flash_attn_varlen_func(*flat, mask.cu_seqlens, mask.cu_seqlens, mask.max_seqlen,
-                                     mask.max_seqlen, causal=True).view(B, T, H, D)
-    return out.transpose(1, 2)
+        from torch.nn.attention.varlen import varlen_attn
+
+        out = varlen_attn(q, k, v, cu, cu, n, n, window_size=(-1, 0), enable_gqa=k.shape[1] != H)
+    return out.view(B, T, H, D).transpose(1, 2)
