@@ -8,8 +8,9 @@ report section 4.1; PAPERS.md section 2). Here a row's documents are given by `d
 Backends, all computing the same block-diagonal causal attention:
 - "sdpa": PyTorch scaled_dot_product_attention with a dense boolean mask. Runs everywhere,
   CPU included, with backward. Without documents it uses the plain causal kernel.
-- "flex": FlexAttention with a block mask built from the document ids (GPU; sparse, so packed
-  rows cost only the blocks that are attended). No backward on CPU.
+- "flex": FlexAttention with a block mask decided per 128 x 128 tile from the id ranges of its
+  blocks, never from the T x T mask (GPU; sparse, so packed rows cost only the blocks that are
+  attended). No backward on CPU.
 - "flash": FlashAttention-2's varlen kernel over cu_seqlens (CUDA GPUs of compute capability 8.0
   and up): the flash-attn package's when it is installed, else the copy that PyTorch's CUDA builds
   ship (`torch.nn.attention.varlen.varlen_attn`, with backward), so no extra install is needed.
