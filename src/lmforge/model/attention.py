@@ -52,22 +52,18 @@ def positions_from_documents(document_ids: torch.Tensor) -> torch.Tensor:
     return idx - start_of
 
 
+@functools.cache
 def varlen_kernel() -> str:
     """Which FlashAttention-2 varlen kernel the flash backend calls: "flash_attn" (the package) or
-    "torch" (torch.nn.attention.varlen, in PyTorch's CUDA builds from 2.9)."""
+    "torch" (torch.nn.attention.varlen, in the CUDA builds of the torch lmforge requires). Looked up
+    once per process: every attention layer of every forward asks."""
     return "flash_attn" if importlib.util.find_spec("flash_attn") is not None else "torch"
 
 
+@functools.cache
 def flash_available() -> bool:
-    """A CUDA GPU that FlashAttention-2 runs on (Ampere, compute capability 8.0, or newer) and a
-    varlen kernel to call on it."""
-    if not torch.cuda.is_available() or torch.cuda.get_device_capability()[0] < 8:
-        return False
-    return varlen_kernel() == "flash_attn" or importlib.util.find_spec("torch.nn.attention.varlen") is not None
-
-
-def flex_available(device: torch.device) -> bool:
-    return device.type == "cuda" and importlib.util.find_spec("torch.nn.attention.flex_attention") is not None
+    """A CUDA GPU that FlashAttention-2 runs on: Ampere (compute capability 8.0) or newer."""
+    return torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8
 
 
 HALF_DTYPES = (torch.float16, torch.bfloat16)
@@ -79,7 +75,7 @@ def resolve_backend(name: str, device: torch.device, dtype: torch.dtype = torch.
     if name == "auto":
         if device.type == "cuda" and dtype in HALF_DTYPES and flash_available():
             return "flash"
-        return "flex" if flex_available(device) else "sdpa"
+        return "flex" if device.type == "cuda" else "sdpa"
     if name == "flash" and not flash_available():
         raise RuntimeError("attn_backend='flash' needs a CUDA GPU of compute capability 8.0 or newer "
                            "(FlashAttention-2); use attn_backend='auto' or 'sdpa'")

@@ -70,14 +70,15 @@ def linear_lm_loss(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Te
     return loss, parts
 
 
-def _compute_dtype(h: torch.Tensor) -> torch.dtype:
-    dev = h.device.type
-    return torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else h.dtype
+def compute_dtype(t: torch.Tensor) -> torch.dtype:
+    """The dtype that matmuls on `t` compute in: autocast's where it is on for t's device, else t's."""
+    dev = t.device.type
+    return torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else t.dtype
 
 
 def _chunked(h, weight, tgt, z_loss: float, ignore_index: int, rows: int, grads: bool):
     """(loss, ce, z-loss, d loss/d h, d loss/d weight); the gradients None unless `grads`."""
-    dtype = _compute_dtype(h)
+    dtype = compute_dtype(h)
     with torch.autocast(h.device.type, enabled=False):
         hc, w = h.to(dtype), weight.to(dtype)
         keep = tgt != ignore_index

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from lmforge.model.attention import AttentionMask, attend, build_mask, positions_from_documents
 from lmforge.model.config import ModelConfig
-from lmforge.model.loss import linear_lm_loss
+from lmforge.model.loss import compute_dtype, linear_lm_loss
 from lmforge.model.norm import rms_norm
 from lmforge.model.rope import apply_rope, rope_cos_sin
 
@@ -132,10 +132,8 @@ class InternLM2(nn.Module):
             position_ids, mask = kv_cache.prepare(T, padding_mask)
             seq_len = getattr(kv_cache, "seq_len", None)  # an int the cache tracks: no reduction per step
         else:
-            dev = input_ids.device.type  # attention computes in the autocast dtype, else the weights'
-            autocast = torch.is_autocast_enabled(dev)
-            dtype = torch.get_autocast_dtype(dev) if autocast else self.tok_embeddings.weight.dtype
-            mask = build_mask(document_ids, T, self.cfg.attn_backend, input_ids.device, dtype)
+            mask = build_mask(document_ids, T, self.cfg.attn_backend, input_ids.device,
+                              compute_dtype(self.tok_embeddings.weight))
             if position_ids is None:
                 if document_ids is None:
                     position_ids, seq_len = torch.arange(T, device=input_ids.device).expand(B, T), T
