@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lmforge.machine import cpu_name
+from memory import current_rss, peak_rss, reset_peak_rss
 from lmforge.model.attention import _flex_block_mask
 
 
@@ -44,11 +45,6 @@ def _reference(document_ids: torch.Tensor):
 BUILDERS = {"lmforge": _flex_block_mask, "create_block_mask": _reference}
 
 
-def _peak_rss() -> int:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
-
-
 def child(name: str, T: int, args) -> dict:
     """Build the mask `repeats` times in this (fresh) process: median seconds, peak growth in bytes."""
     cuda = torch.cuda.is_available()
@@ -58,7 +54,8 @@ def child(name: str, T: int, args) -> dict:
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
-        base = _peak_rss()
+        reset_peak_rss()
+        base = current_rss()
     times = []
     for _ in range(args.repeats):
         t = time.perf_counter()
@@ -66,7 +63,7 @@ def child(name: str, T: int, args) -> dict:
         if cuda:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
-    peak = (torch.cuda.max_memory_allocated() if cuda else _peak_rss()) - base
+    peak = (torch.cuda.max_memory_allocated() if cuda else peak_rss()) - base
     return {"s": statistics.median(times), "peak": max(peak, 0)}
 
 

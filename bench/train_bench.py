@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lmforge.machine import cpu_name
+from memory import current_rss, peak_rss, reset_peak_rss
 from stats import paired_ratio
 from lmforge.model import InternLM2, ModelConfig, flops_per_token, save_checkpoint
 from lmforge.train.metrics import measured_peak_flops
@@ -94,21 +94,6 @@ def speed(args, console: Console) -> list[tuple]:
              ratio)]
 
 
-def _current_rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
-
-
-def _reset_peak_rss() -> None:
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # Linux: reset VmHWM, the peak resident set size
-
-
-def _peak_rss() -> int:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
-
-
 def memory_child(optimizer: str, args) -> dict:
     """One train step in this (fresh) process; peak memory growth and optimizer-state bytes."""
     cuda = torch.cuda.is_available()
@@ -123,8 +108,8 @@ def memory_child(optimizer: str, args) -> dict:
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated() - param_bytes
     else:
-        _reset_peak_rss()
-        base = _current_rss() - param_bytes
+        reset_peak_rss()
+        base = current_rss() - param_bytes
     opt = build_optimizer(model, optimizer, 1e-3)
     fused = optimizer == "adalomo"
     if fused:
@@ -140,7 +125,7 @@ def memory_child(optimizer: str, args) -> dict:
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
-    peak = (torch.cuda.max_memory_allocated() if cuda else _peak_rss()) - base
+    peak = (torch.cuda.max_memory_allocated() if cuda else peak_rss()) - base
     state = sum(t.numel() * t.element_size() for s in opt.state.values() for t in s.values() if torch.is_tensor(t))
     return {"peak": peak, "state": state, "params": sum(p.numel() for p in model.parameters())}
 
@@ -163,14 +148,14 @@ def loss_memory_child(side: str, args) -> dict:
     model.train()
     x = torch.randint(0, cfg.vocab_size, (1, args.loss_seq + 1), generator=torch.Generator().manual_seed(0))
     inputs, targets = x[:, :-1], x[:, 1:]
-    _reset_peak_rss()
-    base = _current_rss()
+    reset_peak_rss()
+    base = current_rss()
     if side == "transformers":
         loss = model(input_ids=inputs, labels=targets, shift_labels=targets).loss
     else:
         loss, _ = model(inputs, targets=targets)
     loss.backward()
-    return {"peak": _peak_rss() - base, "loss": loss.item(), "params": sum(p.numel() for p in model.parameters())}
+    return {"peak": peak_rss() - base, "loss": loss.item(), "params": sum(p.numel() for p in model.parameters())}
 
 
 def _in_fresh_processes(flag: str, names: tuple[str, ...]) -> dict[str, dict]:
