@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import secrets
 import shutil
@@ -78,7 +79,10 @@ def _run_child(source: str, limits: Limits, mode: str, python: str) -> Result:
                "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}
         cfg = {"mode": mode, "workdir": str(workdir), "program": str(program), "python": python, "env": env,
                "uid": uid, "gid": gid, "memory_bytes": limits.memory_bytes,
-               "cpu_seconds": max(1, int(limits.timeout + 0.999)), "max_processes": limits.max_processes,
+               # CPU time is a backstop for threads that burn it faster than the wall clock runs; one
+               # thread cannot outrun the wall clock, so with a second's margin the wall-clock timeout
+               # is what ends a plain infinite loop ("timeout"), even when this process wakes late.
+               "cpu_seconds": math.ceil(limits.timeout) + 1, "max_processes": limits.max_processes,
                "max_file_bytes": limits.max_file_bytes, "max_open_files": limits.max_open_files}
         start = time.perf_counter()
         with open(logs / "stdout", "wb") as out, open(logs / "stderr", "wb") as err:
