@@ -44,7 +44,7 @@ import torch
 from lmforge.machine import cpu_name
 from stats import paired_ratio
 from lmforge.generate import SamplingParams, generate
-from lmforge.model import InternLM2, ModelConfig, flops_per_token, num_params, save_checkpoint
+from lmforge.model import InternLM2, ModelConfig, flops_per_token, num_params, save_model
 from lmforge.train.metrics import measured_peak_flops
 
 SIDES = ("lmforge", "transformers")
@@ -92,7 +92,7 @@ def build_models(cfg: ModelConfig, seed: int):
     ours = InternLM2(cfg)
     ours.init_weights(seed)
     with tempfile.TemporaryDirectory() as d:
-        save_checkpoint(ours, d, fmt="llama")
+        save_model(ours, d, fmt="llama")
         theirs = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32)
     return ours.eval(), theirs.eval()
 

@@ -32,7 +32,7 @@ from rich.table import Table
 from lmforge.machine import cpu_name
 from memory import current_rss, peak_rss, reset_peak_rss
 from stats import paired_ratio
-from lmforge.model import InternLM2, ModelConfig, flops_per_token, save_checkpoint
+from lmforge.model import InternLM2, ModelConfig, flops_per_token, save_model
 from lmforge.train.metrics import measured_peak_flops
 from lmforge.train.optim import build_optimizer
 
@@ -50,7 +50,7 @@ def speed(args, console: Console) -> list[tuple]:
     ours = InternLM2(cfg)
     ours.init_weights(0)
     with tempfile.TemporaryDirectory() as d:
-        save_checkpoint(ours, d, fmt="llama")
+        save_model(ours, d, fmt="llama")
         theirs = transformers.AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32,
                                                                    attn_implementation="sdpa")
     ours.train()
@@ -141,7 +141,7 @@ def loss_memory_child(side: str, args) -> dict:
         import transformers
 
         with tempfile.TemporaryDirectory() as d:
-            save_checkpoint(model, d, fmt="llama")
+            save_model(model, d, fmt="llama")
             del model
             model = transformers.AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32,
                                                                       attn_implementation="sdpa")

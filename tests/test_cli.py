@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from lmforge.cli import main
-from lmforge.model import save_checkpoint
+from lmforge.model import save_model
 from tests.helpers import tiny_model
 
 
@@ -26,7 +26,7 @@ def checkpoint(tmp_path_factory, tokenizer_dir):
     tok = Tokenizer.load(tokenizer_dir)
     model = tiny_model(vocab_size=tok.vocab_size)
     out = tmp_path_factory.mktemp("ckpt")
-    save_checkpoint(model, out)
+    save_model(model, out)
     tok.save(out)
     return out
 

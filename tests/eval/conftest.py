@@ -5,7 +5,7 @@ import torch
 
 from lmforge.corpora import english_text
 from lmforge.eval.lm import LmforgeLM
-from lmforge.model import InternLM2, ModelConfig, save_checkpoint
+from lmforge.model import InternLM2, ModelConfig, save_model
 from lmforge.tokenizer import train_bpe
 
 
@@ -39,6 +39,6 @@ def tiny_lm(tokenizer, tiny_model):
 def llama_checkpoint(tmp_path_factory, tokenizer, tiny_model):
     """The tiny model in the Hugging Face Llama format, with its tokenizer beside it."""
     out = tmp_path_factory.mktemp("llama")
-    save_checkpoint(tiny_model, out, fmt="llama")
+    save_model(tiny_model, out, fmt="llama")
     tokenizer.save(out)
     return out

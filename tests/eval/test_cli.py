@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from lmforge.eval.cli import register
-from lmforge.model import save_checkpoint
+from lmforge.model import save_model
 
 
 def lmforge(*argv):
@@ -20,7 +20,7 @@ def lmforge(*argv):
 @pytest.fixture(scope="module")
 def internlm2_checkpoint(tmp_path_factory, tokenizer, tiny_model):
     out = tmp_path_factory.mktemp("internlm2")
-    save_checkpoint(tiny_model, out, fmt="internlm2")
+    save_model(tiny_model, out, fmt="internlm2")
     tokenizer.save(out)
     return out
 

@@ -1,4 +1,4 @@
-"""The generation engine: KV cache vs recompute, left-padded batches, sampling, stops, streaming."""
+"""The generation engine: KV cache vs recompute, batches of mixed lengths, sampling, stops, streaming."""
 
 import pytest
 import torch
@@ -23,7 +23,7 @@ def test_kv_cache_equals_recompute(ratio):
     assert all(len(c.token_ids) == 20 and c.finish_reason == "length" for c in cached)
 
 
-def test_left_padded_batch_equals_each_prompt_alone():
+def test_mixed_length_batch_equals_each_prompt_alone():
     model = tiny_model(seed=4)
     prompts = _prompts(model.cfg.vocab_size, [2, 11, 6], seed=1)
     params = SamplingParams(max_new_tokens=15)
@@ -40,6 +40,20 @@ def test_sampling_is_seeded_and_same_with_and_without_cache():
     b = generate(model, prompts, params)
     c = generate(model, prompts, params, use_cache=False)
     assert [x.token_ids for x in a] == [x.token_ids for x in b] == [x.token_ids for x in c]
+    # Row i samples with seed + i: alone, it draws what it drew in the batch.
+    assert generate(model, prompts[1:], SamplingParams(**{**vars(params), "seed": 124}))[0].token_ids == a[1].token_ids
+
+
+def test_finished_rows_leave_the_batch_and_the_others_go_on():
+    model = tiny_model(seed=10)
+    prompts = _prompts(model.cfg.vocab_size, [4, 7, 5], seed=3)
+    free = generate(model, prompts, SamplingParams(max_new_tokens=12))
+    stop_at = free[1].token_ids[2]  # row 1 stops early; the others are unaffected
+    out = generate(model, prompts, SamplingParams(max_new_tokens=12, stop_token_ids=(stop_at,)))
+    for f, o in zip(free, out):
+        cut = f.token_ids.index(stop_at) if stop_at in f.token_ids else len(f.token_ids)
+        assert o.token_ids == f.token_ids[:cut]
+    assert out[1].finish_reason == "stop"
 
 
 def test_top_k_and_top_p_filters():

@@ -6,13 +6,13 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from lmforge.model import CheckpointError, load_model, save_checkpoint
+from lmforge.model import CheckpointError, load_model, save_model
 from tests.helpers import tiny_model
 
 
 @pytest.fixture
 def sharded(tmp_path):
-    save_checkpoint(tiny_model(), tmp_path, fmt="internlm2", max_shard_bytes=30_000)
+    save_model(tiny_model(), tmp_path, fmt="internlm2", max_shard_bytes=30_000)
     return tmp_path
 
 
@@ -24,7 +24,7 @@ def test_missing_shard(sharded):
 
 
 def test_wrong_tensor_shape(tmp_path):
-    save_checkpoint(tiny_model(), tmp_path)
+    save_model(tiny_model(), tmp_path)
     f = tmp_path / "model.safetensors"
     sd = load_file(f)
     sd["model.layers.1.feed_forward.w2.weight"] = torch.zeros(64, 100)
@@ -34,7 +34,7 @@ def test_wrong_tensor_shape(tmp_path):
 
 
 def test_unknown_config_key(tmp_path):
-    save_checkpoint(tiny_model(), tmp_path)
+    save_model(tiny_model(), tmp_path)
     cfg = json.loads((tmp_path / "config.json").read_text())
     cfg["sliding_window"] = 4096
     (tmp_path / "config.json").write_text(json.dumps(cfg))
@@ -43,7 +43,7 @@ def test_unknown_config_key(tmp_path):
 
 
 def test_missing_tensor_and_unsupported_rope(tmp_path):
-    save_checkpoint(tiny_model(), tmp_path)
+    save_model(tiny_model(), tmp_path)
     f = tmp_path / "model.safetensors"
     sd = load_file(f)
     del sd["model.norm.weight"]

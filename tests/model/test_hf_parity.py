@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lmforge.generate import SamplingParams, generate
-from lmforge.model import save_checkpoint
+from lmforge.model import save_model
 from tests.helpers import tiny_model
 
 transformers = pytest.importorskip("transformers")
@@ -19,7 +19,7 @@ def _hf(path):
 @pytest.mark.parametrize("ratio,scaling", CASES)
 def test_logits_match_transformers_llama(tmp_path, ratio, scaling):
     model = tiny_model(seed=ratio, ratio=ratio, rope_scaling=scaling)
-    save_checkpoint(model, tmp_path, fmt="llama")
+    save_model(model, tmp_path, fmt="llama")
     hf = _hf(tmp_path)
     # 48 tokens > max_seq_len 32, so the dynamic-NTK base is exercised where enabled.
     x = torch.randint(0, model.cfg.vocab_size, (3, 48), generator=torch.Generator().manual_seed(ratio))
@@ -31,7 +31,7 @@ def test_logits_match_transformers_llama(tmp_path, ratio, scaling):
 @pytest.mark.parametrize("ratio,scaling", CASES)
 def test_greedy_generation_matches_transformers(tmp_path, ratio, scaling):
     model = tiny_model(seed=10 + ratio, ratio=ratio, rope_scaling=scaling)
-    save_checkpoint(model, tmp_path, fmt="llama")
+    save_model(model, tmp_path, fmt="llama")
     hf = _hf(tmp_path)
     prompt = torch.randint(3, model.cfg.vocab_size, (1, 20), generator=torch.Generator().manual_seed(ratio))
     n = 24  # 20 + 24 > 32: generation runs past the window, into dynamic NTK
@@ -46,7 +46,7 @@ def test_norm_head_is_baked_into_the_export(tmp_path):
     model = tiny_model(seed=3, norm_head=True)
     with torch.no_grad():
         model.output.weight.mul_(7.0)  # rows far from unit norm, so baking matters
-    save_checkpoint(model, tmp_path, fmt="llama")
+    save_model(model, tmp_path, fmt="llama")
     x = torch.randint(0, model.cfg.vocab_size, (2, 16))
     with torch.no_grad():
         assert (model(x) - _hf(tmp_path)(x).logits).abs().max().item() <= 1e-5

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from lmforge.model import load_model, save_checkpoint
+from lmforge.model import load_model, save_model
 from tests.helpers import tiny_model
 
 
@@ -20,7 +20,7 @@ def _assert_same_weights(a, b):
 @pytest.mark.parametrize("ratio", [1, 2, 4])
 def test_roundtrip_is_bit_exact(tmp_path, fmt, ratio):
     model = tiny_model(seed=ratio, ratio=ratio)
-    save_checkpoint(model, tmp_path, fmt=fmt)
+    save_model(model, tmp_path, fmt=fmt)
     loaded = load_model(tmp_path)
     assert loaded.cfg == model.cfg
     _assert_same_weights(model, loaded)
@@ -28,7 +28,7 @@ def test_roundtrip_is_bit_exact(tmp_path, fmt, ratio):
 
 def test_sharded_bf16_roundtrip(tmp_path):
     model = tiny_model(seed=1).to(torch.bfloat16)
-    save_checkpoint(model, tmp_path, fmt="internlm2", max_shard_bytes=20_000)
+    save_model(model, tmp_path, fmt="internlm2", max_shard_bytes=20_000)
     index = json.loads((tmp_path / "model.safetensors.index.json").read_text())
     assert len(set(index["weight_map"].values())) > 3
     assert json.loads((tmp_path / "config.json").read_text())["torch_dtype"] == "bfloat16"
@@ -37,7 +37,7 @@ def test_sharded_bf16_roundtrip(tmp_path):
 
 def test_internlm2_layout_names(tmp_path):
     model = tiny_model()
-    save_checkpoint(model, tmp_path, fmt="internlm2")
+    save_model(model, tmp_path, fmt="internlm2")
     from safetensors import safe_open
 
     with safe_open(str(tmp_path / "model.safetensors"), "pt") as f:

@@ -27,9 +27,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from lmforge.eval.trie import PrefixCapture, Tree, Trie, TrieAttention, trie_mask
+from lmforge.model.logprobs import target_logprobs
 
 # Items whose contexts share at least this many tokens run the shared part once (MMLU's 5-shot
 # prefix is ~500 tokens; contexts that merely start alike share a handful).
@@ -185,10 +185,8 @@ def _score_batch(model, rows: list[Trie], pad_id: int, results: list,
         layout = TrieAttention(positions.to(device), trie_mask(ends).to(device), prefix)
         hidden = model.forward_hidden(tokens.to(device), kv_cache=layout)
     picked = hidden[torch.tensor(pick_b, device=device), torch.tensor(pick_t, device=device)]
-    logprobs = F.log_softmax(F.linear(picked, model.head_weight()).float(), dim=-1)
-    target = torch.tensor(targets, device=device)
-    token_lp = logprobs.gather(1, target[:, None]).squeeze(1).double()
-    greedy = logprobs.argmax(-1) == target
+    token_lp, greedy = target_logprobs(picked, model.head_weight(), torch.tensor(targets, device=device))
+    token_lp = token_lp.double()
     seg_t = torch.tensor(seg, device=device)
     n = len(branch_owners)
     sums = torch.zeros(n, dtype=torch.float64, device=device).index_add_(0, seg_t, token_lp)

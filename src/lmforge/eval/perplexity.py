@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+
+from lmforge.model.logprobs import token_logprobs
 
 
 def heldout_text(lang: str, max_chars: int = 100_000) -> str:
@@ -57,8 +58,7 @@ def token_nlls(model, ids: Sequence[int], window: int, bos_id: int, batch_size: 
     out = []
     for at in range(0, len(chunks), batch_size):
         batch = torch.tensor([[bos_id] + c for c in chunks[at:at + batch_size]], device=device)
-        logits = model(batch[:, :-1]).float()
-        out.append(F.cross_entropy(logits.transpose(1, 2), batch[:, 1:], reduction="none").cpu())
+        out.append(-token_logprobs(model, batch).cpu())
     return torch.cat(out)
 
 
@@ -88,9 +88,9 @@ def run_perplexity(checkpoint: str | Path, *, langs: Sequence[str] = ("en", "zh"
     from rich.console import Console
     from rich.table import Table
 
-    from lmforge.eval.lm import load_checkpoint
+    from lmforge.eval.lm import load_lm
 
-    lm = load_checkpoint(checkpoint, tokenizer=tokenizer, device=device)
+    lm = load_lm(checkpoint, tokenizer=tokenizer, device=device)
     window = window or lm.model.cfg.max_seq_len
     texts = {lang: heldout_text(lang, max_chars) for lang in langs}
     for f in files:

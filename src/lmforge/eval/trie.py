@@ -6,9 +6,9 @@ tokens. Laid out in preorder, a node's subtree is the contiguous column range [c
 the attention rule "a token sees its ancestors and itself" is the mask `k <= q < end[k]`, and a
 token's RoPE position is its depth: exactly its position in its request alone.
 
-The layouts reach the model through its KV-cache protocol (`prepare` -> positions and mask,
-`seq_len` -> the length that sets the dynamic-NTK base, `update` per layer, `advance`; see
-lmforge.generate.kv_cache), so the model code is untouched:
+The layouts reach the model through its KV-cache protocol (`prepare` -> positions, mask and the
+length that sets the dynamic-NTK base, `update` per layer, `advance`; see lmforge.model.cache), so
+the model code is untouched:
 
 - `TrieAttention` hands the model the trie's positions and mask, optionally behind the cached
   keys/values of a prefix that every row shares (the few-shot examples of a subject);
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import torch
 
 from lmforge.model.attention import AttentionMask
+from lmforge.model.cache import CacheStep
 
 
 @dataclass
@@ -119,10 +120,10 @@ class TrieAttention:
             seen = torch.ones(B, T, prefix[0][0].shape[2], dtype=torch.bool, device=mask.device)
             mask = torch.cat([seen, mask], dim=2)
         self.positions, self.mask, self.prefix = positions, mask[:, None], prefix
-        self.seq_len = int(positions.max()) + 1  # the longest path: each request's own length
+        self.rope_len = int(positions.max()) + 1  # the longest path: each request's own length
 
-    def prepare(self, n_new: int, padding_mask=None) -> tuple[torch.Tensor, AttentionMask]:
-        return self.positions, AttentionMask("dense", dense=self.mask)
+    def prepare(self, n_new: int, padding_mask=None) -> CacheStep:
+        return CacheStep(self.positions, AttentionMask("dense", dense=self.mask), rope_len=self.rope_len)
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.prefix is None:
@@ -140,11 +141,10 @@ class PrefixCapture:
 
     def __init__(self, length: int, device: torch.device):
         self.positions = torch.arange(length, device=device)[None]
-        self.seq_len = length
         self.kv: list[tuple[torch.Tensor, torch.Tensor]] = []
 
-    def prepare(self, n_new: int, padding_mask=None) -> tuple[torch.Tensor, AttentionMask]:
-        return self.positions, AttentionMask("causal")
+    def prepare(self, n_new: int, padding_mask=None) -> CacheStep:
+        return CacheStep(self.positions, AttentionMask("causal"), rope_len=self.positions.shape[1])
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.kv.append((k, v))

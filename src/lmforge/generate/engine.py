@@ -1,8 +1,9 @@
 """The inference engine: batched generation with a KV cache, sampling, stop conditions, streaming.
 
 One engine serves evaluation, the chat server and RL rollouts alike (STYLE.md: share one rollout
-engine). Prompts of different lengths are left-padded into one batch; the cache keeps padding out
-of attention and positions, so each row generates what it would alone.
+engine). Prompts of different lengths share one batch: the prefill is right-padded and the KV cache
+keeps one length per row (lmforge.generate.kv_cache), so each row generates what it would alone,
+and rows that finish leave the batch. With a seed, row i samples from its own generator (seed + i).
 
 `stream()` yields an event per generated token with the text that became final with it (text that
 might still turn into a stop string, or an incomplete UTF-8 character, is held back);
@@ -19,7 +20,6 @@ import torch
 from lmforge.generate.decode import DecodeStep
 from lmforge.generate.kv_cache import KVCache
 from lmforge.generate.sampling import SamplingParams, sample_next
-from lmforge.model.model import InternLM2
 
 
 @dataclass
@@ -74,15 +74,15 @@ class _RowText:
         return new
 
 
-def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+def _right_pad(prompts: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(B, longest) token ids and the mask of real tokens (None when no row is padded)."""
     width = max(len(p) for p in prompts)
     ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(prompts), width), dtype=torch.bool)
     for i, p in enumerate(prompts):
-        if p:
-            ids[i, width - len(p):] = torch.as_tensor(list(p), dtype=torch.long)
-            mask[i, width - len(p):] = True
-    return ids.to(device), mask.to(device)
+        ids[i, :len(p)] = torch.as_tensor(list(p), dtype=torch.long)
+        mask[i, :len(p)] = True
+    return ids.to(device), (None if bool(mask.all()) else mask.to(device))
 
 
 @torch.inference_mode()
@@ -90,7 +90,8 @@ def stream(model, prompts: Sequence[Sequence[int]], params: SamplingParams, toke
            use_cache: bool = True, compile: bool = False) -> Iterator[StreamEvent]:
     """Generate for a batch of token-id prompts, yielding one event per row and token.
 
-    With use_cache=False every step recomputes the whole sequence (a reference for tests).
+    Rows that finish leave the batch, so the later steps compute only the running ones. With
+    use_cache=False every step recomputes the whole sequence (a reference for tests).
     compile=True compiles the decode step with torch.compile (see lmforge.generate.decode): paid on
     the first shapes a process meets, then faster per token; eager if compilation fails.
     """
@@ -98,59 +99,67 @@ def stream(model, prompts: Sequence[Sequence[int]], params: SamplingParams, toke
         raise ValueError("every prompt needs at least one token (start it with the BOS token)")
     device = next(model.parameters()).device
     B = len(prompts)
-    ids, mask = _left_pad(prompts, model.cfg.pad_token_id, device)
-    gen = torch.Generator(device=device).manual_seed(params.seed) if params.seed is not None else None
+    ids, mask = _right_pad(prompts, model.cfg.pad_token_id, device)
+    gens = None if params.seed is None else [torch.Generator(device=device).manual_seed(params.seed + i)
+                                             for i in range(B)]
     rows = [_RowText(tokenizer, params.stop_strings) for _ in range(B)]
-    done = [False] * B
     stop_ids = set(params.stop_token_ids)
     if params.max_new_tokens == 0:
         for i in range(B):
             yield StreamEvent(i, None, "", "length")
         return
 
-    cache = None
+    last = torch.tensor([len(p) - 1 for p in prompts], device=device)
     if use_cache:
-        cache = KVCache(model.cfg, B, ids.shape[1] + params.max_new_tokens, device,
-                        next(model.parameters()).dtype)
-        logits = model(ids, kv_cache=cache, padding_mask=mask, last_only=True)[:, -1]
-        if isinstance(model, InternLM2):
-            decode = DecodeStep(model, cache, compile=compile)
-        else:  # another module with the kv_cache protocol: its own forward, one token at a time
-            def decode(next_ids):
-                return model(next_ids[:, None], kv_cache=cache)[:, -1]
+        cache = KVCache(model.cfg, B, ids.shape[1] + params.max_new_tokens, device, next(model.parameters()).dtype)
+        hidden = model.forward_hidden(ids, kv_cache=cache, padding_mask=mask)
+        logits = model.logits(hidden[torch.arange(B, device=device), last])
+        decode = DecodeStep(model, cache, compile=compile)
     else:
-        logits = model(ids, document_ids=mask.long())[:, -1]
+        seqs = [list(p) for p in prompts]
+        logits = _recompute(model, seqs, device)
 
+    running = list(range(B))  # the prompt index of each row of the batch
     for step in range(params.max_new_tokens):
-        next_ids = sample_next(logits, params, gen)
+        next_ids = sample_next(logits, params, None if gens is None else [gens[i] for i in running])
         tokens = next_ids.tolist()  # one host transfer per step, not one per row
         last_step = step == params.max_new_tokens - 1
-        for i in range(B):
-            if done[i]:
-                continue
-            tok = tokens[i]
+        keep = []
+        for row, i in enumerate(running):
+            tok = tokens[row]
             if tok in stop_ids:
-                done[i] = True
                 yield StreamEvent(i, None, rows[i].flush(), "stop")
                 continue
             text, hit_stop = rows[i].push(tok)
             if hit_stop:
-                done[i] = True
                 yield StreamEvent(i, tok, text, "stop")
             elif last_step:
-                done[i] = True
                 yield StreamEvent(i, tok, text + rows[i].flush(), "length")
             else:
                 yield StreamEvent(i, tok, text)
-        if all(done):
+                keep.append(row)
+        if not keep:
             return
+        if len(keep) < len(running):  # finished rows leave the batch
+            running = [running[row] for row in keep]
+            next_ids = next_ids[torch.tensor(keep, device=device)]
+            if use_cache:
+                cache.keep_rows(keep)
         if use_cache:
             logits = decode(next_ids)
         else:
-            ids = torch.cat([ids, next_ids[:, None]], dim=1)
-            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-            logits = model(ids, document_ids=mask.long())[:, -1]
+            for i, tok in zip(running, next_ids.tolist()):
+                seqs[i].append(tok)
+            logits = _recompute(model, [seqs[i] for i in running], device)
 
+
+def _recompute(model, seqs: list[list[int]], device) -> torch.Tensor:
+    """Next-token logits (B, vocab) of each whole sequence, from scratch (one document per row)."""
+    ids, mask = _right_pad(seqs, model.cfg.pad_token_id, device)
+    documents = None if mask is None else (~mask).long()  # real tokens one document, padding another
+    hidden = model.forward_hidden(ids, document_ids=documents)
+    last = torch.tensor([len(s) - 1 for s in seqs], device=device)
+    return model.logits(hidden[torch.arange(len(seqs), device=device), last])
 
 def generate(model, prompts: Sequence[Sequence[int]], params: SamplingParams, tokenizer=None,
              use_cache: bool = True, compile: bool = False) -> list[Completion]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -15,7 +16,7 @@ class SamplingParams:
     top_p: float = 1.0  # 1.0 disables
     stop_token_ids: tuple[int, ...] = ()
     stop_strings: tuple[str, ...] = ()
-    seed: int | None = None
+    seed: int | None = None  # row i of a batch samples with seed + i
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
@@ -43,10 +44,13 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
     return logits
 
 
-def sample_next(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None = None
-                ) -> torch.Tensor:
-    """Token ids (B,) from last-position logits (B, V)."""
+def sample_next(logits: torch.Tensor, params: SamplingParams,
+                generators: Sequence[torch.Generator] | None = None) -> torch.Tensor:
+    """Token ids (B,) from last-position logits (B, V). `generators`: one per row, so that a row's
+    samples depend on its own seed only, not on which other rows share the batch."""
     if params.temperature == 0:
         return logits.argmax(-1)
-    logits = filter_logits(logits.float() / params.temperature, params.top_k, params.top_p)
-    return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
+    probs = filter_logits(logits.float() / params.temperature, params.top_k, params.top_p).softmax(-1)
+    if generators is None:
+        return torch.multinomial(probs, 1).squeeze(-1)
+    return torch.cat([torch.multinomial(probs[r:r + 1], 1, generator=g) for r, g in enumerate(generators)]).squeeze(-1)

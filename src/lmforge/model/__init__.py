@@ -2,9 +2,9 @@
 language-modelling loss, and Hugging Face checkpoint formats (PAPERS.md sections 1 and 3)."""
 
 from lmforge.model.config import PRESETS, ModelConfig, flops_per_token, num_params, preset
-from lmforge.model.hf import CheckpointError, load_model, load_state_dict, read_config, save_checkpoint
+from lmforge.model.hf import CheckpointError, load_model, load_state_dict, read_config, save_model
 from lmforge.model.loss import linear_lm_loss, lm_loss
 from lmforge.model.model import InternLM2
 
 __all__ = ["PRESETS", "ModelConfig", "InternLM2", "CheckpointError", "flops_per_token", "linear_lm_loss", "lm_loss",
-           "load_model", "load_state_dict", "num_params", "preset", "read_config", "save_checkpoint"]
+           "load_model", "load_state_dict", "num_params", "preset", "read_config", "save_model"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from lmforge.model.hf import load_model, save_checkpoint
+from lmforge.model.hf import load_model, save_model
 from lmforge.tokenizer.hf_files import copy_tokenizer_files
 
 
@@ -22,6 +22,6 @@ def convert(src: str | Path, dst: str | Path, to: str, dtype: torch.dtype | None
     if src.resolve() == dst.resolve():
         raise ValueError(f"convert: source and destination are the same directory ({src}); choose another DST")
     model = load_model(src)
-    save_checkpoint(model, dst, fmt=to, dtype=dtype)
+    save_model(model, dst, fmt=to, dtype=dtype)
     copy_tokenizer_files(src, dst)
     return dst

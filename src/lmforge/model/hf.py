@@ -289,7 +289,7 @@ def load_state_dict(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tens
 
 
 def _check_shapes(sd: dict[str, torch.Tensor], cfg: ModelConfig, path: Path) -> None:
-    expected = {k: tuple(v.shape) for k, v in InternLM2_on_meta(cfg).state_dict().items()}
+    expected = {k: tuple(v.shape) for k, v in meta_model(cfg).state_dict().items()}
     missing = sorted(set(expected) - set(sd))
     if missing:
         raise CheckpointError(f"{path}: missing tensor(s) {missing[:5]}{' ...' if len(missing) > 5 else ''}")
@@ -302,7 +302,8 @@ def _check_shapes(sd: dict[str, torch.Tensor], cfg: ModelConfig, path: Path) -> 
                                   "from config.json; the config and the weights disagree")
 
 
-def InternLM2_on_meta(cfg: ModelConfig) -> InternLM2:
+def meta_model(cfg: ModelConfig) -> InternLM2:
+    """An InternLM2 with its parameters on the meta device: shapes only, no memory."""
     with torch.device("meta"):
         return InternLM2(cfg)
 
@@ -311,7 +312,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
                dtype: torch.dtype | None = None) -> InternLM2:
     """Build an lmforge model from an InternLM2 or Llama Hugging Face checkpoint directory."""
     cfg, sd = load_state_dict(path)
-    model = InternLM2_on_meta(cfg)
+    model = meta_model(cfg)
     model.load_state_dict(sd, assign=True, strict=True)
     model.to(device=device, dtype=dtype)
     return model.eval()
@@ -329,7 +330,7 @@ def export_state_dict(model: InternLM2) -> dict[str, torch.Tensor]:
     return sd
 
 
-def save_checkpoint(model: InternLM2, path: str | Path, fmt: str = "internlm2", dtype: torch.dtype | None = None,
+def save_model(model: InternLM2, path: str | Path, fmt: str = "internlm2", dtype: torch.dtype | None = None,
                     max_shard_bytes: int = DEFAULT_SHARD_BYTES) -> Path:
     """Write `model` as a Hugging Face checkpoint directory in the "internlm2" or "llama" format."""
     if fmt not in ("internlm2", "llama"):

@@ -49,11 +49,13 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor, z_loss: float = 0.0,
 
 def linear_lm_loss(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, z_loss: float = 0.0,
                    ignore_index: int = IGNORE_INDEX, chunk_elements: int = CHUNK_ELEMENTS,
-                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                   divisor: float | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """`lm_loss(F.linear(hidden, weight), targets, z_loss)` without materialising the logits.
 
     hidden (B, T, D) final hidden states, weight (V, D) the output head, targets (B, T). Chunks
-    hold about `chunk_elements` logits. Under autocast the matmuls run in the autocast dtype, as
+    hold about `chunk_elements` logits. The loss and its parts are averaged over the kept targets,
+    or, with `divisor`, summed and divided by it (the trainer divides by the targets of the whole
+    global batch, of which these are a part). Under autocast the matmuls run in the autocast dtype, as
     F.linear would; softmax and loss in fp32. A batch whose targets are all ignored has loss 0.
     The gradients are made in the forward pass, so calling backward twice through it is an error.
     """
@@ -61,9 +63,9 @@ def linear_lm_loss(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Te
     tgt = targets.reshape(-1)
     rows = max(1, chunk_elements // weight.shape[0])
     if torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad):
-        loss, ce, zl = _LinearCrossEntropy.apply(h, weight, tgt, z_loss, ignore_index, rows)
+        loss, ce, zl = _LinearCrossEntropy.apply(h, weight, tgt, z_loss, ignore_index, rows, divisor)
     else:
-        loss, ce, zl, _, _ = _chunked(h, weight, tgt, z_loss, ignore_index, rows, grads=False)
+        loss, ce, zl, _, _ = _chunked(h, weight, tgt, z_loss, ignore_index, rows, divisor, grads=False)
     parts = {"ce": ce.detach()}
     if z_loss > 0:
         parts["z_loss"] = zl.detach()
@@ -76,13 +78,15 @@ def compute_dtype(t: torch.Tensor) -> torch.dtype:
     return torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else t.dtype
 
 
-def _chunked(h, weight, tgt, z_loss: float, ignore_index: int, rows: int, grads: bool):
-    """(loss, ce, z-loss, d loss/d h, d loss/d weight); the gradients None unless `grads`."""
+def _chunked(h, weight, tgt, z_loss: float, ignore_index: int, rows: int, divisor: float | None, grads: bool):
+    """(loss, ce, z-loss, d loss/d h, d loss/d weight), summed over the kept targets and divided by
+    `divisor` (None: their number); the gradients None unless `grads`."""
     dtype = compute_dtype(h)
     with torch.autocast(h.device.type, enabled=False):
         hc, w = h.to(dtype), weight.to(dtype)
         keep = tgt != ignore_index
-        n = keep.sum().clamp(min=1).float()  # a tensor: no host sync on GPU
+        # a tensor: no host sync on GPU
+        n = keep.sum().clamp(min=1).float() if divisor is None else torch.tensor(float(divisor), device=h.device)
         safe = tgt.masked_fill(~keep, 0)
         ce_sum = h.new_zeros((), dtype=torch.float32)
         z_sum = h.new_zeros((), dtype=torch.float32)
@@ -128,8 +132,8 @@ def _chunked(h, weight, tgt, z_loss: float, ignore_index: int, rows: int, grads:
 
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h, weight, tgt, z_loss, ignore_index, rows):
-        loss, ce, zl, gh, gw = _chunked(h, weight, tgt, z_loss, ignore_index, rows, grads=True)
+    def forward(ctx, h, weight, tgt, z_loss, ignore_index, rows, divisor):
+        loss, ce, zl, gh, gw = _chunked(h, weight, tgt, z_loss, ignore_index, rows, divisor, grads=True)
         ctx.grads = [gh, gw]
         ctx.mark_non_differentiable(ce, zl)
         return loss, ce, zl
@@ -145,4 +149,4 @@ class _LinearCrossEntropy(torch.autograd.Function):
         # loss.backward()), on GPU always scale rather than synchronise to find out.
         if not (g_loss.device.type == "cpu" and g_loss.item() == 1.0):
             gh, gw = gh.mul_(g_loss), gw.mul_(g_loss)
-        return gh, gw, None, None, None, None
+        return gh, gw, None, None, None, None, None

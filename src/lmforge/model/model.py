@@ -18,23 +18,26 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lmforge.model.attention import AttentionMask, attend, build_mask, positions_from_documents
+from lmforge.model.cache import KVCacheProtocol
 from lmforge.model.config import ModelConfig
+from lmforge.model.linear import Linear, products
 from lmforge.model.loss import compute_dtype, linear_lm_loss
 from lmforge.model.norm import rms_norm
-from lmforge.model.rope import apply_rope, rope_cos_sin
+from lmforge.model.rope import apply_rope, cos_sin, rope_cos_sin
 
 
 def qkv_heads(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, n_kv_heads: int, head_dim: int
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """q (B, H, T, D) and k, v (B, Hkv, T, D), q and k rotated, from the packed `wqkv` output
     (B, T, Hkv * (group + 2) * D), laid out per kv group as [q_0 .. q_{group-1}, k, v]; cos/sin
-    broadcast to (B, T, Hkv, group + 1, D). Shared by the model and the decode step."""
+    broadcast to (B, T, Hkv, group + 1, D)."""
     B, T, _ = qkv.shape
     r = qkv.shape[-1] // (n_kv_heads * head_dim) - 2
     qkv = qkv.view(B, T, n_kv_heads, r + 2, head_dim)
-    # split, not slices: its backward writes the gradients into one tensor.
-    qk, v = qkv.split([r + 1, 1], dim=3)
-    q, k = apply_rope(qk, cos, sin).split([r, 1], dim=3)  # each group's q and k heads rotated in one pass
+    # split, not slices: its backward writes the gradients into one tensor (split_with_sizes: the
+    # tensor method, without the Python wrapper of Tensor.split, which costs a decode step ~5%).
+    qk, v = qkv.split_with_sizes([r + 1, 1], dim=3)
+    q, k = apply_rope(qk, cos, sin).split_with_sizes([r, 1], dim=3)  # each group's q and k rotated in one pass
     q = q.reshape(B, T, n_kv_heads * r, head_dim).transpose(1, 2)
     return q, k.squeeze(3).transpose(1, 2), v.squeeze(3).transpose(1, 2)
 
@@ -54,11 +57,11 @@ class Attention(nn.Module):
         super().__init__()
         self.layer_idx = layer_idx
         self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
-        self.wqkv = nn.Linear(cfg.dim, (cfg.n_heads + 2 * cfg.n_kv_heads) * cfg.head_dim, bias=False)
-        self.wo = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
+        self.wqkv = Linear(cfg.dim, (cfg.n_heads + 2 * cfg.n_kv_heads) * cfg.head_dim)
+        self.wo = Linear(cfg.n_heads * cfg.head_dim, cfg.dim)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: AttentionMask,
-                kv_cache=None) -> torch.Tensor:
+                kv_cache: KVCacheProtocol | None = None) -> torch.Tensor:
         B, T, _ = x.shape
         q, k, v = qkv_heads(self.wqkv(x), cos, sin, self.n_kv_heads, self.head_dim)
         if kv_cache is not None:
@@ -70,12 +73,13 @@ class Attention(nn.Module):
 class FeedForward(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.w1 = nn.Linear(cfg.dim, cfg.ffn_dim, bias=False)
-        self.w3 = nn.Linear(cfg.dim, cfg.ffn_dim, bias=False)
-        self.w2 = nn.Linear(cfg.ffn_dim, cfg.dim, bias=False)
+        self.w1 = Linear(cfg.dim, cfg.ffn_dim)
+        self.w3 = Linear(cfg.dim, cfg.ffn_dim)
+        self.w2 = Linear(cfg.ffn_dim, cfg.dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+        gate, up = products(x, self.w1, self.w3)
+        return self.w2(F.silu(gate) * up)
 
 
 class Block(nn.Module):
@@ -98,7 +102,7 @@ class InternLM2(nn.Module):
         self.tok_embeddings = nn.Embedding(cfg.vocab_size, cfg.dim)
         self.layers = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
-        self.output = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        self.output = Linear(cfg.dim, cfg.vocab_size, norm_rows=cfg.norm_head)
 
     def init_weights(self, seed: int | None = None) -> None:
         """InternLM2-style init: N(0, init_std) for every matrix (embeddings: embed_init_std), ones
@@ -114,53 +118,83 @@ class InternLM2(nn.Module):
 
     def head_weight(self) -> torch.Tensor:
         """The LM head matrix; with NormHead each vocabulary row is L2-normalised (Baichuan 2 2.4)."""
-        w = self.output.weight
-        return F.normalize(w, dim=-1) if self.cfg.norm_head else w
+        return self.output.effective_weight()
 
-    def forward_hidden(self, input_ids: torch.Tensor, *, position_ids: torch.Tensor | None = None,
-                       document_ids: torch.Tensor | None = None, kv_cache=None,
+    def forward_hidden(self, input_ids: torch.Tensor | None = None, *, inputs_embeds: torch.Tensor | None = None,
+                       position_ids: torch.Tensor | None = None, document_ids: torch.Tensor | None = None,
+                       rope_len: int | None = None, kv_cache: KVCacheProtocol | None = None,
                        padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Final normalised hidden states (B, T, dim).
+        """Final normalised hidden states (B, T, dim): the one forward of training, prefill, decoding
+        and scoring.
 
-        document_ids (B, T): packed documents, attention stays inside each and positions restart.
-        kv_cache: a generation cache (see lmforge.generate.kv_cache); padding_mask (B, T) marks the
-        real tokens of a left-padded batch fed to it.
+        input_ids (B, T), or inputs_embeds (B, T, dim) for inputs that are not all token embeddings
+        (image tokens spliced into text).
+        document_ids (B, T): packed documents; attention stays inside each and positions restart.
+        position_ids (B, T): RoPE positions given by the caller (global offsets when a sequence is
+        split over processes); default: 0, 1, ... per row, or per document. rope_len: the length
+        that sets the dynamic-NTK base; default max(position_ids) + 1.
+        kv_cache: a cache that decides positions, mask and RoPE itself (`lmforge.model.cache`);
+        padding_mask (B, T) marks the real tokens of a right-padded batch fed to it.
         """
-        B, T = input_ids.shape
-        seq_len = None  # the length that sets the dynamic-NTK base: by default max(position) + 1
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        h = self.tok_embeddings(input_ids) if inputs_embeds is None else inputs_embeds
+        B, T = h.shape[:2]
         if kv_cache is not None:
-            position_ids, mask = kv_cache.prepare(T, padding_mask)
-            seq_len = getattr(kv_cache, "seq_len", None)  # an int the cache tracks: no reduction per step
+            if position_ids is not None or document_ids is not None:
+                raise ValueError("with a kv_cache the cache decides positions and documents; "
+                                 "pass neither position_ids nor document_ids")
+            step = kv_cache.prepare(T, padding_mask)
+            mask = step.mask
+            if step.inv_freq is not None:
+                cos, sin = cos_sin(step.positions, step.inv_freq)
+            else:
+                cos, sin = rope_cos_sin(self.cfg, step.positions, step.rope_len)
         else:
-            mask = build_mask(document_ids, T, self.cfg.attn_backend, input_ids.device,
-                              compute_dtype(self.tok_embeddings.weight))
+            mask = build_mask(document_ids, T, self.cfg.attn_backend, h.device, compute_dtype(h))
             if position_ids is None:
                 if document_ids is None:
-                    position_ids, seq_len = torch.arange(T, device=input_ids.device).expand(B, T), T
+                    position_ids, rope_len = torch.arange(T, device=h.device).expand(B, T), rope_len or T
                 else:
                     position_ids = positions_from_documents(document_ids)
-        cos, sin = rope_cos_sin(self.cfg, position_ids, seq_len)
+            cos, sin = rope_cos_sin(self.cfg, position_ids, rope_len)
         cos, sin = cos[:, :, None, None], sin[:, :, None, None]  # (B, T, 1, 1, head_dim): once for all layers
-        h = self.tok_embeddings(input_ids)
         for layer in self.layers:
             h = layer(h, cos, sin, mask, kv_cache)
         if kv_cache is not None:
             kv_cache.advance(T)
         return self.norm(h)
 
-    def forward(self, input_ids: torch.Tensor, *, targets: torch.Tensor | None = None, z_loss: float = 0.0,
-                last_only: bool = False, **kwargs):
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The LM head: logits (..., vocab) of final hidden states (..., dim)."""
+        return self.output(hidden)
+
+    def forward(self, input_ids: torch.Tensor | None = None, *, loss_fn=None, targets: torch.Tensor | None = None,
+                z_loss: float = 0.0, last_only: bool = False, **kwargs):
         """Logits (B, T, vocab) in the model's dtype; keyword arguments as `forward_hidden`.
 
-        targets (B, T): return `(loss, parts)` instead, the mean next-token loss plus `z_loss` times
-        the max-z penalty, computed by `linear_lm_loss` without materialising the logits. Inside
-        forward, so that FSDP has the head's weight gathered while the loss uses it.
+        loss_fn(hidden, head_weight): return its result instead of logits. A loss over the LM head
+        runs here, inside forward, so that FSDP has the head's weight gathered while it is used
+        (lmforge.train.losses holds the trainer's).
+        targets (B, T): shorthand for the next-token loss, `(mean loss, parts)`: cross-entropy plus
+        `z_loss` times the max-z penalty, by `linear_lm_loss`, without materialising the logits.
         last_only: logits of the last position only, (B, 1, vocab), as a generation prefill needs.
         """
         h = self.forward_hidden(input_ids, **kwargs)
+        if loss_fn is not None:
+            return loss_fn(h, self.head_weight())
         if targets is not None:
             return linear_lm_loss(h, self.head_weight(), targets, z_loss)
-        return F.linear(h[:, -1:] if last_only else h, self.head_weight())
+        return self.logits(h[:, -1:] if last_only else h)
+
+    def linear_groups(self) -> list[list[Linear]]:
+        """The linear layers in the order a forward uses them, those that read the same input grouped
+        (the decode step multiplies by a group at once; see lmforge.model.linear)."""
+        groups = []
+        for layer in self.layers:
+            a, f = layer.attention, layer.feed_forward
+            groups += [[a.wqkv], [a.wo], [f.w1, f.w3], [f.w2]]
+        return groups + [[self.output]]
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -91,4 +91,6 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     """Rotate x (..., D) by cos/sin (..., D) that broadcast to it; computed in x's dtype. The model
     rotates its q and k heads, laid out (B, T, kv_heads, group, D), by the (B, T, D) output of
     `rope_cos_sin` with two head axes added once per forward pass."""
-    return x * cos.to(x.dtype) + rotate_half(x) * sin.to(x.dtype)
+    if cos.dtype != x.dtype:
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return x * cos + rotate_half(x) * sin
