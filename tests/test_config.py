@@ -78,11 +78,11 @@ def test_gpu_recipes_build_on_the_meta_device(name):
     import torch
 
     from lmforge.model import InternLM2, num_params
-    from lmforge.train.config import stage_configs
+    from lmforge.train.config import train_stage_configs
 
     recipe = load_recipe(RECIPES / name, Recipe)
     cfg = model_config(recipe.model, vocab_size=32768)
-    stages = stage_configs(recipe.train)
+    stages = train_stage_configs(recipe.train)
     assert [s[0] for s in stages][-1] in ("long", "32k") and len(stages) == 2
     short, long = stages[0][2], stages[1][2]
     assert long.seq_len == 8 * short.seq_len and long.rope_theta == 1_000_000.0 and short.rope_theta == 50_000.0

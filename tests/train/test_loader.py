@@ -69,7 +69,7 @@ def test_bad_inputs_fail_before_training(dataset, tmp_path):
     root, tok = dataset
     with pytest.raises(ShardError, match="no such shard directory"):
         PackedLoader(tmp_path / "nope", tok.vocab_size, 64, 8, 2)
-    with pytest.raises(ValueError, match="global_batch=6 must be a multiple of micro_batch x processes = 2 x 2"):
+    with pytest.raises(ValueError, match="global_batch=6 must be a multiple of micro_batch x data-parallel processes = 2 x 2"):
         _loader(root, tok, global_batch=6, world_size=2)
     write_shard(tmp_path / "big", "s", [[1, 2, 3] * 100], vocab_size=5000)
     with pytest.raises(ShardError, match="vocabulary of 5000 tokens"):

@@ -10,7 +10,7 @@ from rich.console import Console
 from lmforge.model import load_model, preset
 from lmforge.model.loss import lm_loss
 from lmforge.shards import ShardError, list_shards, open_shard, write_shard
-from lmforge.train import StageSection, TrainSection, train
+from lmforge.train import TrainSection, TrainStageSection, train
 from lmforge.train.loader import TokenStream, make_batch
 from lmforge.train.spike import SpikeDetector
 from tests.helpers import has_cxx_compiler
@@ -70,9 +70,9 @@ def test_long_context_stage_lowers_loss_beyond_the_first_window(long_dataset, tm
     root, tok = long_dataset
     short, long = 32, 256  # 8x, the InternLM2 4k -> 32k move scaled down
     tc = _tc(root, steps=100, stages=[
-        StageSection(name="short", seq_len=short, max_seq_len=short, rope_theta=50_000.0, global_batch=16,
+        TrainStageSection(name="short", seq_len=short, max_seq_len=short, rope_theta=50_000.0, global_batch=16,
                      micro_batch=16),
-        StageSection(name="long", steps=40, seq_len=long, max_seq_len=long, rope_theta=1_000_000.0,
+        TrainStageSection(name="long", steps=40, seq_len=long, max_seq_len=long, rope_theta=1_000_000.0,
                      global_batch=4, micro_batch=4, lr=3e-3, warmup_steps=4)])
     results = train(_cfg(tok), tc, tmp_path, console=QUIET)
     assert [r.name for r in results] == ["short", "long"]

@@ -43,7 +43,7 @@ def _rng_state() -> dict:
     return state
 
 
-def save_checkpoint(root: Path, step: int, model, optimizer, trainer_state: dict, info: DistInfo,
+def save_training_checkpoint(root: Path, step: int, model, optimizer, trainer_state: dict, info: DistInfo,
                     keep: int = 2) -> Path:
     root = Path(root)
     final = root / f"step_{step:08d}"
@@ -78,7 +78,7 @@ def latest_checkpoint(root: Path) -> Path | None:
     return path if (path / "trainer_state.json").is_file() else None
 
 
-def load_checkpoint(path: Path, model, optimizer, info: DistInfo) -> dict:
+def load_training_checkpoint(path: Path, model, optimizer, info: DistInfo) -> dict:
     """Restore model and optimizer in place; return the trainer state. RNG states are restored when
     the process count is unchanged (with another count there is no rank-to-rank correspondence)."""
     path = Path(path)

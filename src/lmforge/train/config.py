@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 
 @dataclass
-class StageSection:
+class TrainStageSection:
     """Per-stage overrides of the train section (unset fields keep the train section's value)."""
 
     name: str = "stage"
@@ -64,7 +64,7 @@ class TrainSection:
     spike_window: int = 50  # loss/grad-norm history for the z-score
     spike_zscore: float = 6.0  # skip the update beyond this many standard deviations; 0 disables
     tensorboard: bool = True
-    stages: list[StageSection] = field(default_factory=list)
+    stages: list[TrainStageSection] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         choices = {"optimizer": ("adamw", "adalomo"), "schedule": ("cosine", "wsd", "constant"),
@@ -74,13 +74,13 @@ class TrainSection:
                 raise ValueError(f"{key}={getattr(self, key)!r}: expected one of {allowed}")
 
 
-def stage_configs(train: TrainSection) -> list[tuple[str, TrainSection, StageSection | None]]:
+def train_stage_configs(train: TrainSection) -> list[tuple[str, TrainSection, TrainStageSection | None]]:
     """(name, effective train settings, stage) for each stage; one unnamed stage if none are listed."""
     if not train.stages:
         return [("main", train, None)]
     out = []
     for stage in train.stages:
-        changes = {f.name: getattr(stage, f.name) for f in dataclasses.fields(StageSection)
+        changes = {f.name: getattr(stage, f.name) for f in dataclasses.fields(TrainStageSection)
                    if f.name in {g.name for g in dataclasses.fields(TrainSection)} and getattr(stage, f.name) is not None}
         out.append((stage.name, dataclasses.replace(train, stages=[], **changes), stage))
     return out

@@ -3,7 +3,7 @@
 A checkpoint `<stage>/checkpoints/step_XXXXXXXX/` sits under the stage directory whose
 `config.json` records the model and train settings; the weights are read from the DCP files into a
 plain, unsharded model (DCP reassembles the shards of every process) and written with
-`lmforge.model.save_checkpoint`, tokenizer files included.
+`lmforge.model.save_model`, tokenizer files included.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import torch
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.state_dict import get_model_state_dict, set_model_state_dict
 
-from lmforge.model import ModelConfig, save_checkpoint
-from lmforge.model.hf import InternLM2_on_meta
+from lmforge.model import ModelConfig, save_model
+from lmforge.model.hf import meta_model
 from lmforge.tokenizer.hf_files import copy_tokenizer_files
 from lmforge.train.checkpoint import _quiet_dcp
 
@@ -34,12 +34,12 @@ def export_training_checkpoint(src: str | Path, dst: str | Path, fmt: str = "int
                                 "dimensions the checkpoint was trained with")
     settings = json.loads(stage_config.read_text())
     cfg = ModelConfig(**settings["model"])
-    model = InternLM2_on_meta(cfg).to_empty(device="cpu")
+    model = meta_model(cfg).to_empty(device="cpu")
     state = {"model": get_model_state_dict(model)}
     with _quiet_dcp():
         dcp.load(state, checkpoint_id=str(src))
     set_model_state_dict(model, state["model"])
-    out = save_checkpoint(model, dst, fmt=fmt, dtype=dtype)
+    out = save_model(model, dst, fmt=fmt, dtype=dtype)
     tokenizer = settings.get("train", {}).get("tokenizer", "")
     if tokenizer:
         copy_tokenizer_files(tokenizer, out)

@@ -14,7 +14,6 @@ with M: the loader's whole state is (epoch, next global row).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,17 +21,7 @@ import torch
 
 from lmforge.model.loss import IGNORE_INDEX
 from lmforge.shards import Shard, ShardError, list_shards, open_shard
-
-
-@dataclass
-class Batch:
-    input_ids: torch.Tensor  # (B, L) long
-    targets: torch.Tensor  # (B, L) long, IGNORE_INDEX where nothing is to be predicted
-    document_ids: torch.Tensor  # (B, L) long
-
-    @property
-    def n_targets(self) -> int:
-        return int((self.targets != IGNORE_INDEX).sum())
+from lmforge.train.batch import Batch
 
 
 class TokenStream:
@@ -90,9 +79,10 @@ class PackedLoader:
 
     def __init__(self, directory: str | Path, vocab_size: int, seq_len: int, global_batch: int,
                  micro_batch: int, rank: int = 0, world_size: int = 1, seed: int = 0):
+        """rank / world_size: this process's place in the data-parallel dimension."""
         if global_batch % (micro_batch * world_size):
-            raise ValueError(f"train.global_batch={global_batch} must be a multiple of micro_batch x processes "
-                             f"= {micro_batch} x {world_size}; change global_batch or micro_batch")
+            raise ValueError(f"train.global_batch={global_batch} must be a multiple of micro_batch x data-parallel "
+                             f"processes = {micro_batch} x {world_size}; change global_batch or micro_batch")
         self.stream = TokenStream(directory, vocab_size, seed)
         self.seq_len, self.global_batch, self.micro_batch = seq_len, global_batch, micro_batch
         self.rank, self.world_size = rank, world_size
@@ -135,3 +125,12 @@ def make_batch(rows: list[tuple[np.ndarray, np.ndarray]]) -> Batch:
     targets = tokens[:, 1:].clone()
     targets[docs[:, 1:] != docs[:, :-1]] = IGNORE_INDEX
     return Batch(tokens[:, :-1].contiguous(), targets, docs[:, :-1].contiguous())
+
+
+def validation_batches(stream: TokenStream, seq_len: int, n_rows: int, micro_batch: int, rank: int = 0,
+                       world_size: int = 1) -> list[Batch]:
+    """This rank's share of the first `n_rows` rows of a held-out stream, in micro-batches."""
+    n_rows = min(n_rows, rows_per_epoch(stream, seq_len))
+    mine = list(range(rank, n_rows, world_size))
+    return [make_batch([stream.window(0, r * seq_len, seq_len + 1) for r in mine[i:i + micro_batch]])
+            for i in range(0, len(mine), micro_batch)]

@@ -1,9 +1,16 @@
 """Parallelism applied from outside the model (torchtitan's split; InternEvo in PAPERS.md section 2).
 
-`init_distributed` joins the process group that `torchrun` describes (gloo on CPU, NCCL on GPU);
+`init_distributed` joins the process group that `torchrun` describes (gloo on CPU, NCCL on GPU)
+and builds one `DeviceMesh` up front whose dimensions are named, as torchtitan's `ParallelDims`
+does: `dp` (data parallel, sharded by FSDP2), then `head` and `context`, the two dimensions of
+LoongTrain's 2D sequence parallelism (PAPERS.md section 5; size 1 until it is built). The loader
+and the loss reductions use the `dp` dimension only.
+
 `parallelize` wraps a plain InternLM2 in activation checkpointing, torch.compile and FSDP2
-(`fully_shard` per transformer block, then the root) over a one-dimensional device mesh. The model
-code itself never imports torch.distributed.
+(`fully_shard` per transformer block, then the root) over the `dp` dimension. FSDP2 sums the
+gradients of the dp ranks instead of averaging them: every loss is divided by the count of the
+whole global batch (tokens, pairs), so no process count enters the maths. The model code itself
+never imports torch.distributed.
 """
 
 from __future__ import annotations
@@ -14,6 +21,30 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+MESH_DIMS = ("dp", "head", "context")
+
+
+@dataclass(frozen=True)
+class ParallelDims:
+    """How the processes are arranged: dp x head x context = the number of processes."""
+
+    dp: int = 1
+    head: int = 1
+    context: int = 1
+
+    def __post_init__(self) -> None:
+        for name in MESH_DIMS:
+            if getattr(self, name) < 1:
+                raise ValueError(f"parallel dimension {name}={getattr(self, name)} must be >= 1")
+
+    @property
+    def world_size(self) -> int:
+        return self.dp * self.head * self.context
+
+    @property
+    def sizes(self) -> tuple[int, int, int]:
+        return self.dp, self.head, self.context
+
 
 @dataclass
 class DistInfo:
@@ -21,6 +52,8 @@ class DistInfo:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    dims: ParallelDims = ParallelDims()
+    mesh: object | None = None  # DeviceMesh with MESH_DIMS; None in a single process
 
     @property
     def is_main(self) -> bool:
@@ -30,25 +63,47 @@ class DistInfo:
     def distributed(self) -> bool:
         return self.world_size > 1
 
+    @property
+    def dp_rank(self) -> int:
+        return self.mesh["dp"].get_local_rank() if self.mesh is not None else 0
 
-def init_distributed() -> DistInfo:
+    @property
+    def dp_size(self) -> int:
+        return self.dims.dp
+
+    def dp_group(self):
+        return self.mesh["dp"].get_group() if self.mesh is not None else None
+
+
+def init_distributed(dims: ParallelDims | None = None) -> DistInfo:
+    """Join `torchrun`'s process group and build the device mesh; `dims` default: all processes dp."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
+    dims = dims or ParallelDims(dp=world)
+    if dims.world_size != world:
+        raise ValueError(f"parallel dimensions dp x head x context = {' x '.join(map(str, dims.sizes))} = "
+                         f"{dims.world_size}, but {world} process(es) were started")
     cuda = torch.cuda.is_available()
     device = torch.device("cuda", local) if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(device)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if cuda else "gloo", device_id=device if cuda else None)
+    mesh = None
+    if world > 1:
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if cuda else "gloo", device_id=device if cuda else None)
+        from torch.distributed.device_mesh import init_device_mesh
+
+        mesh = init_device_mesh(device.type, dims.sizes, mesh_dim_names=MESH_DIMS)
     rank = dist.get_rank() if dist.is_initialized() else 0
-    return DistInfo(rank=rank, world_size=world, local_rank=local, device=device)
+    return DistInfo(rank=rank, world_size=world, local_rank=local, device=device, dims=dims, mesh=mesh)
 
 
 def all_reduce_sum(x: float | int, info: DistInfo) -> float:
-    if not info.distributed:
+    """The sum of `x` over the data-parallel ranks."""
+    if info.dp_size == 1:
         return float(x)
     t = torch.tensor([float(x)], dtype=torch.float64, device=info.device)
-    dist.all_reduce(t)
+    dist.all_reduce(t, group=info.dp_group())
     return float(t.item())
 
 
@@ -74,17 +129,21 @@ def apply_activation_checkpointing(model: torch.nn.Module, mode: str, every: int
 def parallelize(model: torch.nn.Module, info: DistInfo, *, activation_checkpointing: str = "none",
                 ac_every: int = 1, compile: bool = False, param_dtype: torch.dtype | None = None
                 ) -> torch.nn.Module:
+    if info.dims.head * info.dims.context > 1:
+        raise NotImplementedError("head / context (sequence) parallelism is not built yet; use dp only")
     apply_activation_checkpointing(model, activation_checkpointing, ac_every)
     if compile:
         for block in model.layers:
             block.compile()  # in place: parameter names (and so checkpoints) stay the same
-    if info.distributed:
-        from torch.distributed.device_mesh import init_device_mesh
+    if info.dp_size > 1:
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-        mesh = init_device_mesh(info.device.type, (info.world_size,))
+        mesh = info.mesh["dp"]
         mp = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
         for block in model.layers:
             fully_shard(block, mesh=mesh, mp_policy=mp)
         fully_shard(model, mesh=mesh, mp_policy=mp)
+        for module in (*model.layers, model):  # sum over dp ranks: losses divide by the global count
+            module.set_gradient_divide_factor(1.0)
+            module.set_force_sum_reduction_for_comms(True)  # plain SUM: gloo has no PREMUL_SUM
     return model

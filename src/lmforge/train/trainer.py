@@ -1,11 +1,16 @@
-"""The pre-training loop: InternEvo-style training of an lmforge model on packed token shards
+"""The training loop: InternEvo-style training of an lmforge model on packed token shards
 (InternLM2 report section 4.1; PAPERS.md sections 2, 3 and 6).
 
-One function, `train_stage`, runs unchanged on one CPU process and under `torchrun` on many GPUs:
-the same loader rows, the same loss normalisation (sum of token losses / tokens of the global
-batch), so one process and N processes compute the same losses. A run is a list of stages (e.g.
-short context, then the long-context stage with a larger RoPE base), each continuing from the
-previous stage's weights; `train` runs them in order.
+`Trainer` holds what one model being trained needs, in torchtitan's split: setup (the parallel
+wrapping from outside the model, optimizer, mixed precision), `step(batches, loss_fn, lr)` (one
+optimizer step over micro-batches with any loss of lmforge.train.losses: the next-token loss here,
+SFT, reward-model and RL losses later), validation, checkpoints and export. Losses are summed and
+divided by the count of the whole global batch, so one process and N processes compute the same
+losses and gradients.
+
+`train_stage` runs one pre-training stage with it, unchanged on one CPU process and under `torchrun`
+on many GPUs; a run is a list of stages (e.g. short context, then the long-context stage with a
+larger RoPE base), each continuing from the previous stage's weights; `train` runs them in order.
 """
 
 from __future__ import annotations
@@ -15,18 +20,22 @@ import dataclasses
 import json
 import signal
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from rich.console import Console
 
-from lmforge.model import InternLM2, ModelConfig, flops_per_token, load_model, save_checkpoint
-from lmforge.model.hf import InternLM2_on_meta
+from lmforge.atomic import write_json
+from lmforge.model import InternLM2, ModelConfig, flops_per_token, load_model, save_model
+from lmforge.model.hf import meta_model
 from lmforge.tokenizer.hf_files import copy_tokenizer_files
-from lmforge.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint as save_training_checkpoint
-from lmforge.train.config import StageSection, TrainSection, stage_configs
-from lmforge.train.loader import Batch, PackedLoader, TokenStream, make_batch
+from lmforge.train.batch import Batch
+from lmforge.train.checkpoint import latest_checkpoint, load_training_checkpoint, save_training_checkpoint
+from lmforge.train.config import TrainSection, TrainStageSection, train_stage_configs
+from lmforge.train.loader import PackedLoader, TokenStream, validation_batches
+from lmforge.train.losses import LossFn, NextTokenLoss
 from lmforge.train.metrics import MetricsLogger, peak_flops, plot_losses
 from lmforge.train.optim import build_optimizer, set_lr
 from lmforge.train.parallel import DistInfo, all_reduce_sum, barrier, init_distributed, parallelize
@@ -37,7 +46,7 @@ DONE = "DONE"
 
 
 @dataclass
-class StageResult:
+class TrainStageResult:
     name: str
     out_dir: Path
     hf_dir: Path | None  # the exported InternLM2-format checkpoint (None if interrupted)
@@ -47,6 +56,14 @@ class StageResult:
     val_loss: float | None
     seconds: float
     interrupted: bool = False
+
+
+@dataclass
+class StepStats:
+    loss: float  # the loss's `log_key` part: its mean over the global batch
+    parts: dict[str, float]  # every part's mean over the global batch
+    grad_norm: float | None
+    skip_reason: str | None  # why the update was skipped (loss spike, non-finite), or None
 
 
 class _StopFlag:
@@ -77,13 +94,15 @@ def _dtypes(tc: TrainSection, info: DistInfo) -> tuple[torch.dtype | None, bool]
     return (torch.bfloat16, False) if info.distributed else (None, True)
 
 
-def build_model(model_cfg: ModelConfig, tc: TrainSection, stage: StageSection | None, init_from: str) -> InternLM2:
+def build_model(model_cfg: ModelConfig, tc: TrainSection, stage: TrainStageSection | None,
+                init_from: str) -> InternLM2:
     """A fresh model from the seed, or the weights of a checkpoint, with the stage's RoPE settings."""
     changes = {k: getattr(stage, k) for k in ("rope_theta", "max_seq_len") if stage and getattr(stage, k) is not None}
     if init_from:
         model = load_model(init_from).float()
         model.cfg = model.cfg.replace(**changes, attn_backend=model_cfg.attn_backend, z_loss=model_cfg.z_loss,
                                       norm_head=model_cfg.norm_head)
+        model.output.norm_rows = model.cfg.norm_head
         return model.train()
     torch.manual_seed(tc.seed)
     model = InternLM2(model_cfg.replace(**changes))
@@ -91,55 +110,125 @@ def build_model(model_cfg: ModelConfig, tc: TrainSection, stage: StageSection | 
     return model.train()
 
 
-def _validate(model, stream: TokenStream | None, tc: TrainSection, info: DistInfo, amp) -> float | None:
-    """Mean loss over the first `val_rows` rows of the held-out stream, split across processes."""
-    if stream is None:
-        return None
-    n_rows = min(tc.val_rows, (stream.n_tokens - 1) // tc.seq_len)
-    mine = list(range(info.rank, n_rows, info.world_size))
-    loss_sum, count = 0.0, 0
-    with torch.no_grad():
-        for i in range(0, len(mine), tc.micro_batch):
-            rows = [stream.window(0, r * tc.seq_len, tc.seq_len + 1) for r in mine[i:i + tc.micro_batch]]
-            b = _to(make_batch(rows), info.device)
-            with amp():
-                _, parts = model(b.input_ids, document_ids=b.document_ids, targets=b.targets)
-            n = b.n_targets
-            loss_sum += float(parts["ce"]) * n
-            count += n
-    total = all_reduce_sum(count, info)
-    return all_reduce_sum(loss_sum, info) / total if total else None
+class Trainer:
+    """One model being trained: its parallel wrapping, optimizer, mixed precision, loss-spike
+    skipping, checkpoints and export. `accum`: micro-batches per optimizer step in this process."""
 
+    def __init__(self, model: InternLM2, tc: TrainSection, info: DistInfo, accum: int = 1):
+        if tc.optimizer == "adalomo" and info.distributed:
+            raise ValueError("train.optimizer='adalomo' runs in one process (its factored statistics need whole "
+                             "gradients, not FSDP2 shards); use adamw under torchrun")
+        self.cfg, self.tc, self.info = model.cfg, tc, info
+        param_dtype, self.autocast = _dtypes(tc, info)
+        self.bf16 = self.autocast or param_dtype is not None
+        model.to(info.device)
+        self.model = parallelize(model, info, activation_checkpointing=tc.activation_checkpointing,
+                                 ac_every=tc.ac_every, compile=tc.compile, param_dtype=param_dtype)
+        self.optimizer = build_optimizer(self.model, tc.optimizer, tc.lr, tc.weight_decay, (tc.beta1, tc.beta2),
+                                         tc.eps, tc.clip_value)
+        # AdaLomo updates inside backward when each step is one backward; with gradient accumulation
+        # it must wait for the summed gradients, so it steps normally.
+        self.fused = tc.optimizer == "adalomo" and accum == 1
+        if self.fused:
+            self.optimizer.attach()
+        self.spike = SpikeDetector(tc.spike_window, tc.spike_zscore)
 
-def _to(b: Batch, device: torch.device) -> Batch:
-    return Batch(*(t.to(device, non_blocking=True) for t in (b.input_ids, b.targets, b.document_ids)))
+    def amp(self):
+        return torch.autocast(self.info.device.type, torch.bfloat16) if self.autocast else contextlib.nullcontext()
 
+    def _forward(self, batch: Batch, loss_fn: LossFn, divisor: float) -> tuple[torch.Tensor, dict[str, float]]:
+        with self.amp():
+            loss, parts = loss_fn(self.model, batch, divisor)
+        return loss, {k: float(v) for k, v in parts.items()}
 
-def _grad_norm(model, max_norm: float) -> float:
-    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm if max_norm > 0 else float("inf"))
-    if hasattr(norm, "full_tensor"):  # FSDP2: a DTensor
-        norm = norm.full_tensor()
-    return float(norm)
+    def step(self, batches: list[Batch], loss_fn: LossFn, lr: float) -> StepStats:
+        """One optimizer step over this process's micro-batches of the global batch."""
+        set_lr(self.optimizer, lr)
+        batches = [b.to(self.info.device) for b in batches]
+        divisor = max(all_reduce_sum(sum(loss_fn.count(b) for b in batches), self.info), 1.0)
+        means: Counter = Counter()  # each part's mean over the global batch
+        if self.fused:
+            # AdaLomo: the loss decides before backward whether to update, since backward *is* the update.
+            loss, parts = self._forward(batches[0], loss_fn, divisor)
+            means.update(parts)
+            grad_norm, reason = None, self.spike.check(means[loss_fn.log_key])
+            if reason is None:
+                self.optimizer.begin_fused_step()
+                loss.backward()
+                self.optimizer.end_fused_step()
+        else:
+            for b in batches:
+                loss, parts = self._forward(b, loss_fn, divisor)
+                loss.backward()
+                means.update(parts)
+            means = Counter({k: all_reduce_sum(v, self.info) for k, v in means.items()})
+            # AdamW clips by global norm; AdaLomo clips values inside its update (norm only logged).
+            grad_norm = self._grad_norm(self.tc.grad_clip if self.tc.optimizer == "adamw" else 0.0)
+            reason = self.spike.check(means[loss_fn.log_key], grad_norm)
+            if reason is None:
+                self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        self.spike.record(means[loss_fn.log_key], grad_norm, skipped=reason is not None)
+        return StepStats(means[loss_fn.log_key], dict(means), grad_norm, reason)
 
+    def _grad_norm(self, max_norm: float) -> float:
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm if max_norm > 0 else float("inf"))
+        if hasattr(norm, "full_tensor"):  # FSDP2: a DTensor
+            norm = norm.full_tensor()
+        return float(norm)
 
-def _export(model, cfg: ModelConfig, out: Path, tokenizer_dir: str, info: DistInfo) -> Path:
-    """Gather full weights (a collective under FSDP2) and write an InternLM2 HF checkpoint on rank 0."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    @torch.no_grad()
+    def evaluate(self, batches: list[Batch], loss_fn: LossFn) -> float | None:
+        """The loss's `log_key` part per counted item over every data-parallel rank's batches."""
+        total, count = 0.0, 0
+        for b in batches:
+            b = b.to(self.info.device)
+            _, parts = self._forward(b, loss_fn, 1.0)  # sums
+            total += parts[loss_fn.log_key]
+            count += loss_fn.count(b)
+        count = all_reduce_sum(count, self.info)
+        return all_reduce_sum(total, self.info) / count if count else None
 
-    full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    if info.is_main:
-        plain = InternLM2_on_meta(cfg)
-        plain.load_state_dict({k: v.float() for k, v in full.items()}, assign=True)
-        save_checkpoint(plain, out, fmt="internlm2")
-        if tokenizer_dir:
-            copy_tokenizer_files(tokenizer_dir, out)
-    barrier(info)
-    return out
+    def save(self, root: Path, step: int, state: dict) -> Path:
+        """A checkpoint of the model, optimizer, spike history and the caller's `state`."""
+        return save_training_checkpoint(root, step, self.model, self.optimizer,
+                                        {**state, "step": step, "spike": self.spike.state_dict()}, self.info,
+                                        self.tc.keep_checkpoints)
+
+    def restore(self, root: Path) -> dict | None:
+        """Load the latest checkpoint under `root` in place; its state (with "path"), or None."""
+        latest = latest_checkpoint(root)
+        if latest is None:
+            return None
+        state = load_training_checkpoint(latest, self.model, self.optimizer, self.info)
+        self.spike.load_state_dict(state["spike"])
+        return {**state, "path": latest}
+
+    def export(self, out: Path, tokenizer_dir: str = "") -> Path:
+        """Gather the full weights (a collective under FSDP2) and write an InternLM2 HF checkpoint
+        on rank 0, with the tokenizer files."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        full = get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if self.info.is_main:
+            plain = meta_model(self.cfg)
+            plain.load_state_dict({k: v.float() for k, v in full.items()}, assign=True)
+            save_model(plain, out, fmt="internlm2")
+            if tokenizer_dir:
+                copy_tokenizer_files(tokenizer_dir, out)
+        barrier(self.info)
+        return out
+
+    def close(self) -> None:
+        if self.fused:
+            self.optimizer.detach()
 
 
 def train_stage(model_cfg: ModelConfig, tc: TrainSection, out_dir: str | Path, *, name: str = "main",
-                stage: StageSection | None = None, init_from: str = "", tokenizer_dir: str = "",
-                resume: bool = False, console: Console | None = None, info: DistInfo | None = None) -> StageResult:
+                stage: TrainStageSection | None = None, init_from: str = "", tokenizer_dir: str = "",
+                resume: bool = False, console: Console | None = None, info: DistInfo | None = None
+                ) -> TrainStageResult:
+    """Pre-train one stage on packed shards with the next-token loss; checkpoint, validate, export."""
     out_dir = Path(out_dir)
     info = info or init_distributed()
     console = console or Console(quiet=not info.is_main)
@@ -150,52 +239,31 @@ def train_stage(model_cfg: ModelConfig, tc: TrainSection, out_dir: str | Path, *
     # Bad data fails here, before any training: missing shards, wrong dtype, vocabulary overflow,
     # a global batch that does not divide across the processes.
     loader = PackedLoader(tc.shards, cfg.vocab_size, tc.seq_len, tc.global_batch, tc.micro_batch,
-                          info.rank, info.world_size, tc.seed)
+                          info.dp_rank, info.dp_size, tc.seed)
     val_stream = TokenStream(tc.val_shards, cfg.vocab_size, tc.seed) if tc.val_shards else None
-    if tc.optimizer == "adalomo" and info.distributed:
-        raise ValueError("train.optimizer='adalomo' runs in one process (its factored statistics need whole "
-                         "gradients, not FSDP2 shards); use adamw under torchrun")
-    # AdaLomo updates inside backward when each step is one backward; with gradient accumulation
-    # it must wait for the summed gradients, so it steps normally.
-    fused = tc.optimizer == "adalomo" and loader.accum == 1
+    trainer = Trainer(model, tc, info, accum=loader.accum)
+    loss_fn = NextTokenLoss(cfg.z_loss)
 
-    param_dtype, autocast = _dtypes(tc, info)
-    model.to(info.device)
-    model = parallelize(model, info, activation_checkpointing=tc.activation_checkpointing, ac_every=tc.ac_every,
-                        compile=tc.compile, param_dtype=param_dtype)
-    optimizer = build_optimizer(model, tc.optimizer, tc.lr, tc.weight_decay, (tc.beta1, tc.beta2), tc.eps,
-                                tc.clip_value)
-    if fused:
-        optimizer.attach()
-
-    def amp():
-        return torch.autocast(info.device.type, torch.bfloat16) if autocast else contextlib.nullcontext()
-
-    spike = SpikeDetector(tc.spike_window, tc.spike_zscore)
     ckpt_root = out_dir / "checkpoints"
-    step, tokens_seen, resumed_from = 0, 0, None
-    if resume and (latest := latest_checkpoint(ckpt_root)) is not None:
-        state = load_checkpoint(latest, model, optimizer, info)
-        step, tokens_seen = state["step"], state["tokens"]
-        loader.load_state_dict(state["loader"])
-        spike.load_state_dict(state["spike"])
-        resumed_from = latest
-        console.print(f"[green]resumed {name} from {latest} (step {step}, written by "
-                      f"{state['world_size']} process(es))[/green]")
+    step, tokens_seen, resumed = 0, 0, None
+    if resume and (resumed := trainer.restore(ckpt_root)) is not None:
+        step, tokens_seen = resumed["step"], resumed["tokens"]
+        loader.load_state_dict(resumed["loader"])
+        console.print(f"[green]resumed {name} from {resumed['path']} (step {step}, written by "
+                      f"{resumed['world_size']} process(es))[/green]")
     logger = MetricsLogger(out_dir, info.is_main, tc.tensorboard, console,
-                           resume_step=step if resumed_from else None)
+                           resume_step=step if resumed else None)
     if info.is_main:
-        (out_dir / "config.json").write_text(json.dumps(
-            {"model": dataclasses.asdict(cfg), "train": dataclasses.asdict(tc), "world_size": info.world_size},
-            indent=2) + "\n")
+        write_json(out_dir / "config.json", {"model": dataclasses.asdict(cfg), "train": dataclasses.asdict(tc),
+                                             "world_size": info.world_size})
 
     flops_tok = flops_per_token(cfg, tc.seq_len)
-    peak = peak_flops(info.device, torch.bfloat16 if (autocast or param_dtype) else torch.float32)
+    peak = peak_flops(info.device, torch.bfloat16 if trainer.bf16 else torch.float32)
     tokens_per_step = tc.global_batch * tc.seq_len
-    console.print(f"[bold]{name}[/bold]: {sum(p.numel() for p in model.parameters()) * info.world_size / 1e6:.2f}M "
+    console.print(f"[bold]{name}[/bold]: {sum(p.numel() for p in trainer.model.parameters()) * info.world_size / 1e6:.2f}M "
                   f"params (x{info.world_size} procs), {tc.steps} steps x {tokens_per_step:,} tokens, "
                   f"{loader.stream.n_tokens:,} tokens in {len(loader.stream.shards)} shard(s), "
-                  f"accum {loader.accum}, {tc.optimizer}, {'bf16' if autocast or param_dtype else 'fp32'} "
+                  f"accum {loader.accum}, {tc.optimizer}, {'bf16' if trainer.bf16 else 'fp32'} "
                   f"on {info.device.type}")
 
     val_loss, interrupted = None, False
@@ -204,87 +272,54 @@ def train_stage(model_cfg: ModelConfig, tc: TrainSection, out_dir: str | Path, *
             t0 = time.perf_counter()
             lr = lr_at(step, peak=tc.lr, total=tc.steps, warmup=tc.warmup_steps, schedule=tc.schedule,
                        min_ratio=tc.min_lr_ratio, decay_fraction=tc.decay_fraction)
-            set_lr(optimizer, lr)
-            micro = [_to(b, info.device) for b in loader.next_step()]
-            n_global = all_reduce_sum(sum(b.n_targets for b in micro), info)
-            grad_norm = None
-            if fused:
-                # AdaLomo: the loss decides before backward whether to update, since backward *is* the update.
-                b = micro[0]
-                with amp():
-                    loss, parts = model(b.input_ids, document_ids=b.document_ids, targets=b.targets,
-                                        z_loss=cfg.z_loss)
-                loss_val = float(parts["ce"])
-                reason = spike.check(loss_val)
-                if reason is None:
-                    optimizer.begin_fused_step()
-                    loss.backward()
-                    optimizer.end_fused_step()
-            else:
-                loss_sum = 0.0
-                for b in micro:
-                    with amp():
-                        loss, parts = model(b.input_ids, document_ids=b.document_ids, targets=b.targets,
-                                            z_loss=cfg.z_loss)
-                    # Token-weighted over the global batch; x world because FSDP averages gradients.
-                    (loss * (b.n_targets * info.world_size / n_global)).backward()
-                    loss_sum += float(parts["ce"]) * b.n_targets
-                loss_val = all_reduce_sum(loss_sum, info) / n_global
-                # AdamW clips by global norm; AdaLomo clips values inside its update (norm only logged).
-                grad_norm = _grad_norm(model, tc.grad_clip if tc.optimizer == "adamw" else 0.0)
-                reason = spike.check(loss_val, grad_norm)
-                if reason is None:
-                    optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            spike.record(loss_val, grad_norm, skipped=reason is not None)
+            stats = trainer.step(loader.next_step(), loss_fn, lr)
             step += 1
             tokens_seen += tokens_per_step
-            seconds = time.perf_counter() - t0
-            tps = tokens_per_step / seconds
-            logger.log({"step": step, "loss": loss_val, "lr": lr, "grad_norm": grad_norm, "tokens": tokens_seen,
-                        "tokens_per_s": tps, "mfu": flops_tok * tps / info.world_size / peak,
-                        "skipped": reason is not None, "skip_reason": reason, "skips_total": spike.skipped},
+            tps = tokens_per_step / (time.perf_counter() - t0)
+            logger.log({"step": step, "loss": stats.loss, "lr": lr, "grad_norm": stats.grad_norm,
+                        "tokens": tokens_seen, "tokens_per_s": tps, "mfu": flops_tok * tps / info.world_size / peak,
+                        "skipped": stats.skip_reason is not None, "skip_reason": stats.skip_reason,
+                        "skips_total": trainer.spike.skipped},
                        print_line=step % tc.log_every == 0 or step == tc.steps)
             if tc.val_every and (step % tc.val_every == 0 or step == tc.steps) and val_stream is not None:
-                val_loss = _validate(model, val_stream, tc, info, amp)
+                batches = validation_batches(val_stream, tc.seq_len, tc.val_rows, tc.micro_batch, info.dp_rank,
+                                             info.dp_size)
+                val_loss = trainer.evaluate(batches, loss_fn)
                 logger.log({"step": step, "val_loss": val_loss})
             stop_now = all_reduce_sum(float(stop.requested), info) > 0
             if step % tc.ckpt_every == 0 or step == tc.steps or stop_now:
-                save_training_checkpoint(ckpt_root, step, model, optimizer,
-                                         {"step": step, "tokens": tokens_seen, "loader": loader.state_dict(),
-                                          "spike": spike.state_dict(), "stage": name}, info, tc.keep_checkpoints)
+                trainer.save(ckpt_root, step, {"tokens": tokens_seen, "loader": loader.state_dict(), "stage": name})
             if stop_now:
                 console.print(f"[yellow]SIGTERM: checkpoint written at step {step}; rerun with --resume[/yellow]")
                 interrupted = True
                 break
 
-    if fused:
-        optimizer.detach()
+    trainer.close()
     logger.close()
     hf_dir = None
     if not interrupted:
-        hf_dir = _export(model, cfg, out_dir / "hf", tokenizer_dir, info)
+        hf_dir = trainer.export(out_dir / "hf", tokenizer_dir)
         if info.is_main:
-            (out_dir / DONE).write_text(json.dumps({"step": step, "val_loss": val_loss}) + "\n")
-    return StageResult(name, out_dir, hf_dir, logger.path, step, spike.skipped, val_loss,
-                       time.perf_counter() - began, interrupted)
+            write_json(out_dir / DONE, {"step": step, "val_loss": val_loss})
+    return TrainStageResult(name, out_dir, hf_dir, logger.path, step, trainer.spike.skipped, val_loss,
+                            time.perf_counter() - began, interrupted)
 
 
 def train(model_cfg: ModelConfig, tc: TrainSection, out_dir: str | Path, *, tokenizer_dir: str = "",
-          resume: bool = False, console: Console | None = None) -> list[StageResult]:
+          resume: bool = False, console: Console | None = None) -> list[TrainStageResult]:
     """Run every stage of the train section; each continues from the previous stage's export.
     With resume, finished stages are skipped and an interrupted one continues from its checkpoint."""
     out_dir = Path(out_dir)
     info = init_distributed()
     console = console or Console(quiet=not info.is_main)
     results, init_from = [], tc.init_from
-    for name, stage_tc, stage in stage_configs(tc):
+    for name, stage_tc, stage in train_stage_configs(tc):
         stage_dir = out_dir / name
         if resume and (stage_dir / DONE).is_file() and (stage_dir / "hf" / "config.json").is_file():
             console.print(f"[dim]{name}: already complete, skipped[/dim]")
             done = json.loads((stage_dir / DONE).read_text())
-            results.append(StageResult(name, stage_dir, stage_dir / "hf", stage_dir / "metrics.jsonl",
-                                       done["step"], 0, done["val_loss"], 0.0))
+            results.append(TrainStageResult(name, stage_dir, stage_dir / "hf", stage_dir / "metrics.jsonl",
+                                            done["step"], 0, done["val_loss"], 0.0))
         else:
             results.append(train_stage(model_cfg, stage_tc, stage_dir, name=name, stage=stage, init_from=init_from,
                                        tokenizer_dir=tokenizer_dir, resume=resume, console=console, info=info))
