@@ -9,8 +9,8 @@ import torch
 
 from lmforge.data.document import Document
 from lmforge.data.pipeline import build_pipeline
-from lmforge.data.step import TaskStats
-from lmforge.model import save_checkpoint
+from lmforge.data.step import Filter, TaskStats
+from lmforge.model import save_model
 from lmforge.tokenizer import Tokenizer
 from tests.helpers import tiny_model
 
@@ -20,7 +20,7 @@ def checkpoint(small_tokenizer, tmp_path_factory):
     tok = Tokenizer.load(small_tokenizer)
     model = tiny_model(vocab_size=tok.vocab_size, max_seq_len=512)
     path = tmp_path_factory.mktemp("ckpt")
-    save_checkpoint(model, path)
+    save_model(model, path)
     tok.save(path)
     return path
 
@@ -38,6 +38,10 @@ def test_perplexity_matches_the_loss(checkpoint):
     assert math.isclose(step.perplexity(text), math.exp(nll.item()), rel_tol=1e-4)
     doc = Document(text, metadata={"language": "en"})
     assert list(step.run([doc])) == [doc] and doc.scores["perplexity"] > 1
+    step.languages = ["zh"]  # the Filter base passes other languages through, unscored
+    other = Document(text, metadata={"language": "en"})
+    assert list(step.run([other])) == [other] and not other.scores
+    assert isinstance(step, Filter)
 
 
 def test_perplexity_gain_filter(checkpoint):

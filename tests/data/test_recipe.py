@@ -53,11 +53,11 @@ def test_overrides_and_missing_file(tmp_path):
 
 
 def test_cli_reports_recipe_errors(tmp_path, capsys):
-    from lmforge.data.cli import main
+    from lmforge.cli import main
 
     bad = tmp_path / "bad.toml"
     bad.write_text('[pipeline]\ninput = "in"\noutput = "out"\n[[stage]]\nname = "s"\nsteps = [{ step = "nope" }]\n')
-    assert main(["run", str(bad)]) == 1
+    assert main(["data", "run", str(bad)]) == 1
     assert "unknown step 'nope'" in capsys.readouterr().err
 
 

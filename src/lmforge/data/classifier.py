@@ -15,7 +15,6 @@ classifier. Two model kinds sit behind one `Scorer` interface, trained on labell
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import tempfile
@@ -25,8 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from lmforge.atomic import atomic_path
 from lmforge.data.dedup.minhash import normalize, unit_hashes
 from lmforge.data.text import CJK_RE
+from lmforge.data.writers import open_atomic
 
 ASSETS = Path(__file__).parent / "assets"
 _SPACE_RE = re.compile(r"\s+")
@@ -166,9 +167,8 @@ def train_classifier(rows: Sequence[tuple[str, int]], out: str | Path, backend: 
         if out.suffix != ".npz":
             raise ValueError(f"{out}: a linear classifier is saved as .npz")
         w, b = train_linear(train, **options)
-        tmp = out.with_name(f".{out.stem}.tmp.npz")
-        np.savez_compressed(tmp, weights=w, bias=np.float64(b))
-        os.replace(tmp, out)
+        with open_atomic(out) as f:
+            np.savez_compressed(f, weights=w, bias=np.float64(b))
     elif backend == "fasttext":
         train_fasttext(train, out, seed=seed, **options)
     else:
@@ -191,11 +191,10 @@ def train_fasttext(train: Sequence[tuple[str, int]], out: Path, epochs: int = 10
     with tempfile.TemporaryDirectory() as tmp:
         train_file = Path(tmp) / "train.txt"
         train_file.write_text("".join(f"__label__{y} {fasttext_tokens(t)}\n" for t, y in train), encoding="utf-8")
-        tmp_model = out.with_name(f".{out.name}.tmp")
         params = dict(epoch=epochs, dim=dim, wordNgrams=word_ngrams, lr=lr, bucket=buckets, minCount=min_count)
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            pool.submit(_fasttext_child, str(train_file), str(tmp_model), params, quantize, seed).result()
-        os.replace(tmp_model, out)
+        with atomic_path(out) as tmp_model:
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                pool.submit(_fasttext_child, str(train_file), tmp_model, params, quantize, seed).result()
 
 
 def _fasttext_child(train_file: str, model_path: str, params: dict, quantize: bool, seed: int) -> None:

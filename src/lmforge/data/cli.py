@@ -15,8 +15,10 @@ import argparse
 import json
 import sys
 
+from lmforge.data.democrawl import DEMO_CRAWL_PAGES
 
-def demo_crawl(out: str, pages: int = 300, seed: int = 0) -> dict:
+
+def demo_crawl(out: str, pages: int = DEMO_CRAWL_PAGES, seed: int = 0) -> dict:
     from lmforge.data.democrawl import write_demo_crawl
 
     counts = write_demo_crawl(out, pages, seed)
@@ -59,7 +61,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 
     p = actions.add_parser("demo-crawl", help="write a demo crawl (WARC.gz) with planted cases and truth.jsonl")
     p.add_argument("out")
-    p.add_argument("--pages", type=int, default=300)
+    p.add_argument("--pages", type=int, default=DEMO_CRAWL_PAGES)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=lambda a: _done(demo_crawl(a.out, a.pages, a.seed)))
 
@@ -83,19 +85,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     return data
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m lmforge.data.cli ACTION ...`: the same actions as `lmforge data ACTION ...`."""
-    parser = argparse.ArgumentParser(prog="lmforge")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["data", *(sys.argv[1:] if argv is None else argv)])
-    from lmforge.config import RecipeError
+if __name__ == "__main__":  # `python -m lmforge.data.cli ACTION ...` is `lmforge data ACTION ...`
+    from lmforge.cli import main
 
-    try:
-        return args.fn(args)
-    except (RecipeError, FileNotFoundError, ValueError) as e:
-        print(f"lmforge data: error: {e}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["data", *sys.argv[1:]]))

@@ -31,9 +31,11 @@ from html import escape
 from pathlib import Path
 
 from lmforge import corpora
+from lmforge.atomic import write_atomic
 from lmforge.data import synthetic
 from lmforge.data.dedup.minhash import normalize
 
+DEMO_CRAWL_PAGES = 300  # the default size of a demo crawl, for `lmforge data demo-crawl` and [data] crawl_pages
 DUMPS = ("CC-MAIN-2023-06", "CC-MAIN-2023-14", "CC-MAIN-2023-23")
 DATES = {"CC-MAIN-2023-06": "2023-02-01", "CC-MAIN-2023-14": "2023-03-25", "CC-MAIN-2023-23": "2023-06-01"}
 BLOCKED = ["casino-jackpot-win.com", "free-xxx-tube.net", "www.hot-singles-now.biz", "shop.replica-watches-sale.top",
@@ -206,9 +208,7 @@ def write_warc(path: Path, pages: list[Page], dump: str, rng: random.Random) -> 
         record = writer.create_warc_record(page.url, "response", payload=io.BytesIO(body), http_headers=http,
                                            warc_headers_dict={"WARC-Date": DATES[dump] + "T12:00:00Z"})
         writer.write_record(record)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(buf.getvalue())
-    tmp.replace(path)
+    write_atomic(path, buf.getvalue())
 
 
 # ---- the crawl -------------------------------------------------------------------------------
@@ -300,7 +300,8 @@ def build_pages(n_pages: int, seed: int) -> list[Page]:
     return pages
 
 
-def write_demo_crawl(out: str | Path, n_pages: int = 300, seed: int = 0, files_per_dump: int = 2) -> dict:
+def write_demo_crawl(out: str | Path, n_pages: int = DEMO_CRAWL_PAGES, seed: int = 0,
+                     files_per_dump: int = 2) -> dict:
     """Write `<out>/CC-MAIN-*.warc.gz` and `<out>/truth.jsonl`; returns counts per kind."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -328,9 +329,7 @@ def write_demo_crawl(out: str | Path, n_pages: int = 300, seed: int = 0, files_p
             expected = "keep"
         rows.append({"url": p.url, "dump": p.dump, "kind": p.kind, "lang": p.lang, "group": p.group,
                      "jaccard": p.jaccard, "expected": expected, "chars": sum(map(len, p.paragraphs))})
-    tmp = out / ".truth.jsonl.tmp"
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    tmp.replace(out / "truth.jsonl")
+    write_atomic(out / "truth.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["kind"]] = counts.get(r["kind"], 0) + 1

@@ -13,9 +13,11 @@
     steps = [{ step = "extract", backend = "trafilatura" }, { step = "langid" }, { step = "ids" }]
 
 Each stage reads the previous stage's folder (or `input = "<stage name>"` for a branch) and writes
-its own. Unknown step names and unknown parameters are errors naming the file and the key, with
-the closest known name. Model-dependent steps live outside `data/` (STYLE.md: data/ never imports
-the model) and are named here by import path, loaded only when a recipe uses them.
+its own. A map stage runs its steps document by document; a step that needs the whole corpus
+(`whole_corpus`, as `minhash_dedup`) is the only step of its stage and builds that stage. Unknown
+step names and unknown parameters are errors naming the file and the key, with the closest known
+name. Model-dependent steps live outside `data/` (STYLE.md: data/ never imports the model) and
+are named here by import path, loaded only when a recipe uses them.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lmforge.config import RecipeError, from_dict, read_toml
-from lmforge.data.dedup.stage import DedupStage, MinHashDedup
+from lmforge.data.dedup.stage import MinHashDedup
 from lmforge.data.extract import AssignIds, Extract
 from lmforge.data.langid import LanguageId
 from lmforge.data.longctx import LongContextStatistics, MinLength
@@ -39,12 +41,13 @@ from lmforge.data.rules.fineweb import FineWebRules
 from lmforge.data.rules.gopher import GopherQuality, GopherRepetition
 from lmforge.data.safety import DomainBlocklist, Pornography, Toxicity, WordBlocklist
 from lmforge.data.stage import MapStage, Stage
+from lmforge.data.step import Step
 from lmforge.data.tokenize import Tokenize
 
 STEPS = {cls.name: cls for cls in (
     Extract, LanguageId, AssignIds, EncodingRule, GopherQuality, GopherRepetition, C4Rules, FineWebRules,
     ChineseQuality, ChineseRepetition, DomainBlocklist, WordBlocklist, Toxicity, Pornography, Advertisement,
-    Fluency, Tokenize, MinLength, LongContextStatistics)}
+    Fluency, Tokenize, MinLength, LongContextStatistics, MinHashDedup)}
 # Steps that load an lmforge model: imported on use only (lmforge.scorers may import lmforge.model).
 LAZY_STEPS = {"perplexity": "lmforge.scorers.perplexity:PerplexityFilter",
               "perplexity_gain": "lmforge.scorers.perplexity:PerplexityGainFilter"}
@@ -83,10 +86,23 @@ def step_class(name: str, where: str, key: str) -> type:
     if name in LAZY_STEPS:
         module, _, attr = LAZY_STEPS[name].partition(":")
         return getattr(importlib.import_module(module), attr)
-    known = sorted(STEPS) + sorted(LAZY_STEPS) + [MinHashDedup.name]
+    known = sorted(STEPS) + sorted(LAZY_STEPS)
     close = difflib.get_close_matches(name, known, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else f"; known steps: {', '.join(known)}"
     raise RecipeError(f"{where}: {key}: unknown step {name!r}{hint}")
+
+
+def stage_of(steps: list[Step], stage_args: dict, where: str) -> Stage:
+    """The stage that runs `steps`: a whole-corpus step's own stage, else a map stage."""
+    whole = [s for s in steps if s.whole_corpus]
+    if whole:
+        if len(steps) != 1:
+            raise RecipeError(f"{where}: {whole[0].name} needs the whole corpus and must be the only step of its stage")
+        return whole[0].corpus_stage(**stage_args)
+    sinks = [s for s in steps[:-1] if s.sink]
+    if sinks:
+        raise RecipeError(f"{where}: a {sinks[0].name!r} step writes shards and must come last")
+    return MapStage(**stage_args, steps=steps)
 
 
 def build_pipeline(data: dict, where: str) -> Pipeline:
@@ -142,20 +158,8 @@ def build_pipeline(data: dict, where: str) -> Pipeline:
             if not isinstance(spec, dict) or "step" not in spec:
                 raise RecipeError(f"{where}: {key} must be a table with a 'step' name, e.g. {{ step = \"langid\" }}")
             params = {k: v for k, v in spec.items() if k != "step"}
-            if spec["step"] == MinHashDedup.name:
-                steps.append(from_dict(MinHashDedup, params, where, key + "."))
-            else:
-                steps.append(from_dict(step_class(spec["step"], where, key), params, where, key + "."))
-        dedups = [s for s in steps if isinstance(s, MinHashDedup)]
-        if dedups:
-            if len(steps) != 1:
-                raise RecipeError(f"{where}: {prefix}: {MinHashDedup.name} needs the whole corpus and must be "
-                                  "the only step of its stage")
-            stages.append(DedupStage(**common, params=dedups[0]))
-        else:
-            if any(getattr(s, "sink", False) for s in steps[:-1]):
-                raise RecipeError(f"{where}: {prefix}: a 'tokenize' step writes shards and must come last")
-            stages.append(MapStage(**common, steps=steps))
+            steps.append(from_dict(step_class(spec["step"], where, key), params, where, key + "."))
+        stages.append(stage_of(steps, common, f"{where}: {prefix}"))
     if not stages:
         raise RecipeError(f"{where}: no [[stage]] tables; see recipes/data-demo.toml")
     return Pipeline(section, stages, where, branches)

@@ -17,6 +17,9 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from lmforge.atomic import write_atomic
+from lmforge.data.writers import open_atomic
+
 LAST_PHASE = {"map": "map", "dedup": "filter"}
 
 
@@ -53,20 +56,29 @@ def load_stats(run_dir: Path) -> tuple[list[str], dict[str, dict]]:
     return meta["stages"], stages
 
 
-def tokens_per_char(stages: dict[str, dict]) -> dict[str, float]:
+def tokens_per_char(tokens: dict[str, int], chars: dict[str, int]) -> dict[str, float]:
+    """Tokens per character of each language that has both counts."""
+    return {lang: tokens[lang] / chars[lang] for lang in chars if chars[lang] and tokens.get(lang)}
+
+
+def measured_tokens_per_char(stages: dict[str, dict]) -> dict[str, float]:
+    """Tokens per character by language ("*": all languages), as the tokenize stage measured them."""
     for agg in stages.values():
         if agg["extra"].get("tokens"):
-            ratio = {lang: agg["extra"][f"tokens_{lang}"] / agg["chars_in"][lang]
-                     for lang in agg["chars_in"] if agg["chars_in"][lang] and agg["extra"].get(f"tokens_{lang}")}
+            tokens = {lang: agg["extra"].get(f"tokens_{lang}", 0) for lang in agg["chars_in"]}
+            ratio = tokens_per_char(tokens, agg["chars_in"])
             ratio["*"] = agg["extra"]["tokens"] / max(1, sum(agg["chars_in"].values()))
             return ratio
     return {}
 
 
-def estimated_tokens(chars: Counter, ratio: dict[str, float]) -> float | None:
-    if not ratio:
+def estimated_tokens(chars: dict[str, int], ratio: dict[str, float]) -> float | None:
+    """Characters per language times tokens per character; a language without a ratio counts at
+    the "*" ratio when there is one, else not at all. None when no language has a ratio."""
+    known = {lang: n for lang, n in chars.items() if lang in ratio or "*" in ratio}
+    if not known and "*" not in ratio:
         return None
-    return sum(n * ratio.get(lang, ratio["*"]) for lang, n in chars.items())
+    return sum(n * ratio.get(lang, ratio.get("*")) for lang, n in known.items())
 
 
 def _read_drops(run_dir: Path, stage: str) -> dict[str, tuple[str, str]]:
@@ -117,9 +129,8 @@ def truth_scores(run_dir: Path, stage_names: list[str], truth_path: Path) -> dic
 
 def dedup_scores(run_dir: Path, clusters_file: Path, truth: dict, dropped_at: dict) -> dict:
     stage = clusters_file.parent.name
-    stage_names = json.loads((run_dir / "_pipeline.json").read_text())["stages"]
-    before = set(stage_names[: stage_names.index(stage)]) - set(json.loads(
-        (run_dir / "_pipeline.json").read_text()).get("branches", []))
+    meta = json.loads((run_dir / "_pipeline.json").read_text())
+    before = set(meta["stages"][: meta["stages"].index(stage)]) - set(meta.get("branches", []))
     reached = {u for u in truth if dropped_at.get(u) not in before}
     cluster_of, kept = {}, set()
     for line in gzip.decompress(clusters_file.read_bytes()).decode().splitlines():
@@ -165,7 +176,7 @@ def build_report(run_dir: str | Path, truth: str | Path | None = None) -> dict:
     if not (run_dir / "_pipeline.json").is_file():
         raise FileNotFoundError(f"{run_dir}: not a data run folder (no _pipeline.json); run `lmforge data run RECIPE` first")
     names, stages = load_stats(run_dir)
-    ratio = tokens_per_char(stages)
+    ratio = measured_tokens_per_char(stages)
     funnel = []
     first_in = None
     for name in names:
@@ -192,26 +203,50 @@ def build_report(run_dir: str | Path, truth: str | Path | None = None) -> dict:
     return report
 
 
-def print_report(report: dict, console=None) -> None:
-    from rich.console import Console
-    from rich.table import Table
+FUNNEL_TEXT_COLUMNS = ("stage", "top drop reasons", "drop reasons")
 
-    console = console or Console()
-    table = Table(title=f"data funnel: {report['run_dir']}")
-    for col in ("stage", "docs in", "docs out", "kept", "of input", "tokens out", "en / zh out", "errors", "top drop reasons"):
-        table.add_column(col, justify="left" if col in ("stage", "top drop reasons") else "right")
-    for row in report["funnel"]:
+
+def funnel_table(funnel: list[dict], top_reasons: int | None = 3) -> tuple[list[str], list[list[str]]]:
+    """The funnel as text: (column names, one row per stage), the one table that `lmforge data report`,
+    `lmforge run` and its report page show. `top_reasons`: drop reasons listed per stage (None: all).
+    A column no stage has a value for (tokens before any tokenizer) is left out."""
+    header = ["stage", "docs in", "docs out", "kept", "of input", "tokens out", "en / zh out", "errors",
+              "top drop reasons" if top_reasons else "drop reasons"]
+    rows = []
+    for row in funnel:
         reasons = Counter()
         for step, rs in row["drops"].items():
             for r, n in rs.items():
                 reasons[f"{step}:{r}"] += n
         tokens = row["tokens_out"]
         tok = "" if tokens is None else (f"{tokens:,.0f}" if row["tokens_exact"] else f"~{tokens:,.0f}")
-        table.add_row(row["stage"], f"{row['docs_in']:,}", f"{row['docs_out']:,}", _pct(row["kept_of_stage"]),
-                      _pct(row["kept_of_input"]), tok,
-                      f"{row['lang_out'].get('en', 0)} / {row['lang_out'].get('zh', 0)}", str(row["errors"]),
-                      ", ".join(f"{k} {n}" for k, n in reasons.most_common(3)))
-    console.print(table)
+        rows.append([row["stage"], f"{row['docs_in']:,}", f"{row['docs_out']:,}", _pct(row["kept_of_stage"]),
+                     _pct(row["kept_of_input"]), tok,
+                     f"{row['lang_out'].get('en', 0)} / {row['lang_out'].get('zh', 0)}", str(row["errors"]),
+                     ", ".join(f"{k} {n}" for k, n in reasons.most_common(top_reasons))])
+    shown = [i for i in range(len(header)) if any(r[i] for r in rows)] if rows else range(len(header))
+    return [header[i] for i in shown], [[r[i] for i in shown] for r in rows]
+
+
+def funnel_console_table(funnel: list[dict], title: str):
+    """`funnel_table` as a rich Table for the terminal."""
+    from rich.table import Table
+
+    header, rows = funnel_table(funnel)
+    table = Table(title=title)
+    for col in header:
+        table.add_column(col, justify="left" if col in FUNNEL_TEXT_COLUMNS else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def print_report(report: dict, console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    console.print(funnel_console_table(report["funnel"], f"data funnel: {report['run_dir']}"))
     by_lang = Table(title="drops by step and language")
     for col in ("stage", "step", "en", "zh", "other"):
         by_lang.add_column(col, justify="left" if col in ("stage", "step") else "right")
@@ -268,7 +303,8 @@ def plot_funnel(report: dict, path: str | Path) -> Path:
         ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=100)
+    with open_atomic(path) as f:
+        fig.savefig(f, dpi=100, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
     return path
 
@@ -278,6 +314,6 @@ def report(run_dir: str | Path, truth: str | Path | None = None, console=None) -
     rep = build_report(run_dir, truth)
     print_report(rep, console)
     out = Path(run_dir)
-    (out / "report.json").write_text(json.dumps(rep, indent=1, ensure_ascii=False, default=str) + "\n")
+    write_atomic(out / "report.json", json.dumps(rep, indent=1, ensure_ascii=False, default=str) + "\n")
     plot_funnel(rep, out / "report.png")
     return rep

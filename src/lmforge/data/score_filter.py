@@ -1,26 +1,24 @@
-"""A step that writes a classifier score into each document and drops by a per-language threshold.
+"""A filter that writes a classifier score into each document and drops by a per-language threshold.
 
 Shared by the safety stage (WanJuan-CC's `toxic_score`, `porn_score`: high is bad) and the quality
 stage (`not_ad_score`, `fluency_score`: high is good); PAPERS.md section 4, stages 4-5. Documents
-are scored in batches; `threshold` is one number or a table per language.
+are scored `batch_size` at a time (`filter_batch`); `threshold` is one number or a table per language.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from lmforge.data.classifier import Scorer, load_scorer
 from lmforge.data.document import Document
-from lmforge.data.step import Step, per_language
-
-BATCH = 256
+from lmforge.data.step import Filter, Verdict, per_language
 
 
 @dataclass
-class ScoreFilter(Step):
+class ScoreFilter(Filter):
     name: ClassVar[str] = "score"
+    batch_size: ClassVar[int] = 256
     score_field: ClassVar[str] = "score"
     default_model: ClassVar[str] = ""
     drop_above: ClassVar[bool] = True       # toxic/porn: drop high scores; not_ad/fluency: drop low ones
@@ -32,23 +30,16 @@ class ScoreFilter(Step):
     def setup(self) -> None:
         self.scorer: Scorer = load_scorer(self.model, self.default_model)
 
-    def run(self, docs: Iterable[Document], rank: int = 0, world_size: int = 1) -> Iterator[Document]:
-        batch: list[Document] = []
-        for doc in docs:
-            batch.append(doc)
-            if len(batch) >= BATCH:
-                yield from self._flush(batch)
-                batch = []
-        yield from self._flush(batch)
-
-    def _flush(self, batch: list[Document]) -> Iterator[Document]:
-        scored = [d for d in batch if not self.languages or d.language in self.languages]
-        for doc, s in zip(scored, self.scorer.score([d.text for d in scored]) if scored else []):
+    def filter_batch(self, docs: list[Document]) -> list[Verdict]:
+        for doc, s in zip(docs, self.scorer.score([d.text for d in docs])):
             doc.scores[self.score_field] = round(s, 4)
-        for doc in batch:
-            s = doc.scores.get(self.score_field)
-            t = per_language(self.threshold, doc.language)
-            if self.drop and s is not None and t is not None and (s > t if self.drop_above else s < t):
-                self.stats.drop(self.name, f"{self.score_field}_{'above' if self.drop_above else 'below'}_{t:g}", doc)
-            else:
-                yield doc
+        return [self.verdict(doc.scores[self.score_field], doc.language) for doc in docs]
+
+    def filter(self, doc: Document) -> Verdict:
+        return self.filter_batch([doc])[0]
+
+    def verdict(self, score: float, language: str) -> Verdict:
+        t = per_language(self.threshold, language)
+        if self.drop and t is not None and (score > t if self.drop_above else score < t):
+            return False, f"{self.score_field}_{'above' if self.drop_above else 'below'}_{t:g}"
+        return True

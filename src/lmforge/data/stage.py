@@ -18,6 +18,7 @@ Run folder layout:
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import traceback
@@ -25,11 +26,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lmforge.atomic import write_atomic
 from lmforge.data.document import Document
 from lmforge.data.readers import READERS, list_inputs
 from lmforge.data.step import Step, TaskStats, Timer
-from lmforge.data.writers import ShardedWriter
+from lmforge.data.writers import ShardedWriter, write_file
 
 
 @dataclass
@@ -88,17 +88,12 @@ class Stage:
 
     def finish(self, phase: str, rank: int, stats: TaskStats) -> None:
         """Stats, dropped ids, then the completion marker: each written whole, by rename."""
-        _atomic_write(self.meta("stats") / f"{phase}-{rank:05d}.json",
-                      (json.dumps(stats.to_dict(), indent=1, ensure_ascii=False) + "\n").encode())
+        write_file(self.meta("stats") / f"{phase}-{rank:05d}.json",
+                   (json.dumps(stats.to_dict(), indent=1, ensure_ascii=False) + "\n").encode())
         drops = "".join(json.dumps(dict(zip(("id", "url", "step", "reason"), d)), ensure_ascii=False) + "\n"
                         for d in stats.dropped)
-        _atomic_write(self.meta("drops") / f"{phase}-{rank:05d}.jsonl.gz", gzip.compress(drops.encode(), 3))
-        _atomic_write(self.done_marker(phase, rank), b"")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, data)
+        write_file(self.meta("drops") / f"{phase}-{rank:05d}.jsonl.gz", gzip.compress(drops.encode(), 3))
+        write_file(self.done_marker(phase, rank), b"")
 
 
 def clean_temporaries(directory: Path) -> None:
@@ -119,15 +114,13 @@ class MapStage(Stage):
 
     def prepare(self) -> None:
         for step in self.steps:
-            if hasattr(step, "prepare"):
-                step.prepare(self)
+            step.prepare(self)
 
     def run_task(self, phase: str, rank: int) -> TaskStats:
         stats = TaskStats(stage=self.name, rank=rank)
         timer = Timer()
-        sink = bool(self.steps) and getattr(self.steps[-1], "sink", False)
-        writer = None if sink else ShardedWriter(self.output_dir, rank, self.output_format)
-        try:
+        sink = bool(self.steps) and self.steps[-1].sink  # the last step writes the output itself
+        with contextlib.nullcontext() if sink else ShardedWriter(self.output_dir, rank, self.output_format) as writer:
             for step in self.steps:
                 step.bind(stats)
                 step.setup()
@@ -137,12 +130,6 @@ class MapStage(Stage):
             for doc in docs:
                 stats.count_out(doc)
                 writer.write(doc)
-            if writer is not None:
-                writer.commit()
-        except BaseException:
-            if writer is not None:
-                writer.abort()
-            raise
         stats.seconds = timer.seconds()
         return stats
 

@@ -1,11 +1,23 @@
 """The one interface every pipeline stage shares (datatrove's shape, STYLE.md; PAPERS.md section 4).
 
-A `Step` is a generator transform `run(docs, rank, world_size) -> docs`. A `Filter` only
-implements `filter(doc) -> bool | (bool, reason)`; its `run` counts every drop with its reason
-(WanJuan-CC reports the retention of each stage, so a drop without a reason is a bug). Steps are
-dataclasses: their fields are the parameters a recipe may set, checked strictly when the recipe
-is read. Heavy resources (models, automata) are built in `setup()`, inside the task, so that a
-step pickles cheaply to worker processes and Ray workers.
+A `Step` is a generator transform `run(docs, rank, world_size) -> docs`. Besides its parameters
+(steps are dataclasses: their fields are what a recipe may set, checked strictly when the recipe is
+read) a step declares, as class attributes:
+
+    name          the step's name in a recipe
+    sink          True: it writes its own output (token shards), yields nothing, comes last
+    whole_corpus  True: it needs every document at once (MinHash dedup) and is the only step of its
+                  stage; `corpus_stage(...)` builds the multi-phase stage that runs it. Otherwise a
+                  map stage runs it document by document, in a list with other steps.
+
+and may override `prepare(stage)` (once per run, before any task: train a shared tokenizer) and
+`setup()` (once per task: load models, build automata, so a step pickles cheaply to worker
+processes and Ray workers).
+
+A `Filter` only implements `filter(doc) -> bool | (bool, reason)`, or `filter_batch(docs)` for
+filters that score many documents at once (`batch_size`). Its `run` is the one place that passes
+documents of other languages through untouched (`languages`), batches, and counts every drop with
+its reason (WanJuan-CC reports the retention of each stage, so a drop without a reason is a bug).
 """
 
 from __future__ import annotations
@@ -14,9 +26,12 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from lmforge.data.document import Document
+
+if TYPE_CHECKING:
+    from lmforge.data.stage import Stage
 
 MAX_ERRORS_KEPT = 1000  # per task; the count is always exact, the list of examples is capped
 
@@ -75,7 +90,12 @@ class Step:
     """A generator transform over documents. Subclasses are dataclasses whose fields are parameters."""
 
     name: ClassVar[str] = "step"
+    sink: ClassVar[bool] = False
+    whole_corpus: ClassVar[bool] = False
     stats: TaskStats
+
+    def prepare(self, stage: Stage) -> None:
+        """Run once per run by the executor, before any task of `stage`."""
 
     def setup(self) -> None:
         """Load models or build tables; called once per task before `run`."""
@@ -87,27 +107,62 @@ class Step:
     def run(self, docs: Iterable[Document], rank: int = 0, world_size: int = 1) -> Iterator[Document]:
         raise NotImplementedError
 
+    def corpus_stage(self, **stage_args: Any) -> Stage:
+        """The stage that runs a `whole_corpus` step; `stage_args` are `Stage`'s fields (name, out, ...)."""
+        raise NotImplementedError(f"{self.name}: only a whole-corpus step has a stage of its own")
+
+
+Verdict = bool | tuple[bool, str]  # keep, or (keep, reason of the drop)
+
 
 class Filter(Step):
     """A step that keeps or drops each document; every drop is counted with its reason."""
 
     name: ClassVar[str] = "filter"
+    batch_size: ClassVar[int] = 1           # documents per `filter_batch` call
+    # The languages the filter is written for; documents of other languages pass through untouched.
+    # None (or empty): every language. Subclasses make it a parameter with their own default.
+    languages: list[str] | None = None
 
-    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+    def filter(self, doc: Document) -> Verdict:
         raise NotImplementedError
 
+    def filter_batch(self, docs: list[Document]) -> list[Verdict]:
+        """One verdict per document; override to score a batch at once (classifiers)."""
+        return [self.filter(doc) for doc in docs]
+
+    def applies_to(self, doc: Document) -> bool:
+        return not self.languages or doc.language in self.languages
+
     def run(self, docs: Iterable[Document], rank: int = 0, world_size: int = 1) -> Iterator[Document]:
-        languages = getattr(self, "languages", None)  # rules written for some languages pass others
-        for doc in docs:
-            if languages and doc.language not in languages:
-                yield doc
-                continue
-            verdict = self.filter(doc)
-            keep, reason = verdict if isinstance(verdict, tuple) else (verdict, self.name)
-            if keep:
-                yield doc
-            else:
-                self.stats.drop(self.name, reason, doc)
+        for batch in batched(docs, self.batch_size):
+            judged = [self.applies_to(doc) for doc in batch]
+            verdicts = self.filter_batch([doc for doc, j in zip(batch, judged) if j]) if any(judged) else []
+            if len(verdicts) != sum(judged):
+                raise ValueError(f"{self.name}: filter_batch gave {len(verdicts)} verdicts for {sum(judged)} documents")
+            verdict = iter(verdicts)
+            for doc, j in zip(batch, judged):
+                keep, reason = _keep_and_reason(next(verdict), self.name) if j else (True, "")
+                if keep:
+                    yield doc
+                else:
+                    self.stats.drop(self.name, reason, doc)
+
+
+def _keep_and_reason(verdict: Verdict, default_reason: str) -> tuple[bool, str]:
+    return verdict if isinstance(verdict, tuple) else (verdict, default_reason)
+
+
+def batched(items: Iterable, size: int) -> Iterator[list]:
+    """Lists of `size` consecutive items (the last one shorter), read lazily."""
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def per_language(value: float | dict[str, float] | None, language: str, default: float | None = None) -> float | None:

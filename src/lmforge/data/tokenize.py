@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from lmforge.data.document import Document
-from lmforge.data.step import Step
+from lmforge.data.step import Step, batched
 
 EMBEDDED = "embedded:"
 BATCH = 64
@@ -69,23 +69,13 @@ class Tokenize(Step):
             raise ValueError(f"{self.tokenizer}: the tokenizer has no BOS/EOS token; set add_bos/add_eos = false")
 
     def _token_docs(self, docs: Iterable[Document]) -> Iterator[list[int]]:
-        batch: list[Document] = []
-        for doc in docs:
-            batch.append(doc)
-            if len(batch) == BATCH:
-                yield from self._encode(batch)
-                batch = []
-        yield from self._encode(batch)
-
-    def _encode(self, batch: list[Document]) -> Iterator[list[int]]:
-        if not batch:
-            return
-        for doc, ids in zip(batch, self.tok.encode_batch([d.text for d in batch])):
-            ids = ([self.tok.bos_id] if self.add_bos else []) + ids + ([self.tok.eos_id] if self.add_eos else [])
-            self.stats.count_out(doc)
-            self.stats.extra[f"tokens_{doc.language}"] += len(ids)
-            self.stats.extra["tokens"] += len(ids)
-            yield ids
+        for batch in batched(docs, BATCH):
+            for doc, ids in zip(batch, self.tok.encode_batch([d.text for d in batch])):
+                ids = ([self.tok.bos_id] if self.add_bos else []) + ids + ([self.tok.eos_id] if self.add_eos else [])
+                self.stats.count_out(doc)
+                self.stats.extra[f"tokens_{doc.language}"] += len(ids)
+                self.stats.extra["tokens"] += len(ids)
+                yield ids
 
     def run(self, docs: Iterable[Document], rank: int = 0, world_size: int = 1) -> Iterator[Document]:
         from lmforge.shards import write_shard

@@ -1,18 +1,22 @@
 """Writers: JSONL(.gz) and Parquet, sharded, atomic (PAPERS.md section 4: every stage its own output).
 
 A task writes `<rank>.<part>.<ext>` files under its stage folder, each first as a hidden temporary
-file; all are renamed into place only when the task finishes, just before its completion marker.
-A killed task therefore leaves no partial output, only temporaries that the next run removes.
+file (`lmforge.atomic`); all are renamed into place only when the task finishes, just before its
+completion marker. A killed task therefore leaves no partial output, only temporaries that the next
+run removes. `open_atomic` and `write_file` do the same for one file (stats, markers, dedup's work files).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
-import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
+from lmforge.atomic import atomic_path
 from lmforge.data.document import Document
 
 EXTENSIONS = {"jsonl.gz": ".jsonl.gz", "jsonl": ".jsonl", "parquet": ".parquet"}
@@ -20,7 +24,8 @@ EXTENSIONS = {"jsonl.gz": ".jsonl.gz", "jsonl": ".jsonl", "parquet": ".parquet"}
 
 @dataclass
 class ShardedWriter:
-    """Writes documents of one task into size-bounded shards; `commit()` publishes them."""
+    """Writes documents of one task into size-bounded shards; `commit()` publishes them. As a context
+    manager it commits when the block ends, and removes the temporaries when the block raises."""
 
     directory: Path
     rank: int
@@ -28,6 +33,7 @@ class ShardedWriter:
     max_docs_per_file: int = 100_000
     compresslevel: int = 3
     _files: list = field(default_factory=list)      # (tmp, final)
+    _pending: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)  # one atomic_path per shard
     _handle: object = None
     _rows: list = field(default_factory=list)
     _count: int = 0
@@ -41,7 +47,7 @@ class ShardedWriter:
     def _open_next(self) -> None:
         self._close_current()
         final = self.directory / f"{self.rank:05d}.{len(self._files):03d}{EXTENSIONS[self.format]}"
-        tmp = self.directory / f".{final.name}.tmp"
+        tmp = Path(self._pending.enter_context(atomic_path(final)))
         self._files.append((tmp, final))
         self._count = 0
         if self.format == "jsonl.gz":
@@ -76,15 +82,32 @@ class ShardedWriter:
         if not self._files:
             self._open_next()
         self._close_current()
-        for tmp, final in self._files:
-            os.replace(tmp, final)
+        self._pending.close()
         return [final for _, final in self._files]
 
-    def abort(self) -> None:
-        self._close_current()
-        for tmp, _ in self._files:
-            if tmp.exists():
-                tmp.unlink()
+    def __enter__(self) -> ShardedWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if exc[0] is None:
+            self.commit()
+        else:
+            self._close_current()
+            self._pending.__exit__(*exc)  # each atomic_path removes its temporary
+
+
+@contextlib.contextmanager
+def open_atomic(path: Path) -> Iterator[BinaryIO]:
+    """`path` opened for binary writing (its folder created) and renamed into place, whole, when the block ends."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        yield f
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """`data` to `path` (its folder created), whole, by rename."""
+    with open_atomic(path) as f:
+        f.write(data)
 
 
 def PARQUET_SCHEMA():

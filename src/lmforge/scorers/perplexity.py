@@ -13,46 +13,43 @@ The model is imported here, inside the step, so `lmforge.data` stays free of `lm
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
 from lmforge.data.document import Document
-from lmforge.data.step import Step, per_language
+from lmforge.data.step import Filter, Verdict, per_language
 
 
 def token_logprobs(model, ids: list[int]) -> list[float]:
     """log P(ids[t] | ids[:t]) for t = 1..len(ids)-1 under `model` (one forward pass)."""
     import torch
 
+    from lmforge.model.logprobs import token_logprobs as row_logprobs
+
     with torch.no_grad():
         x = torch.tensor([ids], dtype=torch.long, device=next(model.parameters()).device)
-        logits = model(x[:, :-1]).float()
-        lp = torch.log_softmax(logits, dim=-1).gather(-1, x[:, 1:, None])[0, :, 0]
-    return lp.tolist()
+        return row_logprobs(model, x)[0].tolist()
 
 
 @dataclass
-class _ModelStep(Step):
+class _ModelFilter(Filter):
     model: str = ""              # an lmforge / HF checkpoint directory holding the tokenizer too
     tokenizer: str = ""          # defaults to `model`
     device: str = "cpu"
 
     def setup(self) -> None:
-        from lmforge.model import load_model
-        from lmforge.tokenizer import Tokenizer
+        from lmforge.inference import load_for_inference
 
         if not self.model:
             raise ValueError(f"{self.name}: set `model` to an lmforge checkpoint directory")
-        self.lm = load_model(self.model, device=self.device)
-        self.tok = Tokenizer.load(self.tokenizer or self.model)
+        self.lm, self.tok = load_for_inference(self.model, self.device, tokenizer=self.tokenizer or None)
 
     def prefix(self) -> list[int]:
         return [self.tok.bos_id] if self.tok.bos_id is not None else []
 
 
 @dataclass
-class PerplexityFilter(_ModelStep):
+class PerplexityFilter(_ModelFilter):
     name: ClassVar[str] = "perplexity"
     max_tokens: int = 512
     threshold: float | dict | None = None     # drop above; None: only score
@@ -67,22 +64,17 @@ class PerplexityFilter(_ModelStep):
         lp = token_logprobs(self.lm, ids)
         return math.exp(-sum(lp) / len(lp))
 
-    def run(self, docs: Iterable[Document], rank: int = 0, world_size: int = 1) -> Iterator[Document]:
-        for doc in docs:
-            if self.languages and doc.language not in self.languages:
-                yield doc
-                continue
-            ppl = self.perplexity(doc.text)
-            doc.scores["perplexity"] = round(ppl, 3)
-            t = per_language(self.threshold, doc.language)
-            if t is not None and ppl > t:
-                self.stats.drop(self.name, f"perplexity_above_{t:g}", doc)
-            else:
-                yield doc
+    def filter(self, doc: Document) -> Verdict:
+        ppl = self.perplexity(doc.text)
+        doc.scores["perplexity"] = round(ppl, 3)
+        t = per_language(self.threshold, doc.language)
+        if t is not None and ppl > t:
+            return False, f"perplexity_above_{t:g}"
+        return True
 
 
 @dataclass
-class PerplexityGainFilter(_ModelStep):
+class PerplexityGainFilter(_ModelFilter):
     name: ClassVar[str] = "perplexity_gain"
     context_tokens: int = 1024
     target_tokens: int = 256
@@ -100,11 +92,9 @@ class PerplexityGainFilter(_ModelStep):
             return float("nan")
         return (sum(with_context) - sum(alone)) / len(alone)
 
-    def run(self, docs: Iterable[Document], rank: int = 0, world_size: int = 1) -> Iterator[Document]:
-        for doc in docs:
-            g = self.gain(doc.text)
-            doc.scores["ppl_gain"] = round(g, 4)
-            if not g >= self.min_gain:  # NaN (too short to split) is dropped too
-                self.stats.drop(self.name, "perplexity_gain_too_small" if g == g else "too_short_to_split", doc)
-            else:
-                yield doc
+    def filter(self, doc: Document) -> Verdict:
+        g = self.gain(doc.text)
+        doc.scores["ppl_gain"] = round(g, 4)
+        if not g >= self.min_gain:  # NaN (too short to split) is dropped too
+            return False, "perplexity_gain_too_small" if g == g else "too_short_to_split"
+        return True

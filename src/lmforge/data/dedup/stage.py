@@ -28,8 +28,8 @@ from lmforge.data.dedup.minhash import (FAMILIES, band_keys, hash_string, normal
                                         permutations, text_signature)
 from lmforge.data.dedup.unionfind import connected_components
 from lmforge.data.stage import Phase, Stage
-from lmforge.data.step import TaskStats, Timer
-from lmforge.data.writers import ShardedWriter
+from lmforge.data.step import Step, TaskStats, Timer
+from lmforge.data.writers import ShardedWriter, open_atomic, write_file
 
 EXACT, FUZZY = 0, 1
 REASONS = {EXACT: "duplicate_exact", FUZZY: "duplicate_near"}
@@ -37,10 +37,12 @@ MAX_ALL_PAIRS = 32  # buckets up to this size verify every pair; larger ones pai
 
 
 @dataclass
-class MinHashDedup:
-    """Recipe parameters of the dedup stage (InternLM2: 5-grams, 128 hashes, threshold 0.7)."""
+class MinHashDedup(Step):
+    """The dedup step: its fields are the stage's recipe parameters (InternLM2: 5-grams, 128 hashes,
+    threshold 0.7). It needs the whole corpus, so a `DedupStage` of its own runs it."""
 
     name: ClassVar[str] = "minhash_dedup"
+    whole_corpus: ClassVar[bool] = True
     ngram: int = 5
     num_perm: int = 128
     threshold: float = 0.7
@@ -64,6 +66,9 @@ class MinHashDedup:
             self.bands, self.rows = optimal_bands(self.threshold, self.num_perm, self.fp_weight, self.fn_weight)
         if self.bands * self.rows > self.num_perm:
             raise ValueError(f"bands x rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}")
+
+    def corpus_stage(self, **stage_args) -> DedupStage:
+        return DedupStage(**stage_args, params=self)
 
 
 @dataclass
@@ -158,20 +163,19 @@ class DedupStage(Stage):
         ids, urls, sig = data["ids"], data["urls"], data["sig"]
         lines = [json.dumps({"a": urls[i], "b": urls[j], "jaccard_estimate": float((sig[i] == sig[j]).mean())}) + "\n"
                  for i, j in fuzzy]
-        _save_bytes(self.work / "edges.jsonl.gz", gzip.compress("".join(lines).encode(), 3))
+        write_file(self.work / "edges.jsonl.gz", gzip.compress("".join(lines).encode(), 3))
         members: dict[int, list[int]] = {}
         for i in np.flatnonzero(np.isin(labels, labels[removed])):
             members.setdefault(int(labels[i]), []).append(int(i))
         lines = [json.dumps({"kept": urls[keeper[lab]], "members": [urls[i] for i in m], "ids": [ids[i] for i in m]}) + "\n"
                  for lab, m in members.items()]
-        _save_bytes(self.work / "clusters.jsonl.gz", gzip.compress("".join(lines).encode(), 3))
+        write_file(self.work / "clusters.jsonl.gz", gzip.compress("".join(lines).encode(), 3))
 
     # ---- phase 4 ----
     def _filter(self, rank: int, stats: TaskStats) -> None:
         removed = np.load(self.work / "removed" / f"{rank:05d}.npy")
         why = dict(zip(removed[:, 0].tolist(), removed[:, 1].tolist()))
-        writer = ShardedWriter(self.output_dir, rank, self.output_format)
-        try:
+        with ShardedWriter(self.output_dir, rank, self.output_format) as writer:
             for i, doc in enumerate(self.read(self.my_files(rank), stats)):
                 stats.count_in(doc)
                 if i in why:
@@ -179,10 +183,6 @@ class DedupStage(Stage):
                     continue
                 stats.count_out(doc)
                 writer.write(doc)
-            writer.commit()
-        except BaseException:
-            writer.abort()
-            raise
 
 
 def candidate_pairs(keys: np.ndarray) -> np.ndarray:
@@ -215,21 +215,10 @@ def same_value_pairs(values: np.ndarray) -> np.ndarray:
 
 
 def _save(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
+    with open_atomic(path) as f:
+        np.savez(f, **arrays)
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.npy")
-    np.save(tmp, array)
-    tmp.replace(path)
-
-
-def _save_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    with open_atomic(path) as f:
+        np.save(f, array)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
+from lmforge.atomic import write_atomic
 from lmforge.data.pipeline import Pipeline
 from lmforge.data.stage import clean_temporaries
 
@@ -31,7 +31,7 @@ def run_pipeline(pipeline: Pipeline, executor: str | None = None, workers: int |
     out = pipeline.output
     out.mkdir(parents=True, exist_ok=True)
     clean_temporaries(out)
-    (out / "_pipeline.json").write_text(json.dumps({"source": pipeline.source, **vars(pipeline.section),
+    write_atomic(out / "_pipeline.json", json.dumps({"source": pipeline.source, **vars(pipeline.section),
                                                     "stages": [s.name for s in pipeline.stages],
                                                     "branches": pipeline.branches}, indent=1) + "\n")
     summary: dict = {"executor": name, "stages": {}}
@@ -46,5 +46,5 @@ def run_pipeline(pipeline: Pipeline, executor: str | None = None, workers: int |
         seconds = time.perf_counter() - start
         summary["stages"][stage.name] = {"ran": ran, "skipped": skipped, "seconds": round(seconds, 3)}
         log(f"stage {stage.name}: {ran} tasks run, {skipped} already done, {seconds:.1f}s -> {stage.output_dir}")
-    Path(out / "_run.json").write_text(json.dumps(summary, indent=1) + "\n")
+    write_atomic(out / "_run.json", json.dumps(summary, indent=1) + "\n")
     return summary

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from lmforge.data.document import Document
-from lmforge.data.rules.gopher import repetition_reason
+from lmforge.data.rules.gopher import GopherRepetition
 from lmforge.data.step import Filter
 from lmforge.data.text import CJK_RE, is_punctuation
 
@@ -70,22 +70,16 @@ class ChineseQuality(Filter):
 
 
 @dataclass
-class ChineseRepetition(Filter):
+class ChineseRepetition(GopherRepetition):
     """Gopher's repetition rules with character n-grams."""
 
     name: ClassVar[str] = "chinese_repetition"
-    dup_line_frac: float = 0.3
-    dup_para_frac: float = 0.3
-    dup_line_char_frac: float = 0.2
-    dup_para_char_frac: float = 0.2
     top_ngrams: list[list[float]] = field(default_factory=lambda: [[4, 0.20], [6, 0.18], [8, 0.16]])
     dup_ngrams: list[list[float]] = field(default_factory=lambda: [[10, 0.15], [12, 0.14], [14, 0.13], [16, 0.12],
                                                                    [18, 0.11], [20, 0.10]])
     languages: list[str] = field(default_factory=lambda: ["zh"])
+    reason_prefix: ClassVar[str] = "zh_"
 
-    def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        units = [c for c in doc.text if not c.isspace()]
-        reason = repetition_reason(doc.text, units, self.dup_line_frac, self.dup_para_frac, self.dup_line_char_frac,
-                                   self.dup_para_char_frac, tuple((int(n), f) for n, f in self.top_ngrams),
-                                   tuple((int(n), f) for n, f in self.dup_ngrams), prefix="zh_")
-        return (False, reason) if reason else True
+    def units(self, text: str) -> list[str]:
+        """What the n-grams are made of: characters other than spaces."""
+        return [c for c in text if not c.isspace()]

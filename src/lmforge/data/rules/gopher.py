@@ -187,10 +187,15 @@ class GopherRepetition(Filter):
     dup_ngrams: list[list[float]] = field(default_factory=lambda: [[5, 0.15], [6, 0.14], [7, 0.13], [8, 0.12],
                                                                    [9, 0.11], [10, 0.10]])
     languages: list[str] = field(default_factory=lambda: ["en"])
+    reason_prefix: ClassVar[str] = ""
+
+    def units(self, text: str) -> list[str]:
+        """What the n-grams are made of: words."""
+        return split_words(text)
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        reason = repetition_reason(doc.text, split_words(doc.text), self.dup_line_frac, self.dup_para_frac,
+        reason = repetition_reason(doc.text, self.units(doc.text), self.dup_line_frac, self.dup_para_frac,
                                    self.dup_line_char_frac, self.dup_para_char_frac,
                                    tuple((int(n), f) for n, f in self.top_ngrams),
-                                   tuple((int(n), f) for n, f in self.dup_ngrams))
+                                   tuple((int(n), f) for n, f in self.dup_ngrams), prefix=self.reason_prefix)
         return (False, reason) if reason else True
