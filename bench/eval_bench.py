@@ -26,9 +26,9 @@ import torch
 
 from lmforge.machine import cpu_name
 from lmforge.corpora import english_text
-from lmforge.eval.lm import load_checkpoint
+from lmforge.eval.lm import load_lm
 from lmforge.eval.tasks import hellaswag, mmlu
-from lmforge.model import InternLM2, num_params, preset, save_checkpoint
+from lmforge.model import InternLM2, num_params, preset, save_model
 from lmforge.tokenizer import train_bpe
 
 
@@ -82,9 +82,9 @@ def main(argv: list[str] | None = None) -> int:
              "hellaswag (0-shot)": (hellaswag.task(), args.items)}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        save_checkpoint(model, tmp, fmt="llama")
+        save_model(model, tmp, fmt="llama")
         tok.save(tmp)
-        ours = load_checkpoint(tmp, device=args.device)
+        ours = load_lm(tmp, device=args.device)
         theirs = HFLM(pretrained=tmp, device=args.device, dtype="float32", batch_size=args.batch_size,
                       add_bos_token=True)
         for name, (task, limit) in tasks.items():

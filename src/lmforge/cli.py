@@ -1,6 +1,7 @@
 """The `lmforge` command: a thin layer that parses arguments and calls one function per subcommand.
 
-Every subcommand is a plain function you can also call from Python (see each `_cmd_*`'s callee).
+Every subcommand is a plain function you can also call from Python (see each `_cmd_*`'s callee);
+`run_command` calls it and turns the errors a user can act on into one line and an exit status.
 """
 
 from __future__ import annotations
@@ -19,17 +20,29 @@ PLANNED = {
 }
 
 
+# `lmforge train --help`: how to run it on one process and on several.
+TRAIN_DESCRIPTION = """`lmforge train RECIPE`: the recipe's [model] and [train] sections -> `lmforge.train.train`.
+
+Run it as is for one process, or under torchrun for FSDP2 on several:
+    torchrun --nproc_per_node 8 -m lmforge.cli train recipes/small-gpu.toml
+"""
+
+
 def _cmd_run(args) -> int:
     from lmforge.config import load_recipe
-    from lmforge.lifecycle.model_stages import StageInterrupted
     from lmforge.recipe import Recipe
     from lmforge.run import run
 
-    try:
-        run(load_recipe(args.recipe, Recipe, args.set), Path(args.recipe).parent, getattr(args, "from"))
-    except StageInterrupted as e:
-        print(f"lmforge run: {e}", file=sys.stderr)
-        return 130
+    run(load_recipe(args.recipe, Recipe, args.set), Path(args.recipe).parent, getattr(args, "from"))
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from lmforge.config import load_recipe
+    from lmforge.lifecycle.pretrain import train_from_recipe
+    from lmforge.recipe import Recipe
+
+    train_from_recipe(load_recipe(args.recipe, Recipe, args.set), resume=args.resume)
     return 0
 
 
@@ -72,24 +85,18 @@ def _cmd_convert(args) -> int:
 
 def _sampling(args, tok):
     from lmforge.generate import SamplingParams
+    from lmforge.inference import with_stop_ids
 
-    return SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-                          top_p=args.top_p, seed=args.seed, stop_strings=tuple(args.stop),
-                          stop_token_ids=tuple(tok.stop_ids))
-
-
-def _load_for_inference(path: str):
-    from lmforge.model import load_model
-    from lmforge.lifecycle.model_stages import resolve_device
-    from lmforge.tokenizer import Tokenizer
-
-    return load_model(path, device=resolve_device("auto")), Tokenizer.load(path)
+    return with_stop_ids(SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                        top_k=args.top_k, top_p=args.top_p, seed=args.seed,
+                                        stop_strings=tuple(args.stop)), tok)
 
 
 def _cmd_generate(args) -> int:
     from lmforge.generate import stream
+    from lmforge.inference import load_for_inference
 
-    model, tok = _load_for_inference(args.checkpoint)
+    model, tok = load_for_inference(args.checkpoint)
     prompts = [tok.encode(p, add_bos=True) for p in args.prompt]
     texts = [""] * len(prompts)
     for ev in stream(model, prompts, _sampling(args, tok), tok):
@@ -106,8 +113,9 @@ def _cmd_generate(args) -> int:
 
 def _cmd_chat(args) -> int:
     from lmforge.generate import stream
+    from lmforge.inference import load_for_inference
 
-    model, tok = _load_for_inference(args.checkpoint)
+    model, tok = load_for_inference(args.checkpoint)
     params = _sampling(args, tok)
     messages = [{"role": "system", "content": args.system}] if args.system else []
     turns = list(args.message) if args.message else None
@@ -174,18 +182,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "evaluation, serving. `lmforge run recipes/tiny.toml` runs everything built so far.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    from lmforge.lifecycle.stage import STAGES
+    from lmforge.lifecycle.stage import RUN_STAGES
 
     p = sub.add_parser("run", help="run a recipe's stages in order into its run directory",
-                       description="Run the life cycle: " + " -> ".join(STAGES) + ". Each stage writes its own "
+                       description="Run the life cycle: " + " -> ".join(RUN_STAGES) + ". Each stage writes its own "
                        "folder under run.out_dir; a rerun skips the stages that are done with the same settings "
                        "and inputs, redoes those that changed, and resumes an interrupted pre-training from its "
                        "last checkpoint. The report is report.html / report.md in the run folder.")
     p.add_argument("recipe", help="a recipe TOML file, e.g. recipes/tiny.toml")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a recipe value, e.g. --set model.dim=256 --set run.seed=1 (repeatable)")
-    p.add_argument("--from", choices=STAGES, metavar="STAGE",
-                   help="redo this stage and every later one, even if done: " + ", ".join(STAGES))
+    p.add_argument("--from", choices=RUN_STAGES, metavar="STAGE",
+                   help="redo this stage and every later one, even if done: " + ", ".join(RUN_STAGES))
     p.set_defaults(fn=_cmd_run)
 
     p = sub.add_parser("tokenizer", help="train or inspect a byte-level BPE tokenizer")
@@ -231,28 +239,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     from lmforge.data.cli import register as register_data
     from lmforge.eval.cli import register as register_eval
-    from lmforge.train.cli import register as register_train
 
     register_data(sub)
-    register_train(sub)
+    p = sub.add_parser("train", help="pre-train on packed token shards (FSDP2 under torchrun; stages; AdaLomo)",
+                       description=TRAIN_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("recipe", help="a recipe TOML with [model] and [train] sections")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a recipe value, e.g. --set train.steps=100 (repeatable)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the latest checkpoint in train.out_dir (finished stages are skipped)")
+    p.set_defaults(fn=_cmd_train)
     register_eval(sub)
     for name, (what, _) in PLANNED.items():
         sub.add_parser(name, help=f"{what} (not built yet)").set_defaults(fn=_cmd_planned)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from lmforge.config import RecipeError
-    from lmforge.model.hf import CheckpointError
+def run_command(args: argparse.Namespace) -> int:
+    """Call the parsed subcommand's `fn(args)`; an error a user can act on (a bad recipe or
+    checkpoint, a missing file: RecipeError, CheckpointError and the other ValueErrors) becomes one
+    line on stderr and exit status 1, an interrupted run that the same command resumes 130."""
+    from lmforge.lifecycle.stage import RunStageInterrupted
 
     try:
         return args.fn(args)
-    except (RecipeError, CheckpointError, FileNotFoundError, ValueError, KeyError) as e:
+    except RunStageInterrupted as e:
+        print(f"lmforge {args.command}: {e}", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, ValueError, KeyError) as e:
         print(f"lmforge {args.command}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

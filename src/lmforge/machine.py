@@ -1,8 +1,22 @@
-"""What machine something ran on: for benchmark headers and the run report."""
+"""What machine something runs on: the device a command uses, and the CPU for benchmark headers
+and the run report."""
 
 from __future__ import annotations
 
 import platform
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device a `--device` / `run.device` value names; "auto" is CUDA when available, else CPU."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 def cpu_name() -> str:

@@ -11,6 +11,7 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 
+from lmforge.data.democrawl import DEMO_CRAWL_PAGES
 from lmforge.model.config import ModelConfig, preset
 from lmforge.train.config import TrainSection
 
@@ -20,7 +21,7 @@ class RunSection:
     name: str = "tiny"
     out_dir: str = "runs/tiny"
     seed: int = 0
-    device: str = "auto"  # "auto" = cuda when available, else cpu
+    device: str = "auto"  # "auto" = cuda when available, else cpu (lmforge.machine.resolve_device)
 
 
 @dataclass
@@ -29,7 +30,7 @@ class DataSection:
     # crawl, `crawl_pages` pages of WARC built from the embedded corpora with planted bad cases.
     input: str = ""
     input_format: str = "warc"  # warc | jsonl | parquet | text
-    crawl_pages: int = 1000
+    crawl_pages: int = DEMO_CRAWL_PAGES
     # The curation steps: the [[stage]] tables of a data recipe, resolved against the working
     # directory, then the recipe's own folder. Stages that write token shards are left out: the
     # run trains its tokenizer on the curated text and writes the shards itself.
@@ -92,6 +93,8 @@ class EvalSection:
     max_new_tokens: int = 64  # cap for the generation and code tasks
     ppl_langs: list[str] = field(default_factory=lambda: ["en", "zh"])  # held-out perplexity
     ppl_max_windows: int = 8
+    # Needle-in-a-Haystack: a smaller grid than `lmforge eval niah`'s (lmforge.eval.niah.KINDS, DEPTHS,
+    # REPEATS), for a quick look within a run.
     niah_kinds: list[str] = field(default_factory=lambda: ["passkey", "en"])
     niah_lengths: list[int] = field(default_factory=list)  # default: 1/4, 1/2, 1 and 2 x the window
     niah_depths: int = 6

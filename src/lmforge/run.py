@@ -29,8 +29,11 @@ from rich.table import Table
 from lmforge.atomic import write_json
 from lmforge.config import to_dict
 from lmforge.lifecycle import corpus
-from lmforge.lifecycle.model_stages import evaluate, pretrain, resolve_device, sample
-from lmforge.lifecycle.stage import STAGES, StageRunner, files_fingerprint
+from lmforge.lifecycle.evaluation import evaluate_model
+from lmforge.lifecycle.pretrain import pretrain
+from lmforge.lifecycle.samples import sample_completions
+from lmforge.lifecycle.stage import RUN_STAGES, RunStages, files_fingerprint
+from lmforge.machine import resolve_device
 from lmforge.recipe import Recipe
 
 
@@ -45,8 +48,8 @@ def run(recipe: Recipe, recipe_dir: Path | None = None, from_stage: str | None =
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "recipe.json", to_dict(recipe))
     seed, data = recipe.run.seed, recipe.data
-    order = [s for s in STAGES if not (s == "crawl" and data.input)]
-    stages = StageRunner(out, order, from_stage, log=console.print)
+    order = [s for s in RUN_STAGES if not (s == "crawl" and data.input)]
+    stages = RunStages(out, order, from_stage, log=console.print)
     started = time.perf_counter()
 
     # 1. The raw crawl: the demo crawl, or the user's own files (their sizes and times are the key).
@@ -100,11 +103,11 @@ def run(recipe: Recipe, recipe_dir: Path | None = None, from_stage: str | None =
     # 6. Evaluation: perplexity, benchmarks, NIAH.
     device = str(resolve_device(recipe.run.device))
     stages.run("eval", {"eval": to_dict(recipe.eval), "seed": seed}, ["pretrain"],
-               lambda folder: evaluate(recipe.eval, model_dir, shards.folder, device, seed, folder, console))
+               lambda folder: evaluate_model(recipe.eval, model_dir, shards.folder, device, seed, folder, console))
 
     # 7. Samples from the model read back from disk.
     def sample_stage(folder: Path) -> dict:
-        rows = sample(model_dir, recipe.sample, seed, torch.device(device), console)
+        rows = sample_completions(model_dir, recipe.sample, seed, torch.device(device), console)
         write_json(folder / "samples.json", rows)
         return {"samples": rows}
 
@@ -118,7 +121,7 @@ def run(recipe: Recipe, recipe_dir: Path | None = None, from_stage: str | None =
     return json.loads((out / "report.json").read_text())
 
 
-def print_timings(stages: StageRunner, total: float, console: Console) -> None:
+def print_timings(stages: RunStages, total: float, console: Console) -> None:
     table = Table(title=f"run: {stages.run_dir} ({total:.0f}s)")
     for col in ("stage", "status", "seconds", "folder"):
         table.add_column(col, justify="right" if col == "seconds" else "left")

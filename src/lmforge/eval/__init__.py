@@ -5,16 +5,16 @@
   packages that install offline, C-Eval and CMMLU from a local folder, and TOML task files;
 - `loglikelihood`: the "PPL" mode, tokenised as lm-evaluation-harness, computed with shared
   context prefixes, packing and a sparse LM head;
-- `harness`: batched, cached (resumable) evaluation and the results JSON; `report`: tables and
-  side-by-side comparison; `sandbox`: isolated execution of generated code;
-- `niah`, `passkey`, `heatmap`: Needle-in-a-Haystack (NeedleBench) and its heatmap;
+- `harness`: batched, cached (resumable) evaluation; `results`: the results JSON; `report`: tables
+  and side-by-side comparison; `sandbox`: isolated execution of generated code;
+- `niah`, `passkey`, `haystack`, `heatmap`: Needle-in-a-Haystack (NeedleBench), its prompts and
+  heatmap;
 - `perplexity`: held-out perplexity per language and position; `scaling`: scaling-law fits;
 - `cli.register`: the `lmforge eval` command.
 """
 
 from lmforge.eval.harness import evaluate, evaluate_task, run_eval
-from lmforge.eval.lm import GenParams, LanguageModel, LmforgeLM, load_checkpoint
+from lmforge.eval.lm import LanguageModel, LmforgeLM, load_lm
 from lmforge.eval.task import Example, Task
 
-__all__ = ["Example", "GenParams", "LanguageModel", "LmforgeLM", "Task", "evaluate", "evaluate_task",
-           "load_checkpoint", "run_eval"]
+__all__ = ["Example", "LanguageModel", "LmforgeLM", "Task", "evaluate", "evaluate_task", "load_lm", "run_eval"]

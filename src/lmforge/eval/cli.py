@@ -8,12 +8,15 @@
     lmforge eval tasks                                            -> list the built-in tasks
 
 `register(subparsers)` adds the `eval` command to lmforge's top-level parser; each action sets
-`fn(args) -> int`, as every other lmforge subcommand does.
+`fn(args) -> int`, as every other lmforge subcommand does, and `lmforge.cli.main` reports their
+errors. `python -m lmforge.eval.cli eval ...` is the same as `lmforge eval ...`.
 """
 
 from __future__ import annotations
 
 import argparse
+
+from lmforge.eval import niah
 
 
 def _csv(text: str) -> list[str]:
@@ -110,13 +113,14 @@ def register(subparsers) -> argparse.ArgumentParser:
 
     n = sub.add_parser("niah", help="Needle-in-a-Haystack grid and heatmap (NeedleBench style)")
     _common(n)
-    n.add_argument("--haystack", default="en,zh,passkey", help="en, zh, passkey (default: %(default)s)")
+    n.add_argument("--haystack", default=",".join(niah.KINDS), help="en, zh, passkey (default: %(default)s)")
     n.add_argument("--lengths", type=_ints, default=None, help="context lengths, e.g. 64,128,256,512 "
                                                                "(default: 1/4, 1/2, 1, 2 x the window)")
-    n.add_argument("--depths", type=int, default=11, help="number of depths from 0 to 100%% (default: 11)")
-    n.add_argument("--repeats", type=int, default=3, help="needles per cell (default: 3)")
-    n.add_argument("--max-new-tokens", type=int, default=16)
-    n.add_argument("--seed", type=int, default=0)
+    n.add_argument("--depths", type=int, default=niah.DEPTHS,
+                   help="number of depths from 0 to 100%% (default: %(default)s)")
+    n.add_argument("--repeats", type=int, default=niah.REPEATS, help="needles per cell (default: %(default)s)")
+    n.add_argument("--max-new-tokens", type=int, default=niah.MAX_NEW_TOKENS)
+    n.add_argument("--seed", type=int, default=niah.SEED)
     n.add_argument("--out", default=None, help="output folder (default: <checkpoint>/../eval/<name>)")
     n.set_defaults(fn=_cmd_niah)
 
@@ -146,13 +150,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m lmforge.eval.cli ...`, the same actions without the top-level command."""
-    parser = argparse.ArgumentParser(prog="lmforge")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.fn(args)
-
-
 if __name__ == "__main__":
+    from lmforge.cli import main
+
     raise SystemExit(main())

@@ -12,6 +12,7 @@ subjects), `gen` tasks `exact_match`, `code` tasks `pass@k` for each k.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections import defaultdict
@@ -20,12 +21,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from lmforge.eval.cache import ResultsCache, item_key
-from lmforge.eval.lm import GenParams, LanguageModel
+from lmforge.eval.lm import LanguageModel
 from lmforge.eval.metrics import choice_predictions, mean, pass_at_k
+from lmforge.eval.report import markdown_table, print_results
+from lmforge.eval.results import RESULTS_FORMAT, write_results
 from lmforge.eval.sandbox import Limits, run_programs
 from lmforge.eval.task import Example, Task
-
-RESULTS_FORMAT = "lmforge-eval/1"
+from lmforge.generate import SamplingParams
 
 
 def request_key(lm: LanguageModel, task: Task, ex: Example, seed: int) -> str:
@@ -51,9 +53,13 @@ def _score_ppl(lm: LanguageModel, task: Task, examples: list[Example], seed: int
     return records
 
 
+def _sampling(task: Task, seed: int) -> SamplingParams:
+    return SamplingParams(max_new_tokens=task.max_new_tokens, temperature=task.temperature,
+                          stop_strings=tuple(task.stop), seed=seed)
+
+
 def _score_gen(lm: LanguageModel, task: Task, examples: list[Example], seed: int) -> list[dict]:
-    params = GenParams(max_new_tokens=task.max_new_tokens, temperature=task.temperature, stop=task.stop, seed=seed)
-    completions = lm.generate([ex.prompt for ex in examples], params)
+    completions = lm.generate([ex.prompt for ex in examples], _sampling(task, seed))
     records = []
     for ex, text in zip(examples, completions):
         pred = task.extract(text)
@@ -63,9 +69,8 @@ def _score_gen(lm: LanguageModel, task: Task, examples: list[Example], seed: int
 
 
 def _score_code(lm: LanguageModel, task: Task, examples: list[Example], seed: int) -> list[dict]:
-    params = GenParams(max_new_tokens=task.max_new_tokens, temperature=task.temperature, stop=task.stop, seed=seed)
     repeated = [ex for ex in examples for _ in range(task.samples)]  # n samples per problem
-    completions = lm.generate([ex.prompt for ex in repeated], params)
+    completions = lm.generate([ex.prompt for ex in repeated], _sampling(task, seed))
     programs = [task.program(ex.doc, c) for ex, c in zip(repeated, completions)]
     outcomes = run_programs(programs, Limits(timeout=task.timeout))
     records = []
@@ -140,7 +145,7 @@ def evaluate_task(lm: LanguageModel, task: Task, *, limit: int | None = None, ca
 def evaluate(lm: LanguageModel, tasks: Sequence[Task], *, limit: int | None = None,
              cache_dir: str | Path | None = None, seed: int = 1234, show_progress: bool = True,
              samples_dir: str | Path | None = None) -> dict:
-    """Evaluate every task; returns the results document (see `RESULTS_FORMAT`)."""
+    """Evaluate every task; returns the results document (`lmforge.eval.results` describes it)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TextColumn
 
     results = {"format": RESULTS_FORMAT, "model": {"name": lm.name, "fingerprint": lm.fingerprint},
@@ -177,10 +182,7 @@ def run_eval(checkpoint: str | Path, tasks: Sequence[str], *, limit: int | None 
     temperature and the k of pass@k (default: one greedy completion, pass@1);
     max_new_tokens: a cap on generated tokens for the generation and code tasks (quick runs).
     """
-    import dataclasses
-
-    from lmforge.eval.lm import load_checkpoint
-    from lmforge.eval.report import markdown_table, print_results
+    from lmforge.eval.lm import load_lm
     from lmforge.eval.tasks import get_task
 
     task_objs = [get_task(t) for t in tasks]  # fail on a bad task name before loading the model
@@ -193,15 +195,15 @@ def run_eval(checkpoint: str | Path, tasks: Sequence[str], *, limit: int | None 
         task_objs = [dataclasses.replace(t, max_new_tokens=max_new_tokens) if t.mode != "ppl" else t
                      for t in task_objs]
     checkpoint = Path(checkpoint)
-    lm = load_checkpoint(checkpoint, tokenizer=tokenizer, device=device, max_length=max_length, batch_size=batch_size)
+    lm = load_lm(checkpoint, tokenizer=tokenizer, device=device, max_length=max_length, batch_size=batch_size)
     out = Path(out) if out is not None else checkpoint.resolve().parent / "eval" / checkpoint.name
     out.mkdir(parents=True, exist_ok=True)
     results = evaluate(lm, task_objs, limit=limit, cache_dir=cache_dir or out / "cache", seed=seed,
                        show_progress=show_progress, samples_dir=out / "samples")
     results["model"]["path"] = str(checkpoint.resolve())
-    (out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    results_path = write_results(results, out)
     (out / "results.md").write_text(markdown_table([results]) + "\n", encoding="utf-8")
     if print_table:
         print_results([results])
-        print(f"wrote {out / 'results.json'}")
+        print(f"wrote {results_path}")
     return results

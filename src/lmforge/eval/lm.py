@@ -3,29 +3,22 @@
 `LanguageModel` is the whole interface a task needs (as lm-evaluation-harness's `LM`), so the
 harness runs lmforge checkpoints, Hugging Face checkpoints loaded through lmforge's interop
 (`load_model` reads InternLM2 and Llama directories) and the stub models of the tests alike.
-`load_checkpoint` opens a checkpoint directory, refusing one without a tokenizer up front.
+Completions are asked for with the generation engine's own `SamplingParams` (the model adds its
+tokenizer's stop tokens); `truncate` is the one evaluation-only choice beside them.
+`load_lm` opens a checkpoint directory as an `LmforgeLM`, refusing one without a tokenizer up front.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import torch
 
 from lmforge.eval.loglikelihood import loglikelihood
-
-
-@dataclass
-class GenParams:
-    max_new_tokens: int = 256
-    temperature: float = 0.0  # 0 = greedy
-    stop: tuple[str, ...] = ()
-    seed: int | None = None
-    truncate: bool = True  # left-truncate prompts to the model's window (NIAH turns this off)
+from lmforge.generate import SamplingParams
 
 
 class LanguageModel(Protocol):
@@ -35,8 +28,11 @@ class LanguageModel(Protocol):
     def loglikelihood(self, requests: Sequence[tuple[str, str]],
                       progress: Callable[[int], None] | None = None) -> list[tuple[float, bool]]: ...
 
-    def generate(self, prompts: Sequence[str], params: GenParams,
-                 progress: Callable[[int], None] | None = None) -> list[str]: ...
+    def generate(self, prompts: Sequence[str], params: SamplingParams,
+                 progress: Callable[[int], None] | None = None, *, truncate: bool = True) -> list[str]:
+        """Completions of `prompts`; `truncate` left-truncates prompts to the model's window
+        (NIAH turns it off: its prompts are meant to run past the window)."""
+        ...
 
 
 class LmforgeLM:
@@ -54,20 +50,19 @@ class LmforgeLM:
         return loglikelihood(self.model, self.tokenizer, requests, max_length=self.max_length,
                              row_tokens=self.row_tokens, batch_tokens=self.batch_tokens, progress=progress)
 
-    def generate(self, prompts, params: GenParams, progress=None) -> list[str]:
-        from lmforge.generate import SamplingParams, generate
+    def generate(self, prompts, params: SamplingParams, progress=None, *, truncate: bool = True) -> list[str]:
+        from lmforge.generate import generate
+        from lmforge.inference import with_stop_ids
 
         tok = self.tokenizer
         encoded = tok.encode_batch(list(prompts), add_bos=tok.bos_id is not None)
-        if params.truncate:
+        if truncate:
             # As lm-eval, leave room for the completion, but keep at least half the window for the
             # prompt (a tiny model's window can be shorter than max_new_tokens). Keep BOS and the
             # most recent tokens: a long few-shot prompt loses its oldest shots.
             budget = max(self.max_length - params.max_new_tokens, self.max_length // 2, 2)
             encoded = [ids if len(ids) <= budget else ids[:1] + ids[len(ids) - budget + 1:] for ids in encoded]
-        sampling = SamplingParams(max_new_tokens=params.max_new_tokens, temperature=params.temperature,
-                                  stop_strings=tuple(params.stop), stop_token_ids=tuple(tok.stop_ids),
-                                  seed=params.seed)
+        sampling = with_stop_ids(params, tok)
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))  # similar lengths batch well
         out: list[str] = [""] * len(encoded)
         for start in range(0, len(order), self.batch_size):
@@ -122,21 +117,15 @@ def find_tokenizer(checkpoint: Path, tokenizer: str | Path | None) -> Path:
         "Save one there (`Tokenizer.save(dir)`, as `lmforge run` does) or pass --tokenizer DIR.")
 
 
-def load_checkpoint(path: str | Path, *, tokenizer: str | Path | None = None, device: str = "auto",
-                    dtype: torch.dtype | None = None, **kwargs) -> LmforgeLM:
+def load_lm(path: str | Path, *, tokenizer: str | Path | None = None, device: str = "auto",
+            dtype: torch.dtype | None = None, **kwargs) -> LmforgeLM:
     """An lmforge or Hugging Face (InternLM2 / Llama) checkpoint directory, ready to evaluate."""
-    from lmforge.model import load_model
-    from lmforge.tokenizer import Tokenizer
+    from lmforge.inference import load_for_inference
 
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such checkpoint directory")
-    tok = Tokenizer.load(find_tokenizer(path, tokenizer))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = load_model(path, device=device)
-    if dtype is not None:
-        model = model.to(dtype)
+    model, tok = load_for_inference(path, device, tokenizer=find_tokenizer(path, tokenizer), dtype=dtype)
     if tok.vocab_size > model.cfg.vocab_size:
         raise ValueError(f"{path}: the tokenizer has {tok.vocab_size} tokens but the model only "
                          f"{model.cfg.vocab_size} embeddings; they do not belong together")

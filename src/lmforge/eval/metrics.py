@@ -5,12 +5,15 @@
 - pass@k with the unbiased estimator of Chen et al. 2021 (HumanEval paper, eq. 1):
   `1 - C(n - c, k) / C(n, k)` for n samples of which c pass;
 - NeedleBench's score: 100 when the answer appears in the prediction, otherwise partial credit
-  `100 * (1 - edit_distance / max(len))` between the prediction and the answer.
+  `100 * (1 - edit_distance / max(len))` between the prediction and the answer;
+- numeric answers (GSM8K, task files' `last_number` / `number`): the number after "the answer
+  is", else the last number of the text, compared as numbers.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 
@@ -69,6 +72,23 @@ def needle_score(prediction: str, answer: str) -> float:
     if longest == 0:
         return 100.0
     return max(0.0, 100.0 * (1.0 - levenshtein(pred, ref) / longest))
+
+
+NUMBER = r"-?[\d,]*\.?\d+"
+
+
+def answer_number(completion: str) -> str:
+    """The number after "answer is", else the last number in the text; "" when there is none."""
+    m = re.search(rf"answer is\s*\$?\s*({NUMBER})", completion)
+    numbers = [m.group(1)] if m else re.findall(NUMBER, completion)
+    return numbers[-1].replace(",", "").rstrip(".") if numbers else ""
+
+
+def same_number(pred: str, gold_answer: object) -> bool:
+    try:
+        return abs(float(pred) - float(str(gold_answer))) < 1e-6
+    except ValueError:
+        return False
 
 
 def mean(values: Sequence[float]) -> float:

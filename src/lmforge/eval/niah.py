@@ -3,11 +3,12 @@
 A haystack of real text (English: the Python documentation's prose; Chinese: People's Daily
 1998) is cut to a context length measured in the model's tokens; a needle - a sentence stating
 a fact that appears nowhere else - is inserted at a depth of 0..100%, backing up to the nearest
-sentence end; the prompt ends with a question about the fact. The grid is lengths x depths
-(up to the model's window and beyond it, where dynamic NTK stretches RoPE), each cell repeated
-with different needles and haystack offsets. Scoring: 100 when the answer appears in the
-completion, otherwise edit-distance partial credit (lmforge.eval.metrics.needle_score). The
-output is a JSON of every cell and item and a red -> green depth x length heatmap with the average.
+sentence end; the prompt ends with a question about the fact (`lmforge.eval.haystack` builds
+the prompts). The grid is lengths x depths (up to the model's window and beyond it, where
+dynamic NTK stretches RoPE), each cell repeated with different needles and haystack offsets.
+Scoring: 100 when the answer appears in the completion, otherwise edit-distance partial credit
+(lmforge.eval.metrics.needle_score). The output is a JSON of every cell and item and a
+red -> green depth x length heatmap with the average.
 
 `kind="passkey"` swaps in the pass-key task (lmforge.eval.passkey) that a tiny model can learn,
 and also records the log-likelihood of the right answer, which moves before exact retrieval does.
@@ -19,23 +20,21 @@ import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 from lmforge.eval import passkey
+from lmforge.eval.haystack import KINDS, build_prompt, haystack_source
 from lmforge.eval.heatmap import plot_heatmap
-from lmforge.eval.lm import GenParams, LanguageModel
+from lmforge.eval.lm import LanguageModel
 from lmforge.eval.metrics import mean, needle_score
+from lmforge.generate import SamplingParams
 
-KINDS = ("en", "zh", "passkey")
-SENTENCE_ENDS = ".!?。！？\n"
-
-TEMPLATES = {
-    "en": ("This is a test of long-text capability. Read the document below, then answer the question "
-           "that follows it.\n\n", "\n\nQuestion: {question}\nAnswer:"),
-    "zh": ("这是一个长文本能力的测试。请阅读下面的文档，然后回答文档后面的问题。\n\n", "\n\n问题：{question}\n回答："),
-    "passkey": (passkey.HEADER, "\n\n{question}"),
-}
+# The defaults of `lmforge eval niah` and of the functions here (a recipe's [eval] section sets
+# its own, smaller grid for `lmforge run`).
+DEPTHS = 11  # NeedleBench's 0, 10, 21, ..., 94, 100
+REPEATS = 3  # needles per cell
+MAX_NEW_TOKENS = 16
+SEED = 0
 
 # Needle templates: (fact, question, answer) with slots filled at random per repeat.
 _EN_NAMES = ["Ada", "Boris", "Chloe", "Darius", "Elena", "Farid", "Greta", "Hiro", "Imani", "Jonas"]
@@ -69,18 +68,7 @@ def make_needle(kind: str, rng: random.Random) -> Needle:
     return Needle(fact.format(**slots), question.format(**slots), answer.format(**slots))
 
 
-@cache
-def haystack_source(kind: str) -> str:
-    from lmforge import corpora
-
-    if kind == "en":
-        return corpora.pydoc_text()
-    if kind == "zh":
-        return corpora.chinese_news_text(2_000_000)
-    return passkey.filler(200_000)
-
-
-def depth_grid(n: int = 11) -> list[int]:
+def depth_grid(n: int = DEPTHS) -> list[int]:
     """NeedleBench's depths: n points from 0 to 100 (n = 11 gives 0, 10, 21, 31, ..., 94, 100)."""
     if n < 2:
         return [0]
@@ -88,35 +76,8 @@ def depth_grid(n: int = 11) -> list[int]:
     return [int(2 * i * step) for i in range(n - 1)] + [100]
 
 
-def insert_needle(haystack: str, needle: str, depth: float) -> str:
-    """Put `needle` at `depth` percent of `haystack`, moved back to just after a sentence end."""
-    at = int(len(haystack) * depth / 100)
-    while at > 0 and haystack[at - 1] not in SENTENCE_ENDS:
-        at -= 1
-    sep = "" if any("\u4e00" <= ch <= "\u9fff" for ch in needle) else " "
-    before, after = haystack[:at].rstrip(" "), haystack[at:].lstrip(" ")
-    return f"{before}{sep if before else ''}{needle}{sep if after else ''}{after}"
-
-
-def build_prompt(tokenizer, kind: str, needle_text: str, question: str, length: int, depth: float,
-                 offset: int = 0) -> str:
-    """A prompt of about `length` tokens: header, haystack with the needle at `depth`, question."""
-    header, footer = TEMPLATES[kind]
-    footer = footer.format(question=question)
-    fixed = len(tokenizer.encode(header + footer + needle_text)) + 2  # + BOS and a separator
-    budget = max(length - fixed, 0)
-    source = haystack_source(kind)
-    start = offset % len(source)
-    while start > 0 and source[start - 1] not in SENTENCE_ENDS:  # begin at a sentence
-        start -= 1
-    chars = 8 * budget + 64  # more than `budget` tokens of text in any language
-    text = (source[start:] + "\n" + source) * (1 + chars // max(len(source), 1))
-    hay = tokenizer.decode(tokenizer.encode(text[:chars])[:budget]) if budget else ""
-    return header + insert_needle(hay, needle_text, depth) + footer
-
-
 def run_niah(lm: LanguageModel, tokenizer, *, lengths: Sequence[int], depths: Sequence[float] | None = None,
-             repeats: int = 3, kind: str = "en", max_new_tokens: int = 16, seed: int = 0,
+             repeats: int = REPEATS, kind: str = "en", max_new_tokens: int = MAX_NEW_TOKENS, seed: int = SEED,
              out_dir: str | Path | None = None, window: int | None = None,
              answer_logprob: bool | None = None) -> dict:
     """Score `lm` on the lengths x depths grid; writes niah_<kind>.json and .png into out_dir."""
@@ -136,7 +97,8 @@ def run_niah(lm: LanguageModel, tokenizer, *, lengths: Sequence[int], depths: Se
                               "answer": needle.answer, "prompt": prompt})
     stop = ("\n",) if kind != "passkey" else ("\n", ".")
     completions = lm.generate([it["prompt"] for it in items],
-                              GenParams(max_new_tokens=max_new_tokens, stop=stop, truncate=False))
+                              SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0, stop_strings=stop),
+                              truncate=False)
     logprobs = (lm.loglikelihood([(it["prompt"], " " + it["answer"]) for it in items])
                 if answer_logprob else [(None, None)] * len(items))
     for it, text, (lp, _) in zip(items, completions, logprobs):
@@ -163,15 +125,15 @@ def run_niah(lm: LanguageModel, tokenizer, *, lengths: Sequence[int], depths: Se
     return result
 
 
-def run_niah_checkpoint(checkpoint: str | Path, *, kinds: Sequence[str] = ("en",), lengths: Sequence[int] | None = None,
-                        depths: int = 11, repeats: int = 3, out: str | Path | None = None,
-                        tokenizer: str | Path | None = None, device: str = "auto", max_new_tokens: int = 16,
-                        seed: int = 0) -> dict:
+def run_niah_checkpoint(checkpoint: str | Path, *, kinds: Sequence[str] = KINDS, lengths: Sequence[int] | None = None,
+                        depths: int = DEPTHS, repeats: int = REPEATS, out: str | Path | None = None,
+                        tokenizer: str | Path | None = None, device: str = "auto",
+                        max_new_tokens: int = MAX_NEW_TOKENS, seed: int = SEED) -> dict:
     """`lmforge eval niah`: the grid on a checkpoint (default lengths: 1/4, 1/2, 1 and 2 x its window)."""
-    from lmforge.eval.lm import load_checkpoint
+    from lmforge.eval.lm import load_lm
 
     checkpoint = Path(checkpoint)
-    lm = load_checkpoint(checkpoint, tokenizer=tokenizer, device=device)
+    lm = load_lm(checkpoint, tokenizer=tokenizer, device=device)
     window = lm.model.cfg.max_seq_len
     lengths = list(lengths) if lengths else [window // 4, window // 2, window, 2 * window]
     lm.max_length = max(max(lengths) + 64, lm.max_length)  # the answer log-likelihood needs the whole prompt

@@ -4,17 +4,16 @@ A random number is hidden at some depth of a repetitive filler text, and the pro
 "What is the pass key? The pass key is"; the answer is the number. A model only has to copy five
 digits from far back, which a small model trained here can learn, so the long-context stage of
 the training issue shows a measurable change on it where NeedleBench's natural-language needles
-stay at zero. `passkey_document` writes training examples in exactly the evaluated format
-(`lmforge.eval.niah` with `kind="passkey"` evaluates them).
+stay at zero. `passkey_document` writes training examples in exactly the evaluated format (the
+prompts of `lmforge.eval.haystack`, which `lmforge.eval.niah` with `kind="passkey"` evaluates).
 """
 
 from __future__ import annotations
 
 import random
 
-FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. "
-HEADER = ("There is an important piece of information hidden inside a lot of irrelevant text. "
-          "Find it and memorize it. I will quiz you about it.\n\n")
+from lmforge.eval.haystack import build_prompt
+
 QUESTION = "What is the pass key? The pass key is"
 
 
@@ -27,15 +26,9 @@ def random_key(rng: random.Random) -> int:
     return rng.randrange(10_000, 100_000)
 
 
-def filler(n_chars: int) -> str:
-    return (FILLER * (n_chars // len(FILLER) + 1))[:n_chars]
-
-
 def passkey_document(tokenizer, length_tokens: int, rng: random.Random) -> str:
     """A training document: a pass-key prompt of about `length_tokens` tokens, at a random depth,
     followed by its answer (the format that `lmforge eval niah --haystack passkey` scores)."""
-    from lmforge.eval.niah import build_prompt
-
     key = random_key(rng)
     text, answer = needle(key)
     prompt = build_prompt(tokenizer, "passkey", text, QUESTION, length_tokens - 4, rng.uniform(0, 100))

@@ -7,27 +7,9 @@ subjects (MMLU, C-Eval, CMMLU) get a per-subject table with `groups=True`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from lmforge.eval.harness import RESULTS_FORMAT
-
-
-def load_results(path: str | Path) -> dict:
-    path = Path(path)
-    if path.is_dir():
-        path = path / "results.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such results file (lmforge eval run writes results.json)") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
-    if data.get("format") != RESULTS_FORMAT:
-        raise ValueError(f"{path}: format {data.get('format')!r} is not {RESULTS_FORMAT!r}; "
-                         "is this an `lmforge eval run` results.json?")
-    data.setdefault("source", str(path))
-    return data
+from lmforge.eval.results import load_results
 
 
 def column_names(results: list[dict]) -> list[str]:

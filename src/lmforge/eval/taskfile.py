@@ -28,14 +28,14 @@ import tomllib
 from pathlib import Path
 
 from lmforge.eval.data import DataError, read_csv, read_jsonl
+from lmforge.eval.metrics import answer_number, same_number
 from lmforge.eval.task import Task, render
-from lmforge.eval.tasks.gsm8k import extract as last_number, same_number
 
 KEYS = {"name", "mode", "data", "fewshot_data", "num_fewshot", "fewshot", "description", "query", "answer",
         "choices", "choices_field", "gold", "target_delimiter", "fewshot_delimiter", "group", "stop",
         "max_new_tokens", "extract", "match", "program", "timeout", "samples", "temperature", "ks"}
 EXTRACTORS = {"strip": str.strip, "first_line": lambda s: (s.strip().splitlines() or [""])[0].strip(),
-              "last_number": last_number}
+              "last_number": answer_number}
 MATCHERS = {"exact": lambda p, g: p == str(g), "number": same_number,
             "contains": lambda p, g: str(g).strip() in p}
 

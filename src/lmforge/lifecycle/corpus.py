@@ -11,7 +11,7 @@
                long-context branch, and synthetic passkey documents at the long stage's length)
 
 Each function takes its settings and an output folder and returns a JSON-able summary, which
-`lifecycle.stage.StageRunner` records and the report reads.
+`lifecycle.stage.RunStages` records and the report reads.
 """
 
 from __future__ import annotations
@@ -50,30 +50,26 @@ def curate(section: DataSection, pipeline_path: Path, input_dir: str, input_form
            console: Console) -> dict:
     """Run the data recipe's document stages on the input; returns the funnel and the output stages."""
     from lmforge.data.executors import run_pipeline
-    from lmforge.data.pipeline import build_pipeline
-    from lmforge.data.report import build_report
+    from lmforge.data.pipeline import build_pipeline, step_class
+    from lmforge.data.report import build_report, funnel_console_table
 
     data, where = read_toml(pipeline_path, example="recipes/data-demo.toml")
     data["pipeline"] = {**data.get("pipeline", {}), "input": input_dir, "input_format": input_format,
                         "output": str(folder), "tasks": section.tasks, "workers": section.workers,
                         "executor": section.executor}
-    # Token shards come later, from the run's own tokenizer: leave out stages that write them.
-    stages = [s for s in data.get("stage", []) if not any(st.get("step") == "tokenize" for st in s.get("steps", []))]
-    data["stage"] = stages
+    # Token shards come later, from the run's own tokenizer: leave out stages whose steps write them.
+    pipeline_stages = [s for s in data.get("stage", [])
+                       if not any(isinstance(st, dict) and isinstance(st.get("step"), str)
+                                  and step_class(st["step"], where, "stage.steps").sink for st in s.get("steps", []))]
+    data["stage"] = pipeline_stages
     pipeline = build_pipeline(data, where)
     run_pipeline(pipeline, log=lambda msg: console.print(f"  {msg}", markup=False, highlight=False))
     # A stage that names its `input` is a side branch (the long-context selection); the curated
     # corpus is the last stage of the main line.
-    branches = [s["name"] for s in stages if "input" in s]
+    branches = [s["name"] for s in pipeline_stages if "input" in s]
     main_stages = [s.name for s in pipeline.stages if s.name not in branches]
     report = build_report(folder)
-    table = Table(title=f"data: {pipeline_path.name} on {input_dir}")
-    for col in ("stage", "docs in", "docs out", "kept", "of input"):
-        table.add_column(col, justify="left" if col == "stage" else "right")
-    for row in report["funnel"]:
-        table.add_row(row["stage"], str(row["docs_in"]), str(row["docs_out"]),
-                      f"{100 * (row['kept_of_stage'] or 0):.1f}%", f"{100 * (row['kept_of_input'] or 0):.1f}%")
-    console.print(table)
+    console.print(funnel_console_table(report["funnel"], f"data: {pipeline_path.name} on {input_dir}"))
     return {"recipe": str(pipeline_path), "curated": main_stages[-1], "branches": branches,
             "funnel": report["funnel"], "truth": report.get("truth")}
 

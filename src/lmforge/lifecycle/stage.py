@@ -1,6 +1,7 @@
-"""Stage bookkeeping for `lmforge run`: skip what is done, redo what changed, resume what was cut.
+"""Run-stage bookkeeping for `lmforge run`: skip what is done, redo what changed, resume what was cut.
 
-Each stage of a run owns one folder, and a `_stage.json` in it records the stage's key, a hash of
+A run stage is one step of `lmforge run` (RUN_STAGES; not a data-pipeline stage nor a training
+stage). Each stage of a run owns one folder, and a `_stage.json` in it records the stage's key, a hash of
 everything its outputs depend on: the stage's own settings, the keys of the stages it reads (so an
 edit upstream invalidates everything downstream, as in a build system), and lmforge's version. The
 record is written when the stage starts ("running") and again when it ends ("done", with the
@@ -28,10 +29,14 @@ from pathlib import Path
 from lmforge.atomic import write_json
 
 RECORD = "_stage.json"
-STAGES = ("crawl", "data", "tokenizer", "shards", "pretrain", "eval", "sample", "report")  # lmforge run
+RUN_STAGES = ("crawl", "data", "tokenizer", "shards", "pretrain", "eval", "sample", "report")
 
 
-def stage_key(name: str, config, upstream: list[str]) -> str:
+class RunStageInterrupted(RuntimeError):
+    """A run stage stopped early on SIGTERM after writing a checkpoint; the same command resumes it."""
+
+
+def run_stage_key(name: str, config, upstream: list[str]) -> str:
     """The hash of a stage's settings (any JSON-able value), its upstream keys and lmforge's version."""
     from lmforge import __version__
 
@@ -52,7 +57,7 @@ def files_fingerprint(paths: list[str]) -> list[tuple[str, int, int]]:
 
 
 @dataclass
-class StageOutcome:
+class RunStageOutcome:
     name: str
     folder: Path
     key: str
@@ -61,28 +66,28 @@ class StageOutcome:
     summary: dict = field(default_factory=dict)
 
 
-class StageRunner:
-    """Runs stages in order under one run folder; `force_from` names the first stage to redo."""
+class RunStages:
+    """Runs the stages of one run in order under its folder; `force_from` names the first stage to redo."""
 
     def __init__(self, run_dir: Path, order: list[str], force_from: str | None = None, log=print):
         if force_from is not None and force_from not in order:
             raise ValueError(f"--from {force_from!r}: not a stage of this run; choose one of {', '.join(order)}")
         self.run_dir, self.order, self.log = run_dir, order, log
         self.forced = set(order[order.index(force_from):]) if force_from else set()
-        self.outcomes: dict[str, StageOutcome] = {}
+        self.outcomes: dict[str, RunStageOutcome] = {}
 
     def key(self, name: str) -> str:
         return self.outcomes[name].key
 
-    def run(self, name: str, config, upstream: list[str], fn: Callable[[Path], dict]) -> StageOutcome:
+    def run(self, name: str, config, upstream: list[str], fn: Callable[[Path], dict]) -> RunStageOutcome:
         """Run `fn(folder) -> summary` unless the stage is done with the same key."""
         folder = self.run_dir / name
-        key = stage_key(name, config, [self.key(u) for u in upstream])
+        key = run_stage_key(name, config, [self.key(u) for u in upstream])
         record_path = folder / RECORD
         record = json.loads(record_path.read_text()) if record_path.is_file() else None
         if record and record.get("key") == key and record.get("status") == "done" and name not in self.forced:
             self.log(f"[dim]stage {name}: done before with the same inputs, skipped[/dim]")
-            outcome = StageOutcome(name, folder, key, "skipped", record["seconds"], record["summary"])
+            outcome = RunStageOutcome(name, folder, key, "skipped", record["seconds"], record["summary"])
             self.outcomes[name] = outcome
             return outcome
         resumed = bool(record) and record.get("key") == key and name not in self.forced
@@ -96,6 +101,6 @@ class StageRunner:
         seconds = time.perf_counter() - start  # of this run only: a resumed stage counts from its restart
         write_json(record_path, {"stage": name, "key": key, "status": "done", "config": config,
                                  "seconds": seconds, "summary": summary})
-        outcome = StageOutcome(name, folder, key, "resumed" if resumed else "ran", seconds, summary)
+        outcome = RunStageOutcome(name, folder, key, "resumed" if resumed else "ran", seconds, summary)
         self.outcomes[name] = outcome
         return outcome

@@ -26,7 +26,7 @@ from pathlib import Path
 from lmforge.atomic import write_json
 from lmforge.config import to_dict
 from lmforge.machine import cpu_name
-from lmforge.report.document import Document, write_html, write_markdown
+from lmforge.report.page import ReportPage, write_html, write_markdown
 
 LIBRARIES = ("lmforge", "torch", "tokenizers", "safetensors", "numpy", "transformers", "trafilatura", "pycld2",
              "datasketch", "ray", "matplotlib")
@@ -66,15 +66,12 @@ def collect(run_dir: Path, recipe, outcomes: dict) -> dict:
 def funnel_with_tokens(funnel: list[dict], shards: dict | None) -> list[dict]:
     """Funnel rows with `tokens_out` estimated from characters, at the tokens per character
     (per language) of the training shards."""
+    from lmforge.data.report import estimated_tokens, tokens_per_char
+
     if not shards or "chars" not in shards:
         return funnel
-    tokens, chars = shards["tokens"].get("train", {}), shards["chars"].get("train", {})
-    ratio = {lang: tokens[lang] / chars[lang] for lang in chars if chars[lang] and lang in tokens}
-    rows = []
-    for r in funnel:
-        known = [(lang, n) for lang, n in r.get("chars_out", {}).items() if lang in ratio]
-        rows.append({**r, "tokens_out": sum(n * ratio[lang] for lang, n in known) if known else None})
-    return rows
+    ratio = tokens_per_char(shards["tokens"].get("train", {}), shards["chars"].get("train", {}))
+    return [{**r, "tokens_out": estimated_tokens(r.get("chars_out", {}), ratio), "tokens_exact": False} for r in funnel]
 
 
 def _copy(src: Path, assets: Path, name: str) -> Path | None:
@@ -85,13 +82,13 @@ def _copy(src: Path, assets: Path, name: str) -> Path | None:
     return dst
 
 
-def build_document(data: dict, run_dir: Path, outcomes: dict, assets: Path) -> Document:
-    doc = Document(f"lmforge run: {data['run']['name']}")
+def build_page(data: dict, run_dir: Path, outcomes: dict, assets: Path) -> ReportPage:
+    page = ReportPage(f"lmforge run: {data['run']['name']}")
     v = data["versions"]
-    doc.paragraph(f"Seed {data['run']['seed']}, created {data['run']['created']} on {v['device']} "
+    page.paragraph(f"Seed {data['run']['seed']}, created {data['run']['created']} on {v['device']} "
                   f"with torch {v.get('torch')}, lmforge {v.get('lmforge')}. Run folder: `{run_dir}`.")
 
-    sec = doc.section("Stages: timings and MFU")
+    sec = page.section("Stages: timings and MFU")
     pre = data.get("pretrain", {}).get("stages", {})
     rows = []
     for name, t in data["timings"].items():
@@ -105,20 +102,16 @@ def build_document(data: dict, run_dir: Path, outcomes: dict, assets: Path) -> D
 
     if "data" in data:
         d = data["data"]
-        sec = doc.section("Data: the curation funnel")
+        sec = page.section("Data: the curation funnel")
         if "crawl" in data:
             sec.paragraph(f"Input: the demo crawl, {data['crawl']['pages']} pages with planted cases "
                           f"({', '.join(f'{k} {n}' for k, n in data['crawl']['kinds'].items())}).")
+        from lmforge.data.report import funnel_table, plot_funnel
+
         funnel = funnel_with_tokens(d["funnel"], data.get("shards"))
-        sec.table(["stage", "docs in", "docs out", "kept", "of input", "en", "zh", "tokens (est.)", "drop reasons"],
-                  [[r["stage"], str(r["docs_in"]), str(r["docs_out"]), _pct(r["kept_of_stage"]),
-                    _pct(r["kept_of_input"]), str(r["lang_out"].get("en", 0)), str(r["lang_out"].get("zh", 0)),
-                    f"{r['tokens_out']:,.0f}" if r["tokens_out"] else "-",
-                    "; ".join(f"{reason} {n}" for step in r["drops"].values() for reason, n in step.items())]
-                   for r in funnel])
-        sec.paragraph("Tokens are estimated from each stage's characters per language times the tokens per "
+        sec.table(*funnel_table(funnel, top_reasons=None))
+        sec.paragraph("Tokens (~) are estimated from each stage's characters per language times the tokens per "
                       "character the shards stage measured with the run's tokenizer.")
-        from lmforge.data.report import plot_funnel
 
         sec.image(plot_funnel({"funnel": funnel}, assets / "funnel.png"),
                   "the data funnel: documents and tokens kept after each stage")
@@ -131,7 +124,7 @@ def build_document(data: dict, run_dir: Path, outcomes: dict, assets: Path) -> D
 
     if "tokenizer" in data:
         t, s = data["tokenizer"], data.get("shards", {})
-        sec = doc.section("Tokenizer")
+        sec = page.section("Tokenizer")
         sec.paragraph(f"Byte-level BPE, {t['vocab_size']} tokens, trained on {t['train_chars']:,} characters "
                       f"of curated text in {t['seconds']:.1f}s. Compression on held-out documents:")
         sec.table(["text", "bytes / token"], [[k, f"{v:.2f}"] for k, v in t["bytes_per_token"].items()])
@@ -142,7 +135,7 @@ def build_document(data: dict, run_dir: Path, outcomes: dict, assets: Path) -> D
 
     if pre:
         p = data["pretrain"]
-        sec = doc.section("Pre-training")
+        sec = page.section("Pre-training")
         m = p["model"]
         sec.paragraph(f"InternLM2 architecture, {p['params'] / 1e6:.2f}M parameters: dim {m['dim']}, "
                       f"{m['n_layers']} layers, {m['n_heads']} query / {m['n_kv_heads']} kv heads, "
@@ -157,7 +150,7 @@ def build_document(data: dict, run_dir: Path, outcomes: dict, assets: Path) -> D
 
     if "eval" in data:
         e = data["eval"]
-        sec = doc.section("Evaluation")
+        sec = page.section("Evaluation")
         if e.get("perplexity"):
             sec.paragraph("Perplexity on the held-out validation documents, at the model's window:")
             sec.table(["language", "tokens", "perplexity", "bits / byte"],
@@ -176,13 +169,13 @@ def build_document(data: dict, run_dir: Path, outcomes: dict, assets: Path) -> D
                 sec.image(png, f"NIAH heatmap ({kind}): score by context length and needle depth")
 
     if "sample" in data:
-        sec = doc.section("Samples")
+        sec = page.section("Samples")
         sec.table(["prompt", "completion"], [[r["prompt"], r["completion"]] for r in data["sample"]["samples"]])
 
-    sec = doc.section("Config and versions")
+    sec = page.section("Config and versions")
     sec.code(json.dumps(data["config"], indent=2, ensure_ascii=False))
     sec.table(["library", "version"], [[k, str(val)] for k, val in data["versions"].items()])
-    return doc
+    return page
 
 
 def write_report(run_dir: Path, assets: Path, recipe, outcomes: dict, console=None) -> dict:
@@ -190,10 +183,10 @@ def write_report(run_dir: Path, assets: Path, recipe, outcomes: dict, console=No
     start = time.perf_counter()
     data = collect(run_dir, recipe, outcomes)
     write_json(run_dir / "report.json", data)
-    doc = build_document(data, run_dir, outcomes, assets)
-    write_markdown(doc, run_dir / "report.md")
-    write_html(doc, run_dir / "report.html")
+    page = build_page(data, run_dir, outcomes, assets)
+    write_markdown(page, run_dir / "report.md")
+    write_html(page, run_dir / "report.html")
     if console is not None:
-        console.print(f"report: {run_dir / 'report.html'} ({len(doc.sections)} sections, "
+        console.print(f"report: {run_dir / 'report.html'} ({len(page.sections)} sections, "
                       f"{time.perf_counter() - start:.1f}s)")
-    return {"sections": [s.title for s in doc.sections], "files": ["report.md", "report.html", "report.json"]}
+    return {"sections": [s.title for s in page.sections], "files": ["report.md", "report.html", "report.json"]}

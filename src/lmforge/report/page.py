@@ -1,4 +1,4 @@
-"""A report as data (sections of paragraphs, tables, images, code), written as Markdown or HTML.
+"""The report page as data (sections of paragraphs, tables, images, code), written as Markdown or HTML.
 
 One structure, two writers, so report.md and report.html never disagree. The HTML is a single
 static file: CSS inline, images embedded as base64 data URIs, and only the small render-check
@@ -35,7 +35,7 @@ class Section:
 
 
 @dataclass
-class Document:
+class ReportPage:
     title: str
     intro: list[str] = field(default_factory=list)
     sections: list[Section] = field(default_factory=list)
@@ -52,9 +52,9 @@ def _md_cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def write_markdown(doc: Document, path: Path) -> None:
-    lines = [f"# {doc.title}", "", *doc.intro, ""]
-    for sec in doc.sections:
+def write_markdown(page: ReportPage, path: Path) -> None:
+    lines = [f"# {page.title}", "", *page.intro, ""]
+    for sec in page.sections:
         lines += [f"## {sec.title}", ""]
         for block in sec.blocks:
             kind = block[0]
@@ -108,16 +108,16 @@ def _data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def write_html(doc: Document, path: Path) -> None:
+def write_html(page: ReportPage, path: Path) -> None:
     from lmforge.report.render import CHECK_SCRIPT
 
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-           f"<title>{html.escape(doc.title)}</title>", f"<style>{STYLE}</style></head><body>",
-           f"<h1>{html.escape(doc.title)}</h1>"]
-    out += [f"<p>{_inline(p)}</p>" for p in doc.intro]
-    out.append("<nav>" + "".join(f'<a href="#s{i}">{html.escape(s.title)}</a>' for i, s in enumerate(doc.sections))
+           f"<title>{html.escape(page.title)}</title>", f"<style>{STYLE}</style></head><body>",
+           f"<h1>{html.escape(page.title)}</h1>"]
+    out += [f"<p>{_inline(p)}</p>" for p in page.intro]
+    out.append("<nav>" + "".join(f'<a href="#s{i}">{html.escape(s.title)}</a>' for i, s in enumerate(page.sections))
                + "</nav>")
-    for i, sec in enumerate(doc.sections):
+    for i, sec in enumerate(page.sections):
         out.append(f'<h2 id="s{i}">{html.escape(sec.title)}</h2>')
         for block in sec.blocks:
             kind = block[0]

@@ -1,0 +1,49 @@
+"""The `eval` stage of `lmforge run`: the run's model read back from disk and measured (InternLM2
+section 5).
+
+Held-out perplexity per language (the validation documents the shards stage set aside), the
+benchmark tasks with `limit` examples each (OpenCompass-style PPL, generation and code modes), and
+the Needle-in-a-Haystack grid with its heatmap; the summary is what the run-stage record keeps and
+the report reads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from lmforge.recipe import EvalSection
+
+
+def evaluate_model(section: EvalSection, model_dir: Path, shards_dir: Path, device: str, seed: int, folder: Path,
+                   console: Console) -> dict:
+    from lmforge.eval.harness import run_eval
+    from lmforge.eval.niah import run_niah_checkpoint
+    from lmforge.eval.perplexity import run_perplexity
+
+    summary: dict = {}
+    files = [str(shards_dir / f"val_{lang}.txt") for lang in section.ppl_langs
+             if (shards_dir / f"val_{lang}.txt").is_file()]
+    if files:
+        ppl = run_perplexity(model_dir, langs=(), files=files, max_windows=section.ppl_max_windows, device=device,
+                             out=folder / "perplexity.json")
+        summary["perplexity"] = {Path(name).stem.removeprefix("val_"): {k: r[k] for k in ("tokens", "ppl",
+                                                                                        "bits_per_byte")}
+                                 for name, r in ppl.items()}
+    if section.tasks:
+        results = run_eval(model_dir, section.tasks, limit=section.limit, out=folder / "benchmarks", device=device,
+                           max_new_tokens=section.max_new_tokens, seed=seed, show_progress=console.is_terminal)
+        summary["benchmarks"] = {name: {"mode": t["mode"], "n": t["n"], "metrics": t["metrics"],
+                                        "seconds": t.get("seconds")} for name, t in results["tasks"].items()}
+    if section.niah_kinds:
+        niah = run_niah_checkpoint(model_dir, kinds=section.niah_kinds, lengths=section.niah_lengths or None,
+                                   depths=section.niah_depths, repeats=section.niah_repeats, out=folder / "niah",
+                                   device=device, seed=seed)
+        summary["niah"] = {kind: {"average": r["average"], "exact_average": r["exact_average"],
+                                  "lengths": r["lengths"], "depths": r["depths"], "scores": r["scores"],
+                                  "window": r["window"], "heatmap": str(Path(r["heatmap"]).relative_to(folder)),
+                                  **({"answer_logprob_by_length": r["answer_logprob_by_length"]}
+                                     if "answer_logprob_by_length" in r else {})}
+                           for kind, r in niah.items()}
+    return summary
