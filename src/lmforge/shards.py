@@ -10,7 +10,8 @@ The header is written last, by an atomic rename, so it doubles as the shard's co
 shard without its .json is an interrupted write and is ignored by readers (and overwritten by the
 next writer). uint16 is used whenever the vocabulary fits (InternLM2's 92,544 does not: uint32).
 Each document is stored as the tokenizer produced it; the data pipeline's tokenize step adds BOS
-and EOS so that the boundaries survive packing (InternLM2 report section 3.1; PAPERS.md section 4).
+and EOS so that the boundaries survive packing (InternLM2 report, arXiv 2403.17297, section 3.1;
+docs/papers.md §4).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""MinHash maths against its formulas (PAPERS.md section 4, stage 3)."""
+"""MinHash maths against its formulas (WanJuan-CC, arXiv 2402.19282, stage 3; docs/papers.md §4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Data recipes are checked strictly: errors name the file and the key (STYLE.md)."""
+"""Data recipes are checked strictly: errors name the file and the key."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Rule filters (PAPERS.md section 4, stage 2): agreement with datatrove's Gopher filters, and each
-formula re-derived on hand-made documents."""
+"""Rule filters (WanJuan-CC, arXiv 2402.19282, stage 2; docs/papers.md §4): agreement with
+datatrove's Gopher filters, and each formula re-derived on hand-made documents."""
 
 from __future__ import annotations
 

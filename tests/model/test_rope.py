@@ -7,7 +7,8 @@ from tests.helpers import tiny_config
 
 
 def test_ntk_base_formula():
-    # PAPERS.md section 1: base * ((s * L / Lmax) - (s - 1)) ** (d / (d - 2)) once L > Lmax.
+    # InternLM2 (InternLM2 report, arXiv 2403.17297; docs/papers.md §1):
+    # base * ((s * L / Lmax) - (s - 1)) ** (d / (d - 2)) once L > Lmax.
     base, lmax, s, d = 1e6, 32768, 2.0, 128
     assert ntk_base(base, 1000, lmax, s, d) == base
     L = 65536

@@ -1,4 +1,5 @@
-"""AdaLomo against its formula (PAPERS.md section 6), its memory, and the LR schedules."""
+"""AdaLomo against its formula (arXiv 2310.10195; docs/papers.md §6), its memory, and the LR
+schedules."""
 
 import math
 

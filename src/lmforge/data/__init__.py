@@ -1,4 +1,6 @@
-"""`lmforge data`: the WanJuan-CC / InternLM2 web-data pipeline (PAPERS.md section 4; InternLM2 3.1).
+"""`lmforge data`: the WanJuan-CC / InternLM2 web-data pipeline.
+
+Papers: WanJuan-CC, arXiv 2402.19282; InternLM2 report, arXiv 2403.17297, section 3.1; docs/papers.md §4.
 
 Raw crawl files become tokenized, packed training shards through stages that each write their own
 output and statistics, in the papers' order:
@@ -12,7 +14,7 @@ output and statistics, in the papers' order:
     tokenize  BOS + tokens + EOS per document -> `lmforge.shards`
     longctx   InternLM2's long-context selection (length, statistics, P(S2|S1) - P(S2))
 
-The shape is datatrove's (STYLE.md): a `Document`, steps that are generator transforms
+The shape is datatrove's: a `Document`, steps that are generator transforms
 `run(docs, rank, world_size)`, filters that return keep/drop with a reason, a pipeline that is a
 list of steps written in a TOML recipe, and executors (local, Ray) that run the same list and
 resume from per-task completion markers.

@@ -1,4 +1,6 @@
-"""Trainable text classifiers behind one scorer interface (PAPERS.md section 4, stages 4-5).
+"""Trainable text classifiers behind one scorer interface.
+
+Paper: WanJuan-CC, arXiv 2402.19282, stages 4-5; docs/papers.md §4.
 
 WanJuan-CC scores every document with a toxicity, a pornography, an advertisement and a fluency
 classifier. Two model kinds sit behind one `Scorer` interface, trained on labelled JSONL

@@ -1,4 +1,6 @@
-"""`lmforge data ...`: a thin argparse layer over plain functions (PAPERS.md section 4; STYLE.md).
+"""`lmforge data ...`: a thin argparse layer over plain functions.
+
+Paper: WanJuan-CC, arXiv 2402.19282; docs/papers.md §4.
 
     lmforge data demo-crawl OUT [--pages N]          write WARC.gz files with planted cases + truth.jsonl
     lmforge data run RECIPE [--set k=v] [--executor local|ray] [--workers N]

@@ -1,4 +1,6 @@
-"""`lmforge data demo-crawl`: real WARC.gz files with planted cases and their truth (PAPERS.md section 4).
+"""`lmforge data demo-crawl`: real WARC.gz files with planted cases and their truth.
+
+Paper: WanJuan-CC, arXiv 2402.19282; docs/papers.md §4.
 
 Pages are built from the embedded corpora (Shakespeare for English, People's Daily 1998 for
 Chinese) wrapped in realistic HTML (navigation, header, sidebar ads, cookie banner, footer), spread

@@ -1,4 +1,6 @@
-"""The unit that flows through the data pipeline (PAPERS.md section 4: WanJuan-CC's JSONL records).
+"""The unit that flows through the data pipeline.
+
+Paper: WanJuan-CC, arXiv 2402.19282 (its JSONL records); docs/papers.md §4.
 
 A document carries its text, where it came from (URL, crawl dump id), free metadata (language,
 WARC date, source file and offset) and the scores the safety and quality stages write, named as

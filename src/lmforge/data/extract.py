@@ -1,4 +1,6 @@
-"""Main-text extraction from HTML, and unique ids (PAPERS.md section 4, stage 1 "format").
+"""Main-text extraction from HTML, and unique ids.
+
+Paper: WanJuan-CC, arXiv 2402.19282, stage 1 ("format"); docs/papers.md §4.
 
 WanJuan-CC extracts the main text of each page with Trafilatura; Resiliparse's main-content
 extractor is the faster option (benchmarked in docs/data.md). Navigation, footers and ads are

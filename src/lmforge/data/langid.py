@@ -1,4 +1,6 @@
-"""Offline language identification with pycld2 (PAPERS.md section 4, stage 1: what WanJuan-CC used).
+"""Offline language identification with pycld2 (what WanJuan-CC used).
+
+Paper: WanJuan-CC, arXiv 2402.19282, stage 1; docs/papers.md §4.
 
 The language becomes `metadata["language"]` (ISO code; Chinese scripts fold into "zh") with
 CLD2's percentage of the text as `language_score`; the top three languages and their shares

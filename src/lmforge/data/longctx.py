@@ -1,4 +1,6 @@
-"""Long-context data selection (InternLM2 section 3.1 / 4; PAPERS.md section 4, "Long-context data").
+"""Long-context data selection.
+
+Paper: InternLM2 report, arXiv 2403.17297, sections 3.1 and 4; docs/papers.md §4, "Long-context data".
 
 InternLM2 keeps documents longer than 32 KB, applies statistical filters, then a perplexity filter
 on P(S2 | S1) - P(S2): does the earlier part of the document help predict the later part? The

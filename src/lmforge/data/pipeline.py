@@ -1,4 +1,6 @@
-"""A pipeline recipe: TOML -> stages of steps, checked strictly (PAPERS.md section 4; STYLE.md).
+"""A pipeline recipe: TOML -> stages of steps, checked strictly.
+
+Paper: WanJuan-CC, arXiv 2402.19282; docs/papers.md §4.
 
     [pipeline]
     input = "runs/data-demo/crawl"     # a folder or glob of raw files
@@ -16,8 +18,9 @@ Each stage reads the previous stage's folder (or `input = "<stage name>"` for a 
 its own. A map stage runs its steps document by document; a step that needs the whole corpus
 (`whole_corpus`, as `minhash_dedup`) is the only step of its stage and builds that stage. Unknown
 step names and unknown parameters are errors naming the file and the key, with the closest known
-name. Model-dependent steps live outside `data/` (STYLE.md: data/ never imports the model) and
-are named here by import path, loaded only when a recipe uses them.
+name. Model-dependent steps live outside `data/` (data/ never imports lmforge.model, so the
+pipeline needs no torch model to run) and are named here by import path, loaded only when a
+recipe uses them.
 """
 
 from __future__ import annotations

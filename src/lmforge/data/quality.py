@@ -1,4 +1,6 @@
-"""The quality stage (PAPERS.md section 4, stage 5): advertisement and fluency classifiers.
+"""The quality stage: advertisement and fluency classifiers.
+
+Paper: WanJuan-CC, arXiv 2402.19282, stage 5; docs/papers.md §4.
 
 WanJuan-CC publishes `not_ad_score` and `fluency_score` in [0, 1] (high is good) and keeps the
 documents above per-language thresholds. The perplexity filter, which needs an lmforge model,

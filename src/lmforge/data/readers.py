@@ -1,4 +1,6 @@
-"""Readers: WARC(.gz), JSONL (plain, .gz, .zst), Parquet and folders of text files (PAPERS.md section 4).
+"""Readers: WARC(.gz), JSONL (plain, .gz, .zst), Parquet and folders of text files.
+
+Paper: WanJuan-CC, arXiv 2402.19282; docs/papers.md §4.
 
 A reader turns one input file into documents and reports every damaged spot to the task's stats
 as an error with the file and byte offset (a truncated .gz, a broken WARC header, invalid UTF-8,

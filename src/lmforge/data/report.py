@@ -1,5 +1,5 @@
 """`lmforge data report RUN_DIR`: the funnel of a run, its drop reasons, and precision/recall against
-planted truth (PAPERS.md section 4: WanJuan-CC reports the retention of every stage).
+planted truth (WanJuan-CC, arXiv 2402.19282, reports the retention of every stage; docs/papers.md §4).
 
 Documents are counted exactly per stage and language. Tokens are exact at the tokenize stage;
 for earlier stages they are estimated from each stage's characters per language times the

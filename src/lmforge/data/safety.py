@@ -1,4 +1,6 @@
-"""The safe stage (PAPERS.md section 4, stage 4): domain blocklist, word blocklist, toxicity, pornography.
+"""The safe stage: domain blocklist, word blocklist, toxicity, pornography.
+
+Paper: WanJuan-CC, arXiv 2402.19282, stage 4; docs/papers.md §4.
 
 WanJuan-CC blocks ~13M domains and 36,289 words, then scores every document with a toxicity and a
 pornography classifier (`toxic_score`, `porn_score`). No package ships a domain blocklist, so the

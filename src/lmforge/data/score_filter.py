@@ -1,8 +1,9 @@
 """A filter that writes a classifier score into each document and drops by a per-language threshold.
 
 Shared by the safety stage (WanJuan-CC's `toxic_score`, `porn_score`: high is bad) and the quality
-stage (`not_ad_score`, `fluency_score`: high is good); PAPERS.md section 4, stages 4-5. Documents
-are scored `batch_size` at a time (`filter_batch`); `threshold` is one number or a table per language.
+stage (`not_ad_score`, `fluency_score`: high is good); see WanJuan-CC, arXiv 2402.19282, stages 4-5,
+and docs/papers.md §4. Documents are scored `batch_size` at a time (`filter_batch`); `threshold` is
+one number or a table per language.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Stages and phases: how a pipeline is cut into tasks that executors run (PAPERS.md section 4).
+"""Stages and phases: how a pipeline is cut into tasks that executors run.
+
+Paper: WanJuan-CC, arXiv 2402.19282; docs/papers.md §4.
 
 Every stage of WanJuan-CC is a separate output whose retention is reported, so a stage reads
 files (the raw crawl, or an earlier stage's folder), runs its steps and writes its own folder.

@@ -1,4 +1,6 @@
-"""The one interface every pipeline stage shares (datatrove's shape, STYLE.md; PAPERS.md section 4).
+"""The one interface every pipeline stage shares (datatrove's shape).
+
+Paper: WanJuan-CC, arXiv 2402.19282; docs/papers.md §4.
 
 A `Step` is a generator transform `run(docs, rank, world_size) -> docs`. Besides its parameters
 (steps are dataclasses: their fields are what a recipe may set, checked strictly when the recipe is

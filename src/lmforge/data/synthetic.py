@@ -1,4 +1,6 @@
-"""Synthetic unsafe and low-quality text for the demo crawl and the default classifiers (PAPERS.md section 4).
+"""Synthetic unsafe and low-quality text for the demo crawl and the default classifiers.
+
+Paper: WanJuan-CC, arXiv 2402.19282; docs/papers.md §4.
 
 No package ships labelled toxic, pornographic, advertising or gibberish web text, so the project
 writes it: sentences built from small word lists in English and Chinese, mixed into real text

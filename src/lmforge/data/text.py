@@ -1,4 +1,6 @@
-"""Small pure text functions shared by the rule filters and dedup (PAPERS.md section 4, stage 2-3).
+"""Small pure text functions shared by the rule filters and dedup.
+
+Paper: WanJuan-CC, arXiv 2402.19282, stages 2-3; docs/papers.md §4.
 
 English rules count *words* as the Gopher paper does: whitespace-separated tokens ("be," is one
 word, with a letter in it). datatrove splits with spaCy instead, which makes every comma a word

@@ -1,4 +1,6 @@
-"""The tokenize stage: documents -> packed token shards (PAPERS.md section 4; InternLM2 section 3.1).
+"""The tokenize stage: documents -> packed token shards.
+
+Papers: WanJuan-CC, arXiv 2402.19282; InternLM2 report, arXiv 2403.17297, section 3.1; docs/papers.md §4.
 
 Each document becomes BOS + tokens + EOS, so its boundaries survive packing, and each task writes
 one shard `<rank>` with `lmforge.shards.write_shard` (uint16 when the vocabulary fits, else

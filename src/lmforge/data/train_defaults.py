@@ -1,4 +1,6 @@
-"""Train the default classifiers shipped in `lmforge/data/assets/` (PAPERS.md section 4, stages 4-5).
+"""Train the default classifiers shipped in `lmforge/data/assets/`.
+
+Paper: WanJuan-CC, arXiv 2402.19282, stages 4-5; docs/papers.md §4.
 
     python -m lmforge.data.train_defaults            # rewrites assets/{toxic,porn,not_ad,fluency}.npz
 

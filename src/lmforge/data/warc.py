@@ -1,4 +1,6 @@
-"""A WARC / WARC.gz record reader that reports damage with byte offsets (PAPERS.md section 4, stage 1).
+"""A WARC / WARC.gz record reader that reports damage with byte offsets.
+
+Paper: WanJuan-CC, arXiv 2402.19282, stage 1; docs/papers.md §4.
 
 WanJuan-CC starts from Common Crawl WARC files. Real crawl files are sometimes truncated or hold a
 record whose header is broken; the pipeline must count each as an error with the file and offset

@@ -1,4 +1,6 @@
-"""Writers: JSONL(.gz) and Parquet, sharded, atomic (PAPERS.md section 4: every stage its own output).
+"""Writers: JSONL(.gz) and Parquet, sharded, atomic (every stage its own output).
+
+Paper: WanJuan-CC, arXiv 2402.19282; docs/papers.md §4.
 
 A task writes `<rank>.<part>.<ext>` files under its stage folder, each first as a hidden temporary
 file (`lmforge.atomic`); all are renamed into place only when the task finishes, just before its

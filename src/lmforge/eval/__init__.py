@@ -1,4 +1,6 @@
-"""Evaluation as InternLM2 does it with OpenCompass (PAPERS.md section 9).
+"""Evaluation as InternLM2 does it with OpenCompass.
+
+Paper: InternLM2 report, arXiv 2403.17297; docs/papers.md §9.
 
 - `task`, `tasks/`: a task is a small declarative definition (data, prompt template, few-shot
   selection, mode, scorer); MMLU, ARC-Easy/Challenge, HellaSwag, GSM8K, HumanEval, MBPP from

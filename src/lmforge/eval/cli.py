@@ -1,4 +1,4 @@
-"""`lmforge eval ...`: thin argparse wiring, one plain function per action (STYLE.md, litgpt).
+"""`lmforge eval ...`: thin argparse wiring, one plain function per action (litgpt's shape).
 
     lmforge eval run CHECKPOINT --tasks mmlu,gsm8k --limit 20    -> harness.run_eval
     lmforge eval niah CHECKPOINT --haystack en,zh,passkey         -> niah.run_niah_checkpoint

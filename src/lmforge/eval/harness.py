@@ -1,4 +1,6 @@
-"""The evaluation loop: tasks x model -> per-item records -> metrics (PAPERS.md section 9).
+"""The evaluation loop: tasks x model -> per-item records -> metrics.
+
+Paper: InternLM2 report (its OpenCompass evaluation), arXiv 2403.17297; docs/papers.md §9.
 
 `evaluate` runs tasks on any `LanguageModel` in batches, item records going to the results cache
 as they finish (so a killed run resumes where it stopped); `run_eval` is the command-line

@@ -1,7 +1,8 @@
 """The NeedleBench heatmap: depth (rows) x context length (columns), red -> green, with the average.
 
 Drawn with matplotlib's Agg backend (no display needed). A dashed line marks the model's trained
-window, beyond which dynamic NTK scaling stretches RoPE (PAPERS.md sections 1 and 9).
+window, beyond which dynamic NTK scaling stretches RoPE (InternLM2 report, arXiv 2403.17297;
+docs/papers.md §1, §9).
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Log-likelihoods of continuations, the "PPL" mode of OpenCompass (PAPERS.md section 9).
+"""Log-likelihoods of continuations, the "PPL" mode of OpenCompass.
+
+Paper: InternLM2 report (its OpenCompass evaluation), arXiv 2403.17297; docs/papers.md §9.
 
 For each request (context, continuation) the result is the summed log-probability of the
 continuation's tokens given the context, and whether greedy decoding would have produced them.

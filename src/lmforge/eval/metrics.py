@@ -1,4 +1,6 @@
-"""Scoring maths, as small pure functions (PAPERS.md section 9).
+"""Scoring maths, as small pure functions.
+
+Paper: InternLM2 report (its OpenCompass evaluation), arXiv 2403.17297; docs/papers.md §9.
 
 - multiple choice: the most likely choice (`acc`) and the most likely per character of the choice
   (`acc_norm`, lm-evaluation-harness's length normalisation), ties going to the first choice;

@@ -1,4 +1,6 @@
-"""Needle-in-a-Haystack, NeedleBench style (PAPERS.md section 9).
+"""Needle-in-a-Haystack, NeedleBench style.
+
+Paper: InternLM2 report (its OpenCompass evaluation), arXiv 2403.17297; docs/papers.md §9.
 
 A haystack of real text (English: the Python documentation's prose; Chinese: People's Daily
 1998) is cut to a context length measured in the model's tokens; a needle - a sentence stating

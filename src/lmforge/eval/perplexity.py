@@ -1,4 +1,6 @@
-"""Perplexity on held-out text, per language and by position (PAPERS.md sections 1 and 9).
+"""Perplexity on held-out text, per language and by position.
+
+Paper: InternLM2 report, arXiv 2403.17297; docs/papers.md §1, §9.
 
 The text is cut into windows of `window` tokens, each starting with BOS; every token's negative
 log-likelihood is recorded with its position in the window. The report gives perplexity and bits

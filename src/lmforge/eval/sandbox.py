@@ -1,4 +1,6 @@
-"""Run untrusted generated code safely: the HumanEval / MBPP execution sandbox (PAPERS.md section 9).
+"""Run untrusted generated code safely: the HumanEval / MBPP execution sandbox.
+
+Paper: InternLM2 report (its OpenCompass evaluation), arXiv 2403.17297; docs/papers.md §9.
 
 Each program runs in its own process (a new session, so its whole process group can be killed),
 in a fresh temporary directory that is its cwd, HOME and TMPDIR and is removed afterwards, with

@@ -1,4 +1,6 @@
-"""What a benchmark task is: a small declarative definition (PAPERS.md section 9, OpenCompass).
+"""What a benchmark task is: a small declarative definition.
+
+Paper: InternLM2 report (its OpenCompass evaluation), arXiv 2403.17297; docs/papers.md §9.
 
 A `Task` names its data source (`docs`, `fewshot_docs`), its prompt template (`description`,
 `query`, `answer`), how few-shot examples are picked (`num_fewshot`, `fewshot`), its mode and its

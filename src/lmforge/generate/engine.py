@@ -1,9 +1,10 @@
 """The inference engine: batched generation with a KV cache, sampling, stop conditions, streaming.
 
-One engine serves evaluation, the chat server and RL rollouts alike (STYLE.md: share one rollout
-engine). Prompts of different lengths share one batch: the prefill is right-padded and the KV cache
-keeps one length per row (lmforge.generate.kv_cache), so each row generates what it would alone,
-and rows that finish leave the batch. With a seed, row i samples from its own generator (seed + i).
+One engine serves evaluation, the chat server and RL rollouts alike: one rollout engine, not
+a copy per algorithm. Prompts of different lengths share one batch: the prefill is right-padded
+and the KV cache keeps one length per row (lmforge.generate.kv_cache), so each row generates what
+it would alone, and rows that finish leave the batch. With a seed, row i samples from its own
+generator (seed + i).
 
 `stream()` yields an event per generated token with the text that became final with it (text that
 might still turn into a stop string, or an incomplete UTF-8 character, is held back);

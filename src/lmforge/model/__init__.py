@@ -1,5 +1,6 @@
 """The InternLM2 model: config and presets, the plain PyTorch decoder, attention backends, the
-language-modelling loss, and Hugging Face checkpoint formats (PAPERS.md sections 1 and 3)."""
+language-modelling loss, and Hugging Face checkpoint formats (InternLM2 report, arXiv 2403.17297;
+Baichuan 2, arXiv 2309.10305; docs/papers.md §1, §3)."""
 
 from lmforge.model.config import PRESETS, ModelConfig, flops_per_token, num_params, preset
 from lmforge.model.hf import CheckpointError, load_model, load_state_dict, read_config, save_model

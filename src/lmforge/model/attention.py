@@ -2,8 +2,9 @@
 
 InternEvo trains on rows that hold several documents back to back and runs FlashAttention's
 varlen kernel over `cu_seqlens` so that attention never crosses a document boundary (InternLM2
-report section 4.1; PAPERS.md section 2). Here a row's documents are given by `document_ids`
-(B, T): tokens with the same id in a row form one document; positions restart at each document.
+report, arXiv 2403.17297, section 4.1; docs/papers.md §2). Here a row's documents are given by
+`document_ids` (B, T): tokens with the same id in a row form one document; positions restart at
+each document.
 
 Backends, all computing the same block-diagonal causal attention:
 - "sdpa": PyTorch scaled_dot_product_attention with a dense boolean mask. Runs everywhere,

@@ -1,10 +1,10 @@
 """Model configuration, the named InternLM2 presets, and the parameter count.
 
-The dimensions are those of the released InternLM2 checkpoints (PAPERS.md section 1; InternLM2
-technical report, arXiv 2403.17297, section 2 and table 1): 92,544 vocabulary, head_dim 128,
+The dimensions are those of the released InternLM2 checkpoints (InternLM2 technical report,
+arXiv 2403.17297, section 2 and table 1; docs/papers.md §1): 92,544 vocabulary, head_dim 128,
 RMSNorm eps 1e-5, no biases, untied embeddings, RoPE theta 1,000,000 with dynamic NTK scaling
 (factor 2.0) over a 32k window. `norm_head` and `z_loss` are Baichuan 2's NormHead and max-z loss
-(arXiv 2309.10305, section 2.4; PAPERS.md section 3).
+(arXiv 2309.10305, section 2.4; docs/papers.md §3).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ class ModelConfig:
     ffn_dim: int = 14336
     norm_eps: float = 1e-5
     rope_theta: float = 1_000_000.0
-    # Dynamic NTK: when a sequence is longer than max_seq_len the RoPE base grows (section 1).
+    # Dynamic NTK: when a sequence is longer than max_seq_len the RoPE base grows (docs/papers.md §1).
     # "none" keeps the base fixed; "dynamic" applies the InternLM2 / transformers formula.
     rope_scaling: str = "dynamic"
     rope_scaling_factor: float = 2.0
@@ -94,7 +94,8 @@ def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
     return 6.0 * (n + cfg.vocab_size * cfg.dim) + 12.0 * cfg.n_layers * cfg.head_dim * cfg.n_heads * seq_len
 
 
-# Released InternLM2 dimensions (PAPERS.md section 1). 1.8B and 20B from the public HF configs.
+# Released InternLM2 dimensions (InternLM2 report, arXiv 2403.17297; docs/papers.md §1). 1.8B and 20B
+# from the public HF configs.
 _INTERNLM2 = dict(vocab_size=92544, norm_eps=1e-5, rope_theta=1_000_000.0, rope_scaling="dynamic",
                   rope_scaling_factor=2.0, max_seq_len=32768)
 

@@ -1,9 +1,10 @@
 """Hugging Face checkpoint directories: the InternLM2 format and the Llama format.
 
-InternLM2 format (PAPERS.md section 1): `config.json` with `architectures: ["InternLM2ForCausalLM"]`
-and safetensors shards named `model.tok_embeddings.weight`, `model.layers.{i}.attention.wqkv.weight`
-(packed per kv group `[q_0 .. q_{r-1}, k, v]`), `...attention.wo`, `...feed_forward.w1/w3/w2`,
-`...attention_norm`, `...ffn_norm`, `model.norm`, `output`. This is lmforge's own export format.
+InternLM2 format (InternLM2 report, arXiv 2403.17297; docs/papers.md §1): `config.json` with
+`architectures: ["InternLM2ForCausalLM"]` and safetensors shards named `model.tok_embeddings.weight`,
+`model.layers.{i}.attention.wqkv.weight` (packed per kv group `[q_0 .. q_{r-1}, k, v]`),
+`...attention.wo`, `...feed_forward.w1/w3/w2`, `...attention_norm`, `...ffn_norm`, `model.norm`,
+`output`. This is lmforge's own export format.
 
 Llama format: the same model with wqkv split into `q_proj`, `k_proj`, `v_proj` and the
 transformers Llama names, so `transformers.AutoModelForCausalLM.from_pretrained(dir)` loads it with

@@ -1,8 +1,8 @@
 """Language-modelling loss: token cross-entropy plus Baichuan 2's max-z loss.
 
-Max-z loss (Baichuan 2, arXiv 2309.10305 section 2.4; PAPERS.md section 3): add
-`coef * z^2` where z is the largest logit of each token, which keeps logits from drifting to large
-values that make bf16 inference fragile. The paper uses coef = 2e-4.
+Max-z loss (Baichuan 2, arXiv 2309.10305, section 2.4; docs/papers.md §3): add `coef * z^2` where
+z is the largest logit of each token, which keeps logits from drifting to large values that make
+bf16 inference fragile. The paper uses coef = 2e-4.
 
 Two implementations of the same function:
 - `lm_loss(logits, targets)`: the plain formula over logits the caller computed;

@@ -1,11 +1,15 @@
 """The InternLM2 decoder in plain PyTorch (no parallelism in here; see lmforge.train for that).
 
-Notable features (InternLM2 report section 2.2, PAPERS.md sections 1 and 3):
+Notable features (InternLM2 report, arXiv 2403.17297, section 2.2; Baichuan 2, arXiv 2309.10305;
+docs/papers.md §1, §3):
 - pre-norm RMSNorm blocks, SwiGLU feed-forward (`w1` gate, `w3` up, `w2` down), no biases;
 - grouped-query attention with one packed `wqkv` projection laid out per kv group as
   `[q_0 .. q_{r-1}, k, v]`, exactly as the released checkpoints, so they load without reshuffling;
 - RoPE with dynamic NTK scaling, positions restarting per packed document;
-- untied output head, optionally Baichuan 2's NormHead (rows of the head normalised).
+- untied output head, optionally Baichuan 2's NormHead (rows of the head normalised);
+- one forward for training, prefill, decoding and scoring: a KV cache decides positions, mask and
+  RoPE from outside (lmforge.model.cache), a loss over the head runs inside forward as a callable,
+  and the decode step's matmul kernels are a property of the linear layers (lmforge.model.linear).
 
 Module and parameter names mirror the InternLM2 checkpoints (`tok_embeddings`, `attention.wqkv`,
 `feed_forward.w1`, ...), so the Hugging Face format is this state dict with a `model.` prefix.

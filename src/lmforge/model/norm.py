@@ -1,5 +1,6 @@
 """RMSNorm, the normalisation before every attention and feed-forward block of InternLM2 and before
-its output head (InternLM2 report 2.2, PAPERS.md section 1), with a hand-written backward.
+its output head (InternLM2 report, arXiv 2403.17297, section 2.2; docs/papers.md §1), with a
+hand-written backward.
 
     y = w * x * r,   r = 1 / sqrt(mean(x^2) + eps)   (over the last axis; Zhang & Sennrich 2019)
 

@@ -1,7 +1,8 @@
 """Rotary position embeddings with InternLM2's dynamic NTK scaling.
 
-PAPERS.md section 1: when the current length L exceeds the trained window Lmax, the RoPE base
-becomes `base * ((s * L / Lmax) - (s - 1)) ** (d / (d - 2))` (s = scaling factor, d = head_dim).
+In InternLM2 (InternLM2 report, arXiv 2403.17297; docs/papers.md §1), when the current length L
+exceeds the trained window Lmax, the RoPE base becomes
+`base * ((s * L / Lmax) - (s - 1)) ** (d / (d - 2))` (s = scaling factor, d = head_dim).
 This is the rule of InternLM2's released modeling code and of transformers' "dynamic" rope type.
 The rotation is the "rotate half" form (first half of each head paired with the second half), the
 layout of both the InternLM2 and the Hugging Face Llama checkpoints, so no permutation is needed

@@ -1,4 +1,7 @@
-"""Perplexity filters with an lmforge checkpoint (PAPERS.md section 4: quality stage; InternLM2 long context).
+"""Perplexity filters with an lmforge checkpoint.
+
+Papers: WanJuan-CC, arXiv 2402.19282, quality stage; InternLM2 report, arXiv 2403.17297, long-context
+data; docs/papers.md §4.
 
 `perplexity`: exp(mean negative log-likelihood) of a document's first `max_tokens` tokens under a
 model; documents above a per-language threshold are dropped (`perplexity` score).

@@ -1,4 +1,6 @@
-"""Tokenizers for lmforge (PAPERS.md section 1, "Tokenizer" and "Chat format").
+"""Tokenizers for lmforge.
+
+Paper: InternLM2 report, arXiv 2403.17297; docs/papers.md §1, "Tokenizer" and "Chat format".
 
 Train a byte-level BPE with InternLM2's special tokens (`train_bpe`), load and save tokenizer
 directories that `transformers` also reads, convert SentencePiece `tokenizer.model` files such as

@@ -1,4 +1,6 @@
-"""Training a byte-level BPE tokenizer with Hugging Face `tokenizers` (PAPERS.md section 1).
+"""Training a byte-level BPE tokenizer with Hugging Face `tokenizers`.
+
+Paper: InternLM2 report, arXiv 2403.17297; docs/papers.md §1.
 
 InternLM2's vocabulary is BPE with split digits and special chat tokens; `train_bpe` builds the
 same kind of tokenizer at any size, from text files or from strings, with the special tokens at

@@ -1,4 +1,6 @@
-"""The InternLM2 chat format (PAPERS.md section 1, "Chat format").
+"""The InternLM2 chat format.
+
+Paper: InternLM2 report, arXiv 2403.17297; docs/papers.md §1, "Chat format".
 
 A conversation is rendered as
 

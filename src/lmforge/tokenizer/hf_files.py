@@ -1,4 +1,6 @@
-"""Reading and writing tokenizer directories in the Hugging Face layout (PAPERS.md section 1).
+"""Reading and writing tokenizer directories in the Hugging Face layout.
+
+Paper: InternLM2 report, arXiv 2403.17297; docs/papers.md §1.
 
 A tokenizer directory holds `tokenizer.json` (the `tokenizers` pipeline), `tokenizer_config.json`
 (special token names, `model_max_length`, the chat template, `tokenizer_class`) and

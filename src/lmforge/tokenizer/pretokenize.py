@@ -1,4 +1,6 @@
-"""Pre-tokenization for the byte-level BPE that lmforge trains (PAPERS.md section 1, "Tokenizer").
+"""Pre-tokenization for the byte-level BPE that lmforge trains.
+
+Paper: InternLM2 report, arXiv 2403.17297; docs/papers.md §1, "Tokenizer".
 
 InternLM2's tokenizer starts from cl100k (GPT-4) and adds Chinese tokens; digits are split one by
 one. The pipeline here reproduces those properties for a tokenizer trained from scratch:

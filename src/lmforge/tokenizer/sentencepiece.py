@@ -1,4 +1,6 @@
-"""SentencePiece `tokenizer.model` -> `tokenizers` pipeline (PAPERS.md section 1, "Tokenizer").
+"""SentencePiece `tokenizer.model` -> `tokenizers` pipeline.
+
+Paper: InternLM2 report, arXiv 2403.17297; docs/papers.md §1, "Tokenizer".
 
 InternLM2 publishes its 92,544-entry tokenizer as a SentencePiece BPE model with byte fallback
 and user-defined special tokens. This module reads the model proto and builds an equivalent

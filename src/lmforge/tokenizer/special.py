@@ -1,4 +1,6 @@
-"""The InternLM2 special tokens (PAPERS.md section 1: chat format and tool-use tokens).
+"""The InternLM2 special tokens: chat format and tool-use tokens.
+
+Paper: InternLM2 report, arXiv 2403.17297; docs/papers.md §1.
 
 InternLM2 reserves `<unk>`, `<s>` and `</s>` as ids 0, 1 and 2, and six chat/tool tokens. In the
 released 92,544-entry tokenizer the six sit at ids 92538..92543; a tokenizer trained here puts

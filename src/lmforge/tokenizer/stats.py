@@ -1,4 +1,6 @@
-"""Tokenizer statistics (PAPERS.md section 1: InternLM2 reports its tokenizer's compression).
+"""Tokenizer statistics (InternLM2 reports its tokenizer's compression).
+
+Paper: InternLM2 report, arXiv 2403.17297; docs/papers.md §1.
 
 Bytes per token is the usual measure of how well a vocabulary fits a language: more UTF-8 bytes
 per token means shorter sequences, so more text per context window and per unit of compute.

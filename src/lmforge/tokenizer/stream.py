@@ -1,5 +1,7 @@
-"""Incremental detokenization for streaming generation (PAPERS.md section 1: the chat model
-streams its reply token by token until `<|im_end|>`).
+"""Incremental detokenization for streaming generation.
+
+The InternLM2 chat model streams its reply token by token until `<|im_end|>` (InternLM2 report,
+arXiv 2403.17297; docs/papers.md §1).
 
 A byte-level or byte-fallback token can end in the middle of a UTF-8 character (a Chinese
 character or an emoji often spans 2-4 tokens), and a SentencePiece decoder strips the leading

@@ -1,4 +1,6 @@
-"""The `Tokenizer` used across lmforge: load, save, encode, decode and chat (PAPERS.md section 1).
+"""The `Tokenizer` used across lmforge: load, save, encode, decode and chat.
+
+Paper: InternLM2 report, arXiv 2403.17297; docs/papers.md §1.
 
 It wraps a Hugging Face `tokenizers.Tokenizer` (the Rust pipeline) and adds what the rest of the
 life cycle needs: InternLM2's special token ids, the chat format, stop ids for generation and
@@ -18,7 +20,8 @@ from lmforge.tokenizer import hf_files
 from lmforge.tokenizer.chat import INTERNLM2_CHAT_TEMPLATE, Message, render_chat, render_template
 from lmforge.tokenizer.special import BOS, EOS, IM_END, UNK
 
-# InternLM2's released context length (PAPERS.md section 1, max_position_embeddings).
+# InternLM2's released context length, max_position_embeddings (InternLM2 report, arXiv 2403.17297;
+# docs/papers.md §1).
 DEFAULT_MODEL_MAX_LENGTH = 32768
 
 

@@ -1,5 +1,5 @@
-"""AdaLomo: low-memory optimization with adaptive learning rate (arXiv 2310.10195; PAPERS.md
-section 6).
+"""AdaLomo: low-memory optimization with adaptive learning rate (arXiv 2310.10195;
+docs/papers.md §6).
 
 Per parameter, with t the step number and beta2_t = 1 - t^(-0.8):
 - a matrix keeps only row and column EMAs of g^2 + 1e-30 (Adafactor's factorisation); the second

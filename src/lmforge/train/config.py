@@ -1,7 +1,8 @@
 """The `[train]` recipe section: every setting of a pre-training stage, with InternLM2's defaults
-where the report gives them (AdamW 0.9 / 0.95 / 1e-8, weight decay 0.1, cosine to 10%; PAPERS.md
-section 2). `[[train.stages]]` entries run one after another, each continuing from the previous
-stage's weights with its own length, RoPE base and schedule (the 4k -> 32k recipe, scaled down)."""
+where the report gives them (AdamW 0.9 / 0.95 / 1e-8, weight decay 0.1, cosine to 10%; InternLM2
+report, arXiv 2403.17297; docs/papers.md §2). `[[train.stages]]` entries run one after another,
+each continuing from the previous stage's weights with its own length, RoPE base and schedule (the
+4k -> 32k recipe, scaled down)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Packed pre-training batches from token shards (InternEvo's packed dataset; PAPERS.md section 2).
+"""Packed pre-training batches from token shards (InternEvo's packed dataset).
+
+Paper: InternLM2 report, arXiv 2403.17297; docs/papers.md §2.
 
 Every epoch the documents of all shards are put in an order drawn from the seed and concatenated
 into one token stream; row i of the epoch is the window `stream[i*L : i*L + L + 1]` (L = seq_len),

@@ -1,5 +1,6 @@
 """Optimizers for pre-training: AdamW with InternLM2's settings (beta 0.9 / 0.95, eps 1e-8, weight
-decay 0.1 on matrices only; PAPERS.md section 2) and AdaLomo (section 6)."""
+decay 0.1 on matrices only; InternLM2 report, arXiv 2403.17297; docs/papers.md §2) and AdaLomo
+(arXiv 2310.10195; docs/papers.md §6)."""
 
 from __future__ import annotations
 

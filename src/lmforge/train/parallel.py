@@ -1,10 +1,12 @@
-"""Parallelism applied from outside the model (torchtitan's split; InternEvo in PAPERS.md section 2).
+"""Parallelism applied from outside the model (torchtitan's split; InternEvo).
+
+Paper: InternLM2 report, arXiv 2403.17297 (InternEvo); docs/papers.md §2.
 
 `init_distributed` joins the process group that `torchrun` describes (gloo on CPU, NCCL on GPU)
 and builds one `DeviceMesh` up front whose dimensions are named, as torchtitan's `ParallelDims`
 does: `dp` (data parallel, sharded by FSDP2), then `head` and `context`, the two dimensions of
-LoongTrain's 2D sequence parallelism (PAPERS.md section 5; size 1 until it is built). The loader
-and the loss reductions use the `dp` dimension only.
+LoongTrain's 2D sequence parallelism (arXiv 2406.18485; docs/papers.md §5; size 1 until it is
+built). The loader and the loss reductions use the `dp` dimension only.
 
 `parallelize` wraps a plain InternLM2 in activation checkpointing, torch.compile and FSDP2
 (`fully_shard` per transformer block, then the root) over the `dp` dimension. FSDP2 sums the

@@ -1,4 +1,4 @@
-"""Scaling-law sweep (Baichuan 2, arXiv 2309.10305 section 3.4; PAPERS.md section 3): train small
+"""Scaling-law sweep (Baichuan 2, arXiv 2309.10305, section 3.4; docs/papers.md §3): train small
 models at a few compute budgets and write `sweep.json` (loss, params, tokens, flops per run).
 `lmforge eval scaling sweep.json` fits `L = E + A * C^-alpha` to it, plots it and predicts a larger
 budget (lmforge.eval.scaling): the two stages meet through that file.

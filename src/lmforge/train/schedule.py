@@ -1,6 +1,7 @@
-"""Learning-rate schedules: InternLM2's warmup + cosine decay to 10% of the peak (PAPERS.md
-section 2), and warmup-stable-decay (WSD: constant after warmup, then a linear decay over the last
-`decay_fraction` of training, which lets a run be extended or branched before its decay)."""
+"""Learning-rate schedules: InternLM2's warmup + cosine decay to 10% of the peak (InternLM2
+report, arXiv 2403.17297; docs/papers.md §2), and warmup-stable-decay (WSD: constant after warmup,
+then a linear decay over the last `decay_fraction` of training, which lets a run be extended or
+branched before its decay)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""Loss-spike handling as InternEvo and OLMo do it (PAPERS.md section 2): skip the optimizer update
-when the loss or the gradient norm is non-finite, or is an upward outlier (z-score above a limit)
-against the recent steps. Skipped steps are counted and logged.
+"""Loss-spike handling as InternEvo and OLMo do it (InternLM2 report, arXiv 2403.17297;
+docs/papers.md §2): skip the optimizer update when the loss or the gradient norm is non-finite, or
+is an upward outlier (z-score above a limit) against the recent steps. Skipped steps are counted
+and logged.
 
 Every finite step enters the history, skipped ones included (as OLMo's skip-step optimizer does):
 an isolated spike is skipped, but when the loss or gradient norm moves to a new level for good,

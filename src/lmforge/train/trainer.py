@@ -1,5 +1,6 @@
 """The training loop: InternEvo-style training of an lmforge model on packed token shards
-(InternLM2 report section 4.1; PAPERS.md sections 2, 3 and 6).
+(InternLM2 report, arXiv 2403.17297, section 4.1; Baichuan 2, arXiv 2309.10305; AdaLomo,
+arXiv 2310.10195; docs/papers.md §2, §3, §6).
 
 `Trainer` holds what one model being trained needs, in torchtitan's split: setup (the parallel
 wrapping from outside the model, optimizer, mixed precision), `step(batches, loss_fn, lr)` (one

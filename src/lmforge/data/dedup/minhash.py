@@ -1,4 +1,6 @@
-"""MinHash signatures and LSH banding, vectorised with numpy (PAPERS.md section 4, stage 3).
+"""MinHash signatures and LSH banding, vectorised with numpy.
+
+Paper: WanJuan-CC, arXiv 2402.19282, stage 3; docs/papers.md §4.
 
 InternLM2 / WanJuan-CC deduplicate with MinHash LSH over 5-grams, 128 hash functions and a
 Jaccard threshold of 0.7. The pieces, each a small pure function that tests check against its

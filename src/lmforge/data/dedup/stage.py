@@ -1,4 +1,6 @@
-"""The dedup stage: exact + MinHash LSH near-duplicate removal in four phases (PAPERS.md section 4, stage 3).
+"""The dedup stage: exact + MinHash LSH near-duplicate removal in four phases.
+
+Paper: WanJuan-CC, arXiv 2402.19282, stage 3; docs/papers.md §4.
 
     signatures (one task per input slice)  normalised-text hash + 128 MinHash values + band keys
     buckets    (one task per band group)   documents sharing a band key are candidates; each

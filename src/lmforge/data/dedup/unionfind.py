@@ -1,4 +1,6 @@
-"""Union-find over integer document indices (PAPERS.md section 4, stage 3: duplicate clusters).
+"""Union-find over integer document indices.
+
+Paper: WanJuan-CC, arXiv 2402.19282, stage 3 (duplicate clusters); docs/papers.md §4.
 
 Vectorised pointer jumping: `parent[i] = min label of i's component`, found by repeatedly taking
 the minimum over edges and then over parents until nothing changes. Each round is a few numpy

@@ -1,4 +1,6 @@
-"""Executors: run a pipeline's stages, phase by phase, task by task (PAPERS.md section 4; datatrove).
+"""Executors: run a pipeline's stages, phase by phase, task by task (as in datatrove).
+
+Paper: WanJuan-CC, arXiv 2402.19282; docs/papers.md §4.
 
 Both executors run the same `Stage` objects through the same `stage.run_task`; they only differ in
 where a task runs (this machine's processes, or a Ray cluster). Tasks already marked done are

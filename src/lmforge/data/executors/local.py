@@ -1,4 +1,6 @@
-"""The local executor: tasks in this process (workers = 1) or a pool of processes (PAPERS.md section 4).
+"""The local executor: tasks in this process (workers = 1) or a pool of processes.
+
+Paper: WanJuan-CC, arXiv 2402.19282; docs/papers.md §4.
 
 Processes are forked, so a stage (its steps, their parameters) reaches the workers without
 pickling the models the steps load in `setup()`; each worker loads them once per task.

@@ -1,4 +1,6 @@
-"""The Ray executor: the pipeline's tasks as Ray remote functions (PAPERS.md section 4).
+"""The Ray executor: the pipeline's tasks as Ray remote functions.
+
+Paper: WanJuan-CC, arXiv 2402.19282; docs/papers.md §4.
 
 `pip install 'lmforge[ray]'`. Uses the Ray runtime already initialised by the caller, else
 `ray.init()`, which joins the cluster named by RAY_ADDRESS or starts a local one. Every phase, the

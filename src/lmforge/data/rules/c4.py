@@ -1,4 +1,6 @@
-"""C4's line and document rules (Raffel et al. 2020; PAPERS.md section 4, stage 2).
+"""C4's line and document rules (Raffel et al. 2020).
+
+Paper: WanJuan-CC, arXiv 2402.19282, stage 2; docs/papers.md §4.
 
 Lines without terminal punctuation, with fewer than 3 words, mentioning javascript or a
 cookie/terms/privacy policy are removed (the document text is rewritten); documents with

@@ -1,4 +1,6 @@
-"""Character-based equivalents of the Gopher rules for Chinese (PAPERS.md section 4, stage 2).
+"""Character-based equivalents of the Gopher rules for Chinese.
+
+Paper: WanJuan-CC, arXiv 2402.19282, stage 2; docs/papers.md §4.
 
 Chinese has no spaces, so "words" become characters: the length bounds count CJK characters, the
 alphabetic-words rule becomes the share of characters that are letters/ideographs/digits, the stop

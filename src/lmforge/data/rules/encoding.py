@@ -1,4 +1,6 @@
-"""Abnormal characters (WanJuan-CC's rule stage; PAPERS.md section 4, stage 2): encoding damage.
+"""Abnormal characters (WanJuan-CC's rule stage): encoding damage.
+
+Paper: WanJuan-CC, arXiv 2402.19282, stage 2; docs/papers.md §4.
 
 Pages decoded with the wrong charset show U+FFFD replacement characters or UTF-8 read as Latin-1
 ("Ã©", "â€™", "ä¸­", or a lone "â" once the C1 controls are stripped). Both are counted per

@@ -1,4 +1,6 @@
-"""FineWeb's line-level document rules (Penedo et al. 2024; PAPERS.md section 4, stage 2).
+"""FineWeb's line-level document rules (Penedo et al. 2024).
+
+Paper: WanJuan-CC, arXiv 2402.19282, stage 2; docs/papers.md §4.
 
 Drop a document when fewer than 12% of its lines end in terminal punctuation, when more than
 67% of its lines are short (<= 30 characters), when repeated lines hold more than 1% of its

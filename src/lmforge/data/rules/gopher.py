@@ -1,6 +1,8 @@
-"""Gopher quality and repetition rules (Rae et al. 2021, table A1; PAPERS.md section 4, stage 2).
+"""Gopher quality and repetition rules (Rae et al. 2021, table A1).
 
-Defaults are the public Gopher thresholds listed in PAPERS.md. The formulas follow datatrove's
+Paper: WanJuan-CC, arXiv 2402.19282, stage 2; docs/papers.md §4.
+
+Defaults are the public Gopher thresholds (docs/papers.md §4). The formulas follow datatrove's
 implementation of the same rules term by term (tests check that they agree), so numbers reported by
 either tool compare (the n-gram counts run on numpy arrays of word ids rather than joined strings):
 word counts exclude pure-punctuation tokens, the symbol ratio divides by all tokens, "alphabetic

@@ -1,4 +1,6 @@
-"""The benchmark tasks, one small file each (PAPERS.md section 9), and `get_task` to name them.
+"""The benchmark tasks, one small file each, and `get_task` to name them.
+
+Paper: InternLM2 report (its OpenCompass evaluation), arXiv 2403.17297; docs/papers.md §9.
 
     mmlu                         all 57 subjects (5-shot, PPL); `mmlu:anatomy+virology` for some
     arc_easy  arc_challenge      0-shot, PPL

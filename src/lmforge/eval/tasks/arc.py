@@ -24,6 +24,6 @@ def docs(subset: str) -> tuple[dict, ...]:
 def task(subset: str = "easy", num_fewshot: int = 0) -> Task:
     if subset not in SUBSETS:
         raise ValueError(f"arc: subset {subset!r}, expected one of {sorted(SUBSETS)}")
-    return Task(name=SUBSETS[subset], mode="ppl", paper="PAPERS.md sec. 9: PPL over the answers",
+    return Task(name=SUBSETS[subset], mode="ppl", paper="InternLM2 report (OpenCompass): PPL over the answers",
                 docs=lambda: list(docs(subset)), query="{query}", choices=lambda d: d["choices"],
                 gold=lambda d: d["gold"], doc_id=lambda d: d["id"], num_fewshot=num_fewshot, fewshot="random")

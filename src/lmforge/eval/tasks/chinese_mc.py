@@ -1,7 +1,8 @@
 """Chinese multiple-choice exams in their published CSV layouts, read from a local folder.
 
 C-Eval (Huang et al., 2023) and CMMLU (Li et al., 2023) ship in no package, so they are read
-from the folder a user unzips them into (PAPERS.md section 9: 5-shot, PPL):
+from the folder a user unzips them into (5-shot, PPL: the InternLM2 report's OpenCompass evaluation,
+arXiv 2403.17297; docs/papers.md §9):
 
     C-Eval  dev/<subject>_dev.csv  val/<subject>_val.csv  test/<subject>_test.csv
             columns: id,question,A,B,C,D,answer[,explanation]   (test has no answers: use val)
@@ -59,7 +60,7 @@ def make_task(name: str, test: list[dict], dev: list[dict], header: str, questio
         options = "".join(f"\n{x}. {c}" for x, c in zip(LETTERS, doc["choices"]))
         return f"{question_prefix}{doc['question']}{options}\n{answer_prefix}"
 
-    return Task(name=name, mode="ppl", paper="PAPERS.md sec. 9: 5-shot, PPL (OpenCompass prompt)",
+    return Task(name=name, mode="ppl", paper="InternLM2 report (OpenCompass): 5-shot, PPL (OpenCompass prompt)",
                 docs=lambda: test, fewshot_docs=lambda: dev, description=description, query=query,
                 choices=lambda d: LETTERS, gold=lambda d: d["answer"], num_fewshot=num_fewshot,
                 fewshot="first_n", group=lambda d: d["subject"], limit_per_group=True, doc_id=lambda d: d["id"])

