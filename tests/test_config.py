@@ -57,10 +57,10 @@ def test_bad_value_is_named(tmp_path):
         load_recipe(bad, Recipe)
 
 
-def test_invalid_model_combination_is_reported_by_model_config():
-    recipe = load_recipe(RECIPES / "tiny.toml", Recipe, ["model.n_kv_heads=3"])
-    with pytest.raises(ValueError, match="n_kv_heads"):
-        model_config(recipe.model)
+def test_invalid_model_combination_is_refused_when_the_recipe_is_read():
+    """ModelConfig's own check runs on the [model] section as the recipe is read, not at pre-training."""
+    with pytest.raises(RecipeError, match=r"tiny.toml \(with --set overrides\): model: .*n_kv_heads=3"):
+        load_recipe(RECIPES / "tiny.toml", Recipe, ["model.n_kv_heads=3"])
 
 
 def test_parse_override_forms():

@@ -25,6 +25,9 @@ TRAIN_DESCRIPTION = """`lmforge train RECIPE`: the recipe's [model] and [train] 
 
 Run it as is for one process, or under torchrun for FSDP2 on several:
     torchrun --nproc_per_node 8 -m lmforge.cli train recipes/small-gpu.toml
+The device is the recipe's run.device ("auto": CUDA when available; "cpu"; "cuda"). The recipe is
+checked before the model is built: ranges, the device, and that train.global_batch divides into
+train.micro_batch x the number of processes.
 """
 
 
@@ -175,11 +178,19 @@ def _add_sampling_flags(p: argparse.ArgumentParser, max_new_tokens: int) -> None
     p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line (the usage block is one `--help` away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lmforge",
-        description="lmforge: the InternLM2 life cycle end to end -- data, model, training, alignment, "
-                    "evaluation, serving. `lmforge run recipes/tiny.toml` runs everything built so far.")
+        description="lmforge: the InternLM2 life cycle -- data, model, tokenizer, pre-training and evaluation "
+                    "are built; alignment and serving are planned (their commands say so). "
+                    "`lmforge run recipes/tiny.toml` runs everything built so far.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     from lmforge.lifecycle.stage import RUN_STAGES
@@ -257,8 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_command(args: argparse.Namespace) -> int:
     """Call the parsed subcommand's `fn(args)`; an error a user can act on (a bad recipe or
-    checkpoint, a missing file: RecipeError, CheckpointError and the other ValueErrors) becomes one
-    line on stderr and exit status 1, an interrupted run that the same command resumes 130."""
+    checkpoint, a missing file: RecipeError, CheckpointError and the other ValueErrors, a data task
+    that failed, whose traceback is kept in the run folder) becomes one line on stderr and exit
+    status 1, an interrupted run that the same command resumes 130."""
+    from lmforge.data.stage import TaskError
     from lmforge.lifecycle.stage import RunStageInterrupted
 
     try:
@@ -266,8 +279,9 @@ def run_command(args: argparse.Namespace) -> int:
     except RunStageInterrupted as e:
         print(f"lmforge {args.command}: {e}", file=sys.stderr)
         return 130
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        print(f"lmforge {args.command}: error: {e}", file=sys.stderr)
+    except (OSError, ValueError, KeyError, TaskError) as e:
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e  # str(KeyError) adds quotes
+        print(f"lmforge {args.command}: error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

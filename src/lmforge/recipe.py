@@ -2,7 +2,9 @@
 
 `lmforge run recipes/tiny.toml` reads a whole recipe; each stage of the run reads its own section:
 [data] the crawl and the curation pipeline, [tokenizer], [model], [train] (pre-training and its
-stages), [eval], [sample]. Every key is checked by name and type (`lmforge.config.from_dict`).
+stages), [eval], [sample]. Every key is checked by name and type (`lmforge.config.from_dict`), every value
+against its range and choices here (`__post_init__`); what needs a look-up (eval task names, the
+device, input files, the data recipe) is checked by `lmforge.lifecycle.check` before the first stage.
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 
+from lmforge.config import check_fields
 from lmforge.data.democrawl import DEMO_CRAWL_PAGES
-from lmforge.model.config import ModelConfig, preset
+from lmforge.data.pipeline import EXECUTORS
+from lmforge.data.readers import FORMATS
+from lmforge.model.config import PRESETS, ModelConfig, preset
 from lmforge.train.config import TrainSection
 
 
@@ -43,6 +48,11 @@ class DataSection:
     # stage's shards (`shards = "long"` in a [[train.stages]] table), at that stage's length.
     passkey_docs: int = 0
 
+    def __post_init__(self) -> None:
+        check_fields(self, {"crawl_pages": ">= 1", "tasks": ">= 1", "workers": ">= 1", "val_share": "[0, 1)",
+                            "passkey_docs": ">= 0"},
+                     {"input_format": FORMATS, "executor": EXECUTORS})
+
 
 @dataclass
 class TokenizerSection:
@@ -55,6 +65,15 @@ class TokenizerSection:
     max_chars: int = 2_000_000  # per corpus
     min_frequency: int = 2
 
+    def __post_init__(self) -> None:
+        check_fields(self, {"vocab_size": ">= 1", "max_chars": ">= 1", "min_frequency": ">= 1"})
+
+
+def _check_model_section(section) -> None:
+    """A known preset, and a ModelConfig that its overrides leave valid (ModelConfig names the fields)."""
+    check_fields(section, choices={"preset": tuple(PRESETS)})
+    model_config(section)
+
 
 # The model section: a preset name plus any ModelConfig field to override, all checked by name
 # and type. vocab_size and the special token ids default to the tokenizer's.
@@ -62,6 +81,7 @@ ModelSection = dataclasses.make_dataclass(
     "ModelSection",
     [("preset", str, field(default="tiny"))]
     + [(name, hint | None, field(default=None)) for name, hint in typing.get_type_hints(ModelConfig).items()],
+    namespace={"__post_init__": _check_model_section},
 )
 
 
@@ -84,6 +104,9 @@ class SampleSection:
     top_k: int = 50
     top_p: float = 0.95
 
+    def __post_init__(self) -> None:
+        check_fields(self, {"max_new_tokens": ">= 1", "temperature": ">= 0", "top_k": ">= 0", "top_p": "(0, 1]"})
+
 
 @dataclass
 class EvalSection:
@@ -99,6 +122,10 @@ class EvalSection:
     niah_lengths: list[int] = field(default_factory=list)  # default: 1/4, 1/2, 1 and 2 x the window
     niah_depths: int = 6
     niah_repeats: int = 2
+
+    def __post_init__(self) -> None:
+        check_fields(self, {"limit": ">= 1", "max_new_tokens": ">= 1", "ppl_max_windows": ">= 1",
+                            "niah_lengths": ">= 1", "niah_depths": ">= 1", "niah_repeats": ">= 1"})
 
 
 @dataclass

@@ -32,30 +32,33 @@ from lmforge.lifecycle import corpus
 from lmforge.lifecycle.evaluation import evaluate_model
 from lmforge.lifecycle.pretrain import pretrain
 from lmforge.lifecycle.samples import sample_completions
-from lmforge.lifecycle.stage import RUN_STAGES, RunStages, files_fingerprint
+from lmforge.lifecycle.check import check_run_recipe
+from lmforge.lifecycle.stage import RUN_STAGES, RunStages
 from lmforge.machine import resolve_device
 from lmforge.recipe import Recipe
 
 
 def run(recipe: Recipe, recipe_dir: Path | None = None, from_stage: str | None = None,
         console: Console | None = None) -> dict:
-    """Run the recipe's stages in order; returns the report's data (also in report.json)."""
+    """Run the recipe's stages in order; returns the report's data (also in report.json). The whole
+    recipe is checked first (`lifecycle.check`): a bad value is refused before any stage runs."""
     from lmforge.report import write_report
 
+    check_run_recipe(recipe, recipe_dir)
     console = console or Console()
-    torch.manual_seed(recipe.run.seed)
-    out = Path(recipe.run.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "recipe.json", to_dict(recipe))
-    seed, data = recipe.run.seed, recipe.data
+    seed, data, out = recipe.run.seed, recipe.data, Path(recipe.run.out_dir)
     order = [s for s in RUN_STAGES if not (s == "crawl" and data.input)]
     stages = RunStages(out, order, from_stage, log=console.print)
+    torch.manual_seed(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "recipe.json", to_dict(recipe))
     started = time.perf_counter()
 
-    # 1. The raw crawl: the demo crawl, or the user's own files (their sizes and times are the key).
+    # 1. The raw crawl: the demo crawl, or the user's own files (the files the input matches now, with
+    # their sizes and times, are the key: a file added under the same glob redoes the data stage).
     if data.input:
         input_dir, input_format, upstream = data.input, data.input_format, []
-        input_config = {"input": data.input, "format": data.input_format, "files": files_fingerprint([data.input])}
+        input_config = corpus.input_config(data)
     else:
         crawl = stages.run("crawl", {"pages": data.crawl_pages, "seed": seed}, [],
                            lambda folder: corpus.crawl(data, seed, folder))

@@ -112,3 +112,37 @@ def test_warc_reader_matches_warcio(demo_crawl):
         stats = TaskStats("t", 0)
         docs = list(WarcReader().read(str(path), stats))
         assert len(docs) == len(ours) and stats.n_errors == 0 and docs[0].dump.startswith("CC-MAIN-")
+
+
+def test_input_that_matches_nothing_is_refused_before_any_work(tmp_path):
+    pattern = str(tmp_path / "crawl" / "*.warc.gz")
+    data = {"pipeline": {"input": pattern, "output": str(tmp_path / "out")}, "stage": [{"name": "format"}]}
+    with pytest.raises(FileNotFoundError, match=r"pipeline.input = '.*\*\.warc\.gz': no warc files match"):
+        run_pipeline(build_pipeline(data, "test"), log=lambda *_: None)
+    assert not (tmp_path / "out").exists()
+
+
+def test_dedup_of_a_corpus_that_earlier_stages_emptied(bad_inputs, tmp_path):
+    data = {"pipeline": {"input": str(bad_inputs / "jsonl" / "a.jsonl"), "output": str(tmp_path / "out"),
+                         "input_format": "jsonl", "tasks": 2},
+            "stage": [{"name": "long", "steps": [{"step": "min_length", "min_bytes": 10**9}]},
+                      {"name": "dedup", "steps": [{"step": "minhash_dedup"}]}]}
+    summary = run_pipeline(build_pipeline(data, "test"), log=lambda *_: None)
+    assert summary["stages"]["dedup"]["ran"] > 0
+    stats = [json.loads(p.read_text()) for p in (tmp_path / "out" / "_stats" / "dedup").glob("*.json")]
+    assert sum(s["docs_out"] for s in stats) == 0
+
+
+def test_a_failed_task_is_one_line_and_keeps_its_traceback(bad_inputs, tmp_path):
+    from lmforge.data.stage import TaskError
+
+    data = {"pipeline": {"input": str(bad_inputs / "jsonl" / "a.jsonl"), "output": str(tmp_path / "out"),
+                         "input_format": "jsonl"}, "stage": [{"name": "format"}]}
+    pipeline = build_pipeline(data, "test")
+    pipeline.stages[0].run_task = lambda phase, rank: {}["no such key"]
+    with pytest.raises(TaskError) as info:
+        run_pipeline(pipeline, log=lambda *_: None)
+    message = str(info.value)
+    assert "\n" not in message and "stage 'format', phase 'map', task 0: KeyError" in message
+    log = Path(message.rsplit("traceback in ", 1)[1].rstrip(")"))
+    assert log.is_file() and "Traceback" in log.read_text() and "no such key" in log.read_text()

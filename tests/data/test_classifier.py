@@ -1,15 +1,17 @@
-"""Trainable classifiers behind one scorer interface; the shipped defaults load and separate their classes."""
+"""Trainable classifiers behind one scorer interface; the shipped defaults reach the figures of their cards."""
 
 from __future__ import annotations
 
 import json
 import random
 
+import numpy as np
 import pytest
 
 from lmforge import corpora
 from lmforge.data import synthetic
-from lmforge.data.classifier import ASSETS, load_scorer, read_labelled, train_classifier
+from lmforge.data.classifier import ASSETS, features, load_scorer, read_labelled, train_classifier, train_linear
+from lmforge.data.classifier_cards import NAMES, THRESHOLDS, card_figures, figures
 from lmforge.data.cli import train_classifier as cli_train
 
 
@@ -52,16 +54,36 @@ def test_labelled_file_errors_name_the_line(tmp_path):
         read_labelled(bad)
 
 
-@pytest.mark.parametrize("name,kind,high", [("toxic", "toxic", True), ("porn", "porn", True), ("not_ad", "ad", False)])
-def test_shipped_defaults_separate_held_out_words(name, kind, high):
-    """Trained on half 0 of each word list; scored here on half 1 (the demo crawl's half)."""
-    rng = random.Random(1)
-    lines = [line for line in corpora.english_text(200_000).splitlines() if len(line) > 30]
-    clean = ["\n".join(lines[i * 10:i * 10 + 8]) for i in range(40)]
-    planted = ["\n".join(synthetic.mix(c.split("\n"), synthetic.sentences(kind, "en", 6, rng, half=1), rng)) for c in clean]
-    scorer = load_scorer("", f"{name}.npz")
-    clean_scores, planted_scores = scorer.score(clean), scorer.score(planted)
-    if not high:
-        clean_scores, planted_scores = [1 - s for s in clean_scores], [1 - s for s in planted_scores]
-    assert sum(clean_scores) / 40 < 0.2 and sum(planted_scores) / 40 > sum(clean_scores) / 40 + 0.3
-    assert sum(p.stat().st_size for p in ASSETS.iterdir()) < 5_000_000
+@pytest.mark.parametrize("name", NAMES)
+def test_shipped_defaults_reach_their_cards(name):
+    """Each shipped model reaches the precision/recall its card states (less 0.02) on its labelled
+    set, which synthetic.py did not write; the card names what it was trained on and its size."""
+    stated = card_figures(name)
+    assert {(r["threshold"], r["lang"]) for r in stated} == {(t, lang) for t in THRESHOLDS[name] for lang in ("all", "en", "zh")}
+    measured = {(r["threshold"], r["lang"]): r for r in figures(name)}
+    for row in stated:
+        got = measured[(row["threshold"], row["lang"])]
+        assert (got["n"], got["positives"]) == (row["n"], row["positives"]), (name, row)
+        for key in ("precision", "recall"):
+            assert got[key] >= row[key] - 0.02, (name, row, got)
+    text = (ASSETS / f"{name}.md").read_text()
+    assert "Trained on" in text and "KB" in text and f"classifier_cards {name}" in text
+    assert (ASSETS / f"{name}.npz").stat().st_size < 400_000
+
+
+def test_train_linear_soft_labels_and_prior():
+    """Soft labels (a teacher's probabilities) train like hard ones, and a prior's weight on a
+    feature that no row shows is kept: how the toxicity default keeps its teacher's vocabulary."""
+    rows = [("the cat sat on the mat", 0.1), ("a lovely day in the park", 0.2),
+            ("you fool, you utter fool", 0.9), ("what a fool you are", 0.8)] * 5
+    w, b = train_linear(rows, buckets=1 << 10, steps=200)
+    scorer_logit = lambda text: float(w.astype("float32")[features(text, 1 << 10)[0]] @ features(text, 1 << 10)[1] + b)
+    assert scorer_logit("fool") > 0 > scorer_logit("the park")
+    prior = np.zeros(1 << 10)
+    prior[features("scoundrel", 1 << 10)[0]] = 8.0
+    w, b = train_linear(rows, buckets=1 << 10, steps=200, l2=1e-2, prior=(prior, 0.0))
+    assert float(w[features("scoundrel", 1 << 10)[0]][0]) == pytest.approx(8.0, abs=0.05)
+
+
+def test_assets_folder_stays_small():
+    assert sum(p.stat().st_size for p in ASSETS.iterdir() if p.is_file()) < 2_000_000

@@ -16,6 +16,8 @@ from lmforge.data.step import TaskStats
 from lmforge.shards import list_shards, open_shard
 from lmforge.tokenizer import Tokenizer
 
+from tests.data.conftest import demo_recipe
+
 
 def read_stage(run: Path, stage: str) -> list[dict]:
     return [json.loads(line) for f in sorted((run / stage).glob("*.jsonl.gz"))
@@ -58,9 +60,16 @@ def test_every_blocklisted_domain_is_dropped(demo_run):
                                                / "truth.jsonl")]
     blocked = {r["url"] for r in truth if r["kind"] == "blocked_domain"}
     assert blocked
-    rule = DomainBlocklist().bind(TaskStats("t", 0))
+    recipe_step = next(step for stage in demo_recipe(demo_run, demo_run)["stage"] for step in stage["steps"]
+                       if step["step"] == "domain_blocklist")
+    rule = DomainBlocklist(domains=recipe_step["domains"]).bind(TaskStats("t", 0))
     rule.setup()
     assert all(rule.filter(Document("", url=f"https://{host}/")) == (False, "blocked_domain") for host in BLOCKED)
+    # the shipped default is a real-world sample, not tuned to the demo: it blocks none of the demo's domains
+    shipped = DomainBlocklist().bind(TaskStats("t", 0))
+    shipped.setup()
+    assert all(shipped.filter(Document("", url=f"https://{host}/")) is True for host in BLOCKED)
+    assert shipped.filter(Document("", url="https://www.pornhub.com/x")) == (False, "blocked_domain")
     for stage in ("safe", "quality"):
         assert all(rule.filter(Document(d["text"], url=d["url"])) is True for d in read_stage(demo_run, stage))
     reached = {d["url"] for d in read_stage(demo_run, "dedup")} & blocked
@@ -74,8 +83,11 @@ def test_planted_cases_land_where_expected(demo_run):
     assert kinds["short"].get("kept", 0) == 0
     assert kinds["keyboard_mash"].get("kept", 0) == 0
     assert kinds["word_salad"].get("quality", 0) >= 0.7 * sum(kinds["word_salad"].values())
-    for kind in ("toxic", "porn"):
-        assert kinds[kind].get("kept", 0) <= 0.15 * sum(kinds[kind].values()), (kind, kinds[kind])
+    # The default classifiers learned from real text and word lists, not from the demo's generator
+    # (assets/*.md): the planted insults are found by the word blocklist, the toxicity model and the
+    # clean stage's repetition rules together, less completely than by a model trained on the generator.
+    for kind, most_kept in (("toxic", 0.4), ("porn", 0.15)):
+        assert kinds[kind].get("kept", 0) <= most_kept * sum(kinds[kind].values()), (kind, kinds[kind])
     assert kinds["ad"].get("quality", 0) >= 0.6 * sum(kinds["ad"].values()), kinds["ad"]
     assert kinds["blocked_domain"] == {"safe": sum(kinds["blocked_domain"].values())}
     assert kinds["clean"].get("kept", 0) >= 0.6 * sum(kinds["clean"].values())

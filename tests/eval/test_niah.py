@@ -5,8 +5,10 @@ import random
 import re
 
 import pytest
+import torch
 
 from lmforge.eval import haystack, niah, passkey
+from lmforge.eval.lm import LmforgeLM
 from lmforge.generate import SamplingParams
 
 
@@ -76,14 +78,60 @@ def test_perfect_reader_scores_100_and_the_heatmap_is_written(tokenizer, tmp_pat
         assert saved["depths"] == [0, 50, 100] and len(saved["items"]) == 12
 
 
-def test_tiny_model_runs_the_passkey_grid_beyond_its_window(tiny_lm, tokenizer, tmp_path):
+class RecordingLM(LmforgeLM):
+    """The tiny model, keeping the prompts NIAH asks it to complete."""
+
+    def generate(self, prompts, params, progress=None, *, truncate=True):
+        self.prompts = list(prompts)
+        return super().generate(prompts, params, progress, truncate=truncate)
+
+
+@torch.no_grad()
+def _greedy(model, tokenizer, prompt: str, n: int, stops: tuple[str, ...]) -> str:
+    """Greedy decoding from scratch, a full forward per token (no cache, no engine), cut at a stop."""
+    ids = tokenizer.encode(prompt, add_bos=True)
+    new: list[int] = []
+    for _ in range(n):
+        nxt = int(model(torch.tensor([ids + new]))[0, -1].argmax())
+        if nxt in tokenizer.stop_ids:
+            break
+        new.append(nxt)
+    text = tokenizer.decode(new)
+    cut = min([text.find(s) for s in stops if s in text], default=len(text))
+    return text[:cut]
+
+
+@torch.no_grad()
+def _answer_logprob(model, tokenizer, prompt: str, answer: str) -> float:
+    """log P(" answer" | prompt) by one forward, tokenised as lm-evaluation-harness does."""
+    context = tokenizer.encode(prompt, add_bos=True)
+    whole = tokenizer.encode(prompt + " " + answer, add_bos=True)
+    assert whole[:len(context)] == context
+    logp = torch.log_softmax(model(torch.tensor([whole[:-1]]))[0].double(), -1)
+    return float(sum(logp[t - 1, whole[t]] for t in range(len(context), len(whole))))
+
+
+def test_tiny_model_runs_the_passkey_grid_beyond_its_window(tiny_model, tokenizer, tmp_path):
     # 512 tokens is twice the 256-token window: dynamic NTK stretches RoPE there.
-    result = niah.run_niah(tiny_lm, tokenizer, lengths=[128, 512], depths=[0, 100], repeats=1, kind="passkey",
+    lm = RecordingLM(tiny_model, tokenizer, name="tiny")
+    result = niah.run_niah(lm, tokenizer, lengths=[128, 512], depths=[0, 100], repeats=1, kind="passkey",
                            max_new_tokens=4, out_dir=tmp_path, window=256)
-    assert len(result["scores"]) == 2 and all(0 <= v <= 100 for row in result["scores"] for v in row)
-    assert all(it["answer_logprob"] < 0 for it in result["items"])
-    assert set(result["answer_logprob_by_length"]) == {"128", "512"}
-    assert max(it["prompt_tokens"] for it in result["items"]) > 256
+    items = result["items"]
+    assert [(it["length"], it["depth"]) for it in items] == [(n, d) for n in (128, 512) for d in (0, 100)]
+    assert max(it["prompt_tokens"] for it in items) > 256
+    for it, prompt in zip(items, lm.prompts):
+        # The completion and the answer's log-probability, computed again without the engine...
+        assert it["completion"] == _greedy(tiny_model, tokenizer, prompt, 4, ("\n", "."))
+        assert abs(it["answer_logprob"] - _answer_logprob(tiny_model, tokenizer, prompt, it["answer"])) < 1e-3
+        # ...and the score of that completion.
+        assert it["score"] == niah.needle_score(it["completion"], it["answer"])
+        assert it["answer"] in prompt and f"The pass key is {it['answer']}." in prompt
+    # The grid is the items' scores, depth by length.
+    for i, d in enumerate(result["depths"]):
+        for j, n in enumerate(result["lengths"]):
+            assert result["scores"][i][j] == [it["score"] for it in items if (it["depth"], it["length"]) == (d, n)][0]
+    assert result["answer_logprob_by_length"] == {
+        str(n): sum(it["answer_logprob"] for it in items if it["length"] == n) / 2 for n in (128, 512)}
 
 
 def test_passkey_training_document(tokenizer):

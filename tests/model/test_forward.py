@@ -75,6 +75,23 @@ def test_chunked_prefill_of_rows_with_different_lengths():
 
 
 @torch.no_grad()
+def test_prefill_beyond_the_window_equals_a_full_forward():
+    # A 40-token prompt past the 32-token window: the cache sets the dynamic-NTK base from the
+    # length the pass reaches, as a full forward over the same tokens does. (Later tokens differ
+    # from a full forward by design: as in transformers, a key is rotated once, with the base of the
+    # length when it entered the cache.)
+    model = tiny_model(seed=7)
+    ids = _ids(model, 2, 40)
+    cache = KVCache(model.cfg, 2, 48)
+    torch.testing.assert_close(model(ids, kv_cache=cache), model(ids), rtol=1e-5, atol=1e-5)
+    # Rows of 40 and 35 real tokens: one base for the batch, the longest row's.
+    ragged = KVCache(model.cfg, 2, 48)
+    mask = torch.arange(40)[None] < torch.tensor([[40], [35]])
+    got = model(ids, kv_cache=ragged, padding_mask=mask)
+    torch.testing.assert_close(got[1, :35], model(ids[1:, :35], rope_len=40)[0], rtol=1e-5, atol=1e-5)
+
+
+@torch.no_grad()
 def test_rows_leave_the_batch():
     model = tiny_model(seed=5)
     ids = _ids(model, 3, 6)

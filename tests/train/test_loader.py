@@ -18,16 +18,21 @@ def _loader(root, tok, **kw):
 
 def test_rows_are_packed_with_boundaries(dataset):
     root, tok = dataset
-    batch = _loader(root, tok).next_step()[0]
-    assert batch.input_ids.shape == batch.targets.shape == batch.document_ids.shape == (2, 64)
-    starts = batch.input_ids == tok.bos_id
-    assert starts.any(), "rows should contain document starts"
-    # The token before a BOS is the end of another document: nothing to predict there.
-    prev = batch.targets[:, :-1][starts[:, 1:]]
-    assert (prev == IGNORE_INDEX).all()
-    # Inside a document the target is the next input token.
-    same = batch.document_ids[:, 1:] == batch.document_ids[:, :-1]
-    assert (batch.targets[:, :-1][same] == batch.input_ids[:, 1:][same]).all()
+    loader = _loader(root, tok)
+    boundaries = 0
+    for _ in range(4):
+        for batch in loader.next_step():
+            assert batch.input_ids.shape == batch.targets.shape == batch.document_ids.shape == (2, 64)
+            starts = batch.input_ids[:, 1:] == tok.bos_id  # a new document inside the row
+            boundaries += int(starts.sum())
+            # The token before a BOS is the end of another document: nothing to predict there.
+            assert (batch.targets[:, :-1][starts] == IGNORE_INDEX).all()
+            assert (batch.document_ids[:, 1:][starts] != batch.document_ids[:, :-1][starts]).all()
+            # Inside a document the target is the next input token.
+            same = batch.document_ids[:, 1:] == batch.document_ids[:, :-1]
+            assert (batch.targets[:, :-1][same] == batch.input_ids[:, 1:][same]).all()
+            assert ((batch.targets[:, :-1] == IGNORE_INDEX) == ~same).all()
+    assert boundaries > 0, "rows should contain document starts"
 
 
 def test_order_is_seeded(dataset):

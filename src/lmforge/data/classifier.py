@@ -8,7 +8,8 @@ classifier. Two model kinds sit behind one `Scorer` interface, trained on labell
 
 * `linear` (default, `.npz`): logistic regression over hashed word unigrams + bigrams (characters
   for Chinese, which has no spaces), log counts, L2-normalised; 2^17 float16 weights = 256 KB.
-  Pure numpy, deterministic. The shipped defaults (`lmforge.data.train_defaults`) are of this kind.
+  Pure numpy, deterministic. The shipped defaults (`lmforge.data.train_defaults`) are of this kind;
+  each has a card beside it (`assets/<name>.md`, `lmforge.data.classifier_cards`).
 * `fasttext` (`.ftz` / `.bin`): a supervised fastText model (`fasttext-numpy2-wheel`). Its trainer
   diverges ("Encountered NaN") on most seeds for our long documents, so it is the option, not the
   default; the trainer retries with other seeds.
@@ -98,34 +99,46 @@ def load_scorer(path: str, default: str) -> Scorer:
     return LinearScorer(path) if path.endswith(".npz") else FastTextScorer(path)
 
 
+def gram_hashes(text: str, max_chars: int = 20_000) -> tuple[np.ndarray, np.ndarray]:
+    """(unigram, bigram) hashes of a text's units: words, or characters for Chinese-like text."""
+    units = unit_hashes(normalize(text[:max_chars]))
+    with np.errstate(over="ignore"):
+        return units, units[:-1] * np.uint64(0x9E3779B97F4A7C15) + units[1:]
+
+
 def features(text: str, buckets: int, max_chars: int = 20_000) -> tuple[np.ndarray, np.ndarray]:
     """Hashed unigram + bigram features of a text: (bucket indices, L2-normalised log counts)."""
-    units = unit_hashes(normalize(text[:max_chars]))
-    if units.size == 0:
+    unigrams, bigrams = gram_hashes(text, max_chars)
+    if unigrams.size == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.float32)
-    with np.errstate(over="ignore"):
-        grams = np.concatenate([units, units[:-1] * np.uint64(0x9E3779B97F4A7C15) + units[1:]])
-    idx, counts = np.unique(grams % np.uint64(buckets), return_counts=True)
+    idx, counts = np.unique(np.concatenate([unigrams, bigrams]) % np.uint64(buckets), return_counts=True)
     val = np.log1p(counts).astype(np.float32)
     return idx.astype(np.int64), val / np.linalg.norm(val)
 
 
-def train_linear(rows: Sequence[tuple[str, int]], buckets: int = 1 << 17, steps: int = 800, lr: float = 0.1,
-                 l2: float = 1e-6) -> tuple[np.ndarray, float]:
-    """Class-balanced logistic regression by full-batch Adam over sparse rows."""
+def train_linear(rows: Sequence[tuple[str, float]], buckets: int = 1 << 17, steps: int = 800, lr: float = 0.1,
+                 l2: float = 1e-6, prior: tuple[np.ndarray, float] | None = None) -> tuple[np.ndarray, float]:
+    """Class-balanced logistic regression by full-batch Adam over sparse rows. A label is 0 or 1, or
+    a probability in [0, 1] (a teacher's soft label: cross-entropy against it; the classes for the
+    balance are split at 0.5). `prior` (weights, bias): start there and pull the weights towards it
+    (L2 to the prior instead of to zero), so that what the prior knows about features the rows
+    rarely show is kept."""
     feats = [features(t, buckets) for t, _ in rows]
     y = np.array([label for _, label in rows], np.float32)
     row = np.concatenate([np.full(len(i), r) for r, (i, _) in enumerate(feats)])
     idx = np.concatenate([i for i, _ in feats])
     val = np.concatenate([v for _, v in feats])
-    pos = y.mean()
-    weight = np.where(y == 1, 0.5 / pos, 0.5 / (1 - pos)) / len(y)
-    w, b = np.zeros(buckets, np.float64), 0.0
+    pos = (y >= 0.5).mean()
+    if not 0 < pos < 1:
+        raise ValueError("train_linear needs examples of both classes (labels below and at or above 0.5)")
+    weight = np.where(y >= 0.5, 0.5 / pos, 0.5 / (1 - pos)) / len(y)
+    w0, b = (np.zeros(buckets), 0.0) if prior is None else (np.asarray(prior[0], np.float64), float(prior[1]))
+    w = w0.copy()
     m, v, mb, vb = np.zeros_like(w), np.zeros_like(w), 0.0, 0.0
     for t in range(1, steps + 1):
         logits = np.bincount(row, weights=w[idx] * val, minlength=len(y)) + b
         err = (1.0 / (1.0 + np.exp(-logits)) - y) * weight
-        g = np.bincount(idx, weights=err[row] * val, minlength=buckets) + l2 * w
+        g = np.bincount(idx, weights=err[row] * val, minlength=buckets) + l2 * (w - w0)
         gb = err.sum()
         m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
         mb, vb = 0.9 * mb + 0.1 * gb, 0.999 * vb + 0.001 * gb * gb
@@ -134,22 +147,31 @@ def train_linear(rows: Sequence[tuple[str, int]], buckets: int = 1 << 17, steps:
     return w.astype(np.float16), b
 
 
+def save_linear(path: str | Path, weights: np.ndarray, bias: float) -> None:
+    """Write a linear model as `.npz` (float16 weights, float64 bias), atomically."""
+    with open_atomic(Path(path)) as f:
+        np.savez_compressed(f, weights=weights.astype(np.float16), bias=np.float64(bias))
+
+
 def read_labelled(path: str | Path) -> list[tuple[str, int]]:
     """Rows {"text": str, "label": 0/1 (or true/false, or "1"/"0")}; errors name the line."""
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                label = int(row["label"]) if not isinstance(row["label"], bool) else int(row["label"])
-                text = row["text"]
-            except (ValueError, KeyError, TypeError) as e:
-                raise ValueError(f"{path}:{i}: expected {{\"text\": str, \"label\": 0 or 1}} ({e})") from None
-            if label not in (0, 1) or not isinstance(text, str):
-                raise ValueError(f"{path}:{i}: label must be 0 or 1 and text a string")
-            rows.append((text, label))
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 JSON lines ({e.reason} at byte {e.start})") from None
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            label = int(row["label"]) if not isinstance(row["label"], bool) else int(row["label"])
+            text = row["text"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{path}:{i}: expected {{\"text\": str, \"label\": 0 or 1}} ({e})") from None
+        if label not in (0, 1) or not isinstance(text, str):
+            raise ValueError(f"{path}:{i}: label must be 0 or 1 and text a string")
+        rows.append((text, label))
     if len({label for _, label in rows}) < 2:
         raise ValueError(f"{path}: needs examples of both labels 0 and 1")
     return rows
@@ -168,9 +190,7 @@ def train_classifier(rows: Sequence[tuple[str, int]], out: str | Path, backend: 
     if backend == "linear":
         if out.suffix != ".npz":
             raise ValueError(f"{out}: a linear classifier is saved as .npz")
-        w, b = train_linear(train, **options)
-        with open_atomic(out) as f:
-            np.savez_compressed(f, weights=w, bias=np.float64(b))
+        save_linear(out, *train_linear(train, **options))
     elif backend == "fasttext":
         train_fasttext(train, out, seed=seed, **options)
     else:

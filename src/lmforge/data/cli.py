@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 
+from lmforge.config import positive_int
 from lmforge.data.democrawl import DEMO_CRAWL_PAGES
 
 
@@ -63,7 +64,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 
     p = actions.add_parser("demo-crawl", help="write a demo crawl (WARC.gz) with planted cases and truth.jsonl")
     p.add_argument("out")
-    p.add_argument("--pages", type=int, default=DEMO_CRAWL_PAGES)
+    p.add_argument("--pages", type=positive_int, default=DEMO_CRAWL_PAGES)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=lambda a: _done(demo_crawl(a.out, a.pages, a.seed)))
 
@@ -71,7 +72,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("recipe")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. pipeline.tasks=8")
     p.add_argument("--executor", choices=["local", "ray"])
-    p.add_argument("--workers", type=int)
+    p.add_argument("--workers", type=positive_int)
     p.set_defaults(fn=lambda a: _done(run(a.recipe, a.set, a.executor, a.workers)))
 
     p = actions.add_parser("report", help="funnel, drop reasons and truth scores of a run folder (+ report.png)")

@@ -18,18 +18,21 @@ from lmforge.data.document import Document
 from lmforge.data.step import Filter, Step
 
 BACKENDS = ("trafilatura", "resiliparse")
+# Each extractor's options, named so that bench/data_bench.py gives datatrove's extractors the same ones.
+TRAFILATURA_OPTIONS = {"include_comments": False, "include_tables": False, "deduplicate": False,
+                       "favor_precision": False}
+RESILIPARSE_OPTIONS = {"main_content": True, "alt_texts": False, "links": False, "list_bullets": True}
 
 
 def extract_main_text(html: str, backend: str = "trafilatura") -> str:
     if backend == "trafilatura":
         import trafilatura
 
-        return trafilatura.extract(html, include_comments=False, include_tables=False, deduplicate=False,
-                                   favor_precision=False) or ""
+        return trafilatura.extract(html, **TRAFILATURA_OPTIONS) or ""
     if backend == "resiliparse":
         from resiliparse.extract.html2text import extract_plain_text
 
-        return extract_plain_text(html, main_content=True, alt_texts=False, links=False, list_bullets=True) or ""
+        return extract_plain_text(html, **RESILIPARSE_OPTIONS) or ""
     raise ValueError(f"extract backend {backend!r}: choose one of {BACKENDS}")
 
 

@@ -42,6 +42,22 @@ def list_inputs(path: str | Path, fmt: str, pattern: str = "") -> list[str]:
     return sorted(f for f in files if not os.path.basename(f).startswith("."))
 
 
+def require_inputs(path: str | Path, fmt: str, pattern: str = "", key: str = "pipeline.input") -> list[str]:
+    """`list_inputs`, refusing an input that matches nothing (FileNotFoundError naming `key` and the pattern)."""
+    files = list_inputs(path, fmt, pattern)
+    if not files:
+        where = f"{str(path)!r}" + (f" with input_pattern {pattern!r}" if pattern else "")
+        raise FileNotFoundError(f"{key} = {where}: no {fmt} files match (a folder is searched for "
+                                f"{', '.join(SUFFIXES[fmt])}; a glob is matched as written)")
+    return files
+
+
+def input_fingerprint(files: list[str]) -> list[tuple[str, int, int]]:
+    """Path, size and modification time of each input file: a stage keyed on it is redone when a file
+    is added, removed or edited."""
+    return [(f, st.st_size, st.st_mtime_ns) for f in files for st in [os.stat(f)]]
+
+
 def _binary(path: str):
     if path.endswith(".gz"):
         return gzip.open(path, "rb")

@@ -3,11 +3,13 @@
 Paper: WanJuan-CC, arXiv 2402.19282, stage 4; docs/papers.md §4.
 
 WanJuan-CC blocks ~13M domains and 36,289 words, then scores every document with a toxicity and a
-pornography classifier (`toxic_score`, `porn_score`). No package ships a domain blocklist, so the
-project keeps a small one (`assets/domain_blocklist.txt`) and reads larger lists from paths; a
-host is blocked when it or any parent domain is listed. Words come from glin-profanity's English
-and Chinese lists (read by path; MIT) plus user files, matched in one Aho-Corasick pass
-(pyahocorasick): Latin words must stand on word boundaries, Chinese words match anywhere.
+pornography classifier (`toxic_score`, `porn_score`). The project ships a small hand-made sample of
+well-known adult and gambling domains (`assets/domain_blocklist.txt`, its card beside it), reads
+real lists from paths (`files`) and takes a recipe's own entries (`domains`: the demo recipe lists
+the demo crawl's planted domains there); a host is blocked when it or any parent domain is listed.
+Words come from glin-profanity's English and Chinese lists (read by path; MIT) plus user files,
+matched in one Aho-Corasick pass (pyahocorasick): Latin words must stand on word boundaries,
+Chinese words match anywhere.
 """
 
 from __future__ import annotations
@@ -47,13 +49,15 @@ def read_list(path: str | Path) -> list[str]:
 @dataclass
 class DomainBlocklist(Filter):
     name: ClassVar[str] = "domain_blocklist"
-    files: list[str] = field(default_factory=list)
-    use_default: bool = True
+    files: list[str] = field(default_factory=list)     # blocklist files, one domain a line
+    domains: list[str] = field(default_factory=list)   # entries written in the recipe itself
+    use_default: bool = True                           # the shipped assets/domain_blocklist.txt
 
     def setup(self) -> None:
         entries = read_list(ASSETS / "domain_blocklist.txt") if self.use_default else []
         for f in self.files:
             entries += read_list(f)
+        entries += [d.strip().lower() for d in self.domains if d.strip()]
         self.blocked = frozenset(e.lstrip("*.") for e in entries)
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:

@@ -16,6 +16,7 @@ Run folder layout:
     <out>/_drops/<stage>/          (id, url, step, reason) of every dropped document
     <out>/_done/<stage>/           completion markers
     <out>/_work/<stage>/           intermediate files (MinHash signatures, LSH edges, clusters)
+    <out>/_errors/<stage>/         the traceback of a task that failed
 """
 
 from __future__ import annotations
@@ -149,10 +150,16 @@ def run_task(stage: Stage, phase: str, rank: int) -> dict:
     try:
         stats = stage.run_task(phase, rank)
     except Exception as e:
-        raise TaskError(f"stage {stage.name!r}, phase {phase!r}, task {rank}: {e}\n{traceback.format_exc()}") from None
+        # One line for the user; the traceback kept in the run folder for whoever debugs the step.
+        log = stage.meta("errors") / f"{phase}-{rank:05d}.txt"
+        write_file(log, traceback.format_exc().encode())
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise TaskError(f"stage {stage.name!r}, phase {phase!r}, task {rank}: {type(e).__name__}: {first} "
+                        f"(traceback in {log})") from None
     stage.finish(phase, rank, stats)
     return {"stage": stage.name, "phase": phase, "rank": rank, "skipped": False}
 
 
 class TaskError(RuntimeError):
-    """A task that failed; the message names the stage, phase and task and carries the traceback."""
+    """A task that failed: one line naming the stage, phase, task and the error, and the file
+    under `<out>/_errors/` that holds its traceback."""

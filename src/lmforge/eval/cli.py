@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 
+from lmforge.config import positive_int
 from lmforge.eval import niah
 
 
@@ -96,17 +97,18 @@ def register(subparsers) -> argparse.ArgumentParser:
     r.add_argument("--tasks", default="mmlu,arc_easy,arc_challenge,hellaswag,gsm8k,humaneval,mbpp",
                    help="comma-separated: built-in names (`lmforge eval tasks`), ceval:DIR, cmmlu:DIR, "
                         "mmlu:SUBJECT+SUBJECT or task .toml files (default: %(default)s)")
-    r.add_argument("--limit", type=int, default=None, help="first N items of each task (per subject for MMLU)")
+    r.add_argument("--limit", type=positive_int, default=None, help="first N items of each task (per subject for MMLU)")
     r.add_argument("--out", default=None, help="output folder (default: <checkpoint>/../eval/<name>)")
     r.add_argument("--cache", default=None, help="results cache folder (default: <out>/cache); rerun to resume")
-    r.add_argument("--max-length", type=int, default=None, help="longest input in tokens (default: the model's window)")
-    r.add_argument("--batch-size", type=int, default=16, help="prompts per generation batch")
+    r.add_argument("--max-length", type=positive_int, default=None,
+                   help="longest input in tokens (default: the model's window)")
+    r.add_argument("--batch-size", type=positive_int, default=16, help="prompts per generation batch")
     r.add_argument("--seed", type=int, default=1234)
-    r.add_argument("--samples", type=int, default=None, help="code tasks: completions per problem (default 1)")
+    r.add_argument("--samples", type=positive_int, default=None, help="code tasks: completions per problem (default 1)")
     r.add_argument("--temperature", type=float, default=None,
                    help="code tasks: sampling temperature for --samples > 1 (default 0: greedy)")
     r.add_argument("--pass-k", type=_ints, default=None, help="code tasks: k of pass@k, e.g. 1,10 (default 1)")
-    r.add_argument("--max-new-tokens", type=int, default=None,
+    r.add_argument("--max-new-tokens", type=positive_int, default=None,
                    help="cap on generated tokens for generation and code tasks (default: each task's own)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.set_defaults(fn=_cmd_run)
@@ -116,10 +118,10 @@ def register(subparsers) -> argparse.ArgumentParser:
     n.add_argument("--haystack", default=",".join(niah.KINDS), help="en, zh, passkey (default: %(default)s)")
     n.add_argument("--lengths", type=_ints, default=None, help="context lengths, e.g. 64,128,256,512 "
                                                                "(default: 1/4, 1/2, 1, 2 x the window)")
-    n.add_argument("--depths", type=int, default=niah.DEPTHS,
+    n.add_argument("--depths", type=positive_int, default=niah.DEPTHS,
                    help="number of depths from 0 to 100%% (default: %(default)s)")
-    n.add_argument("--repeats", type=int, default=niah.REPEATS, help="needles per cell (default: %(default)s)")
-    n.add_argument("--max-new-tokens", type=int, default=niah.MAX_NEW_TOKENS)
+    n.add_argument("--repeats", type=positive_int, default=niah.REPEATS, help="needles per cell (default: %(default)s)")
+    n.add_argument("--max-new-tokens", type=positive_int, default=niah.MAX_NEW_TOKENS)
     n.add_argument("--seed", type=int, default=niah.SEED)
     n.add_argument("--out", default=None, help="output folder (default: <checkpoint>/../eval/<name>)")
     n.set_defaults(fn=_cmd_niah)
@@ -128,8 +130,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     _common(q)
     q.add_argument("--lang", default="en,zh", help="embedded held-out text: en, zh (default: %(default)s)")
     q.add_argument("--file", action="append", default=[], help="also a UTF-8 text file (repeatable)")
-    q.add_argument("--window", type=int, default=None, help="tokens per window (default: the model's window)")
-    q.add_argument("--max-windows", type=int, default=16)
+    q.add_argument("--window", type=positive_int, default=None, help="tokens per window (default: the model's window)")
+    q.add_argument("--max-windows", type=positive_int, default=16)
     q.add_argument("--out", default=None, help="write the numbers to this JSON file")
     q.set_defaults(fn=_cmd_ppl)
 

@@ -18,6 +18,7 @@ and also records the log-likelihood of the right answer, which moves before exac
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 from collections.abc import Sequence
@@ -101,8 +102,11 @@ def run_niah(lm: LanguageModel, tokenizer, *, lengths: Sequence[int], depths: Se
     completions = lm.generate([it["prompt"] for it in items],
                               SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0, stop_strings=stop),
                               truncate=False)
-    logprobs = (lm.loglikelihood([(it["prompt"], " " + it["answer"]) for it in items])
-                if answer_logprob else [(None, None)] * len(items))
+    logprobs = [(None, None)] * len(items)
+    if answer_logprob:  # over the whole prompt: a model's scoring window must not cut it
+        longest = max(len(tokenizer.encode(it["prompt"])) for it in items) + 64
+        with _window_at_least(lm, longest):
+            logprobs = lm.loglikelihood([(it["prompt"], " " + it["answer"]) for it in items])
     for it, text, (lp, _) in zip(items, completions, logprobs):
         it.update(completion=text, score=needle_score(text, it["answer"]), exact=float(it["answer"] in text),
                   prompt_tokens=len(tokenizer.encode(it["prompt"])) + 1, answer_logprob=lp)
@@ -127,6 +131,19 @@ def run_niah(lm: LanguageModel, tokenizer, *, lengths: Sequence[int], depths: Se
     return result
 
 
+@contextlib.contextmanager
+def _window_at_least(lm: LanguageModel, tokens: int):
+    """Let a model that truncates long inputs to `max_length` (LmforgeLM) see `tokens` for a while."""
+    before = getattr(lm, "max_length", None)
+    if before is not None and before < tokens:
+        lm.max_length = tokens
+    try:
+        yield
+    finally:
+        if before is not None:
+            lm.max_length = before
+
+
 def run_niah_checkpoint(checkpoint: str | Path, *, kinds: Sequence[str] = KINDS, lengths: Sequence[int] | None = None,
                         depths: int = DEPTHS, repeats: int = REPEATS, out: str | Path | None = None,
                         tokenizer: str | Path | None = None, device: str = "auto",
@@ -138,7 +155,6 @@ def run_niah_checkpoint(checkpoint: str | Path, *, kinds: Sequence[str] = KINDS,
     lm = load_lm(checkpoint, tokenizer=tokenizer, device=device)
     window = lm.model.cfg.max_seq_len
     lengths = list(lengths) if lengths else [window // 4, window // 2, window, 2 * window]
-    lm.max_length = max(max(lengths) + 64, lm.max_length)  # the answer log-likelihood needs the whole prompt
     out = Path(out) if out is not None else checkpoint.resolve().parent / "eval" / checkpoint.name
     results = {}
     for kind in kinds:

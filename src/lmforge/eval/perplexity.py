@@ -100,7 +100,12 @@ def run_perplexity(checkpoint: str | Path, *, langs: Sequence[str] = ("en", "zh"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such text file")
         texts[path.name] = path.read_text(encoding="utf-8")[:max_chars]
-    results = {name: perplexity(lm.model, lm.tokenizer, text, window, max_windows) for name, text in texts.items()}
+    results = {}
+    for name, text in texts.items():
+        try:
+            results[name] = perplexity(lm.model, lm.tokenizer, text, window, max_windows)
+        except ValueError as e:  # too short for one window
+            raise ValueError(f"{name}: {e}") from None
     buckets = list(next(iter(results.values()))["by_position"]) if results else []
     table = Table(title=f"held-out perplexity, window {window} (trained {lm.model.cfg.max_seq_len})")
     for col in ("text", "tokens", "ppl", "bits/byte", *[f"loss {b}" for b in buckets]):

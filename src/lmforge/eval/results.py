@@ -34,8 +34,9 @@ def load_results(path: str | Path) -> dict:
         raise FileNotFoundError(f"{path}: no such results file (lmforge eval run writes results.json)") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
-    if data.get("format") != RESULTS_FORMAT:
-        raise ValueError(f"{path}: format {data.get('format')!r} is not {RESULTS_FORMAT!r}; "
+    if not isinstance(data, dict) or data.get("format") != RESULTS_FORMAT:
+        found = data.get("format") if isinstance(data, dict) else f"(a JSON {type(data).__name__})"
+        raise ValueError(f"{path}: format {found!r} is not {RESULTS_FORMAT!r}; "
                          "is this an `lmforge eval run` results.json?")
     data.setdefault("source", str(path))
     return data

@@ -32,6 +32,8 @@ def read_sweep(path: str | Path) -> list[dict]:
     if not isinstance(runs, list) or not runs:
         raise ValueError(f"{path}: expected a non-empty JSON list (or JSON lines) of runs")
     for i, run in enumerate(runs):
+        if not isinstance(run, dict):
+            raise ValueError(f"{path}: run {i} is {run!r}, expected an object with 'loss' and 'flops' (or params, tokens)")
         if "loss" not in run:
             raise ValueError(f"{path}: run {i} has no 'loss'")
         if "flops" not in run and "params" in run and "tokens" in run:

@@ -19,12 +19,16 @@ from __future__ import annotations
 import random
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
 from lmforge.config import RecipeError, read_toml
 from lmforge.recipe import DataSection, TokenizerSection
+
+if TYPE_CHECKING:
+    from lmforge.data.pipeline import Pipeline
 
 LANGS = ("en", "zh")
 
@@ -34,6 +38,15 @@ def crawl(section: DataSection, seed: int, folder: Path) -> dict:
 
     counts = write_demo_crawl(folder, section.crawl_pages, seed)
     return {"pages": sum(counts.values()), "kinds": counts, "input": str(folder)}
+
+
+def input_config(section: DataSection) -> dict:
+    """The part of the data stage's key that [data] input sets: the pattern, the format, and every
+    file it matches now with its size and modification time."""
+    from lmforge.data.readers import input_fingerprint, list_inputs
+
+    files = input_fingerprint(list_inputs(section.input, section.input_format))
+    return {"input": section.input, "format": section.input_format, "files": files}
 
 
 def resolve_pipeline(name: str, recipe_dir: Path | None) -> Path:
@@ -46,12 +59,11 @@ def resolve_pipeline(name: str, recipe_dir: Path | None) -> Path:
                             f"{', '.join(str(c) for c in candidates)}); see recipes/data-demo.toml")
 
 
-def curate(section: DataSection, pipeline_path: Path, input_dir: str, input_format: str, folder: Path,
-           console: Console) -> dict:
-    """Run the data recipe's document stages on the input; returns the funnel and the output stages."""
-    from lmforge.data.executors import run_pipeline
+def build_curation(section: DataSection, pipeline_path: Path, input_dir: str, input_format: str,
+                   folder: Path) -> tuple[Pipeline, list[str]]:
+    """The data recipe's document stages on the input, writing to `folder` (nothing runs yet): the
+    Pipeline and the names of its side branches."""
     from lmforge.data.pipeline import build_pipeline, step_class
-    from lmforge.data.report import build_report, funnel_console_table
 
     data, where = read_toml(pipeline_path, example="recipes/data-demo.toml")
     data["pipeline"] = {**data.get("pipeline", {}), "input": input_dir, "input_format": input_format,
@@ -62,11 +74,19 @@ def curate(section: DataSection, pipeline_path: Path, input_dir: str, input_form
                        if not any(isinstance(st, dict) and isinstance(st.get("step"), str)
                                   and step_class(st["step"], where, "stage.steps").sink for st in s.get("steps", []))]
     data["stage"] = pipeline_stages
-    pipeline = build_pipeline(data, where)
-    run_pipeline(pipeline, log=lambda msg: console.print(f"  {msg}", markup=False, highlight=False))
     # A stage that names its `input` is a side branch (the long-context selection); the curated
     # corpus is the last stage of the main line.
-    branches = [s["name"] for s in pipeline_stages if "input" in s]
+    return build_pipeline(data, where), [s["name"] for s in pipeline_stages if "input" in s]
+
+
+def curate(section: DataSection, pipeline_path: Path, input_dir: str, input_format: str, folder: Path,
+           console: Console) -> dict:
+    """Run the data recipe's document stages on the input; returns the funnel and the output stages."""
+    from lmforge.data.executors import run_pipeline
+    from lmforge.data.report import build_report, funnel_console_table
+
+    pipeline, branches = build_curation(section, pipeline_path, input_dir, input_format, folder)
+    run_pipeline(pipeline, log=lambda msg: console.print(f"  {msg}", markup=False, highlight=False))
     main_stages = [s.name for s in pipeline.stages if s.name not in branches]
     report = build_report(folder)
     console.print(funnel_console_table(report["funnel"], f"data: {pipeline_path.name} on {input_dir}"))

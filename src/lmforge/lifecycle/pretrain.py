@@ -69,7 +69,8 @@ def pretrain(recipe: Recipe, tokenizer_dir: Path, shards_dir: Path, folder: Path
     tc = dataclasses.replace(recipe.train, shards=str(shards_dir / "train"), val_shards=str(shards_dir / "val"),
                              tokenizer=str(tokenizer_dir), out_dir=str(folder / "train"), seed=recipe.run.seed,
                              stages=train_stages)
-    results = train(cfg, tc, tc.out_dir, tokenizer_dir=str(tokenizer_dir), resume=True, console=console)
+    results = train(cfg, tc, tc.out_dir, tokenizer_dir=str(tokenizer_dir), resume=True, console=console,
+                    device=recipe.run.device)
     if results[-1].interrupted:
         raise RunStageInterrupted(f"pre-training stopped at stage {results[-1].name} after writing a checkpoint; "
                                   "run the same command again to resume")
@@ -91,10 +92,13 @@ def pretrain(recipe: Recipe, tokenizer_dir: Path, shards_dir: Path, folder: Path
 
 
 def train_from_recipe(recipe: Recipe, resume: bool = False):
-    """`lmforge train RECIPE`: train the [model] on the [train] section's shards; the trainer's results."""
+    """`lmforge train RECIPE`: train the [model] on the [train] section's shards on `run.device`; the
+    trainer's results. The recipe is checked first (`lifecycle.check`)."""
+    from lmforge.lifecycle.check import check_train_recipe
     from lmforge.shards import list_shards, open_shard
     from lmforge.train import train
 
+    check_train_recipe(recipe)
     tc = recipe.train
     if tc.tokenizer:
         from lmforge.tokenizer import Tokenizer
@@ -104,4 +108,4 @@ def train_from_recipe(recipe: Recipe, resume: bool = False):
         # No tokenizer given: the shards say how large the vocabulary is.
         vocab = max(open_shard(h).header.vocab_size for h in list_shards(tc.shards))
         cfg = model_config(recipe.model, vocab_size=vocab)
-    return train(cfg, tc, tc.out_dir, tokenizer_dir=tc.tokenizer, resume=resume)
+    return train(cfg, tc, tc.out_dir, tokenizer_dir=tc.tokenizer, resume=resume, device=recipe.run.device)

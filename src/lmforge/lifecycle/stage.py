@@ -45,17 +45,6 @@ def run_stage_key(name: str, config, upstream: list[str]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def files_fingerprint(paths: list[str]) -> list[tuple[str, int, int]]:
-    """Path, size and mtime of user input files: an edited input changes the stage key."""
-    out = []
-    for p in paths:
-        for f in sorted(Path(p).rglob("*")) if Path(p).is_dir() else [Path(p)]:
-            if f.is_file():
-                st = f.stat()
-                out.append((str(f), st.st_size, st.st_mtime_ns))
-    return out
-
-
 @dataclass
 class RunStageOutcome:
     name: str

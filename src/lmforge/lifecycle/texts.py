@@ -11,15 +11,20 @@ CORPUS_READERS = {"english": corpora.english_text, "chinese": corpora.chinese_ne
                   "pydoc": corpora.pydoc_text}
 
 
-def corpus_texts(section: TokenizerSection) -> dict[str, str]:
-    """The training text of each named embedded corpus, plus user files, `max_chars` each."""
+def check_sources(section: TokenizerSection) -> None:
+    """Known corpus names and existing files, before anything is read."""
     unknown = sorted(set(section.corpora) - set(CORPUS_READERS))
     if unknown:
         raise ValueError(f"tokenizer.corpora: unknown corpus {unknown}; choose from {sorted(CORPUS_READERS)}")
+    for f in section.files:
+        if not Path(f).is_file():
+            raise FileNotFoundError(f"tokenizer.files: {f} does not exist")
+
+
+def corpus_texts(section: TokenizerSection) -> dict[str, str]:
+    """The training text of each named embedded corpus, plus user files, `max_chars` each."""
+    check_sources(section)
     texts = {name: CORPUS_READERS[name](max_chars=section.max_chars) for name in section.corpora}
     for f in section.files:
-        path = Path(f)
-        if not path.is_file():
-            raise FileNotFoundError(f"tokenizer.files: {path} does not exist")
-        texts[path.name] = path.read_text(encoding="utf-8", errors="replace")[: section.max_chars]
+        texts[Path(f).name] = Path(f).read_text(encoding="utf-8", errors="replace")[: section.max_chars]
     return texts

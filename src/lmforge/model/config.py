@@ -10,6 +10,7 @@ RMSNorm eps 1e-5, no biases, untied embeddings, RoPE theta 1,000,000 with dynami
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass
 
 
@@ -45,20 +46,23 @@ class ModelConfig:
     pad_token_id: int = 2
 
     def __post_init__(self) -> None:
-        problems = []
-        if self.dim % self.n_heads:
-            problems.append(f"dim={self.dim} is not divisible by n_heads={self.n_heads}")
-        if self.n_heads % self.n_kv_heads:
-            problems.append(f"n_heads={self.n_heads} is not divisible by n_kv_heads={self.n_kv_heads}")
-        elif (self.dim // self.n_heads) % 2:
-            problems.append(f"head_dim={self.dim // self.n_heads} must be even for RoPE")
+        problems = [f"{name}={getattr(self, name)!r} must be a positive integer"
+                    for name in ("vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "max_seq_len")
+                    if not isinstance(getattr(self, name), numbers.Integral) or getattr(self, name) <= 0]
+        if not problems:  # the divisibility checks need positive sizes
+            if self.dim % self.n_heads:
+                problems.append(f"dim={self.dim} is not divisible by n_heads={self.n_heads}")
+            if self.n_heads % self.n_kv_heads:
+                problems.append(f"n_heads={self.n_heads} is not divisible by n_kv_heads={self.n_kv_heads}")
+            elif (self.dim // self.n_heads) % 2:
+                problems.append(f"head_dim={self.dim // self.n_heads} must be even for RoPE")
+        for name in ("norm_eps", "rope_theta", "rope_scaling_factor"):
+            if not isinstance(getattr(self, name), numbers.Real) or getattr(self, name) <= 0:
+                problems.append(f"{name}={getattr(self, name)!r} must be a positive number")
         if self.rope_scaling not in ("none", "dynamic"):
             problems.append(f"rope_scaling={self.rope_scaling!r}: expected 'none' or 'dynamic'")
         if self.attn_backend not in ("auto", "sdpa", "flex", "flash"):
             problems.append(f"attn_backend={self.attn_backend!r}: expected auto, sdpa, flex or flash")
-        for name in ("vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "max_seq_len"):
-            if getattr(self, name) <= 0:
-                problems.append(f"{name}={getattr(self, name)} must be positive")
         if problems:
             raise ValueError("invalid model config: " + "; ".join(problems))
 

@@ -112,6 +112,19 @@ def config_from_hf(config: dict, path: Path) -> tuple[ModelConfig, str]:
             raise bad(key, "InternLM2 has no biases; a checkpoint with biases is not supported")
     if config.get("tie_word_embeddings"):
         raise bad("tie_word_embeddings", "InternLM2 unties input and output embeddings; tied is not supported")
+    # Sizes first, with the file's own key names: a zero or a string here would otherwise surface as a
+    # ZeroDivisionError or TypeError deep in the model code.
+    for key in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                "num_key_value_heads", "max_position_embeddings"):
+        value = config.get(key)
+        if value is not None and (type(value) is not int or value <= 0):
+            raise bad(key, "expected a positive integer")
+    for key in ("rms_norm_eps", "rope_theta"):
+        if key in config and (type(config[key]) not in (int, float) or config[key] <= 0):
+            raise bad(key, "expected a positive number")
+    for key in ("rope_scaling", "rope_parameters"):
+        if config.get(key) is not None and not isinstance(config[key], dict):
+            raise bad(key, 'expected a table such as {"type": "dynamic", "factor": 2.0}')
     dim, heads = config["hidden_size"], config["num_attention_heads"]
     if config.get("head_dim") not in (None, dim // heads):
         raise bad("head_dim", f"must equal hidden_size / num_attention_heads = {dim // heads}")
@@ -121,16 +134,19 @@ def config_from_hf(config: dict, path: Path) -> tuple[ModelConfig, str]:
     unknown_extra = sorted(set(extra) - _LMFORGE_KEYS)
     if unknown_extra:
         raise CheckpointError(f"{path}: unknown key(s) {unknown_extra} under 'lmforge'")
-    cfg = ModelConfig(
-        vocab_size=config["vocab_size"], dim=dim, n_layers=config["num_hidden_layers"], n_heads=heads,
-        n_kv_heads=config.get("num_key_value_heads") or heads, ffn_dim=config["intermediate_size"],
-        norm_eps=config.get("rms_norm_eps", 1e-6), rope_theta=theta, rope_scaling=scaling,
-        rope_scaling_factor=factor, max_seq_len=config.get("max_position_embeddings", 2048),
-        bos_token_id=_first(config.get("bos_token_id", 1)), eos_token_id=_first(config.get("eos_token_id", 2)),
-        pad_token_id=_first(config.get("pad_token_id")) if config.get("pad_token_id") is not None
-        else _first(config.get("eos_token_id", 2)),
-        **extra,
-    )
+    try:
+        cfg = ModelConfig(
+            vocab_size=config["vocab_size"], dim=dim, n_layers=config["num_hidden_layers"], n_heads=heads,
+            n_kv_heads=config.get("num_key_value_heads") or heads, ffn_dim=config["intermediate_size"],
+            norm_eps=config.get("rms_norm_eps", 1e-6), rope_theta=theta, rope_scaling=scaling,
+            rope_scaling_factor=factor, max_seq_len=config.get("max_position_embeddings", 2048),
+            bos_token_id=_first(config.get("bos_token_id", 1)), eos_token_id=_first(config.get("eos_token_id", 2)),
+            pad_token_id=_first(config.get("pad_token_id")) if config.get("pad_token_id") is not None
+            else _first(config.get("eos_token_id", 2)),
+            **extra,
+        )
+    except (TypeError, ValueError) as e:  # a combination ModelConfig refuses, e.g. heads that do not divide
+        raise CheckpointError(f"{path}: {e}") from None
     return cfg, fmt
 
 
@@ -145,7 +161,10 @@ def _rope_settings(config: dict, path: Path) -> tuple[str, float, float]:
     if kind in ("default", None):
         return "none", 1.0, theta
     if kind == "dynamic":
-        return "dynamic", float(rope.get("factor", 1.0)), theta
+        factor = rope.get("factor", 1.0)
+        if type(factor) not in (int, float) or factor <= 0:
+            raise CheckpointError(f"{path}: rope_scaling.factor={factor!r}: expected a positive number")
+        return "dynamic", float(factor), theta
     raise CheckpointError(f"{path}: rope type {kind!r} is not supported (lmforge implements the default "
                           "and InternLM2's 'dynamic' NTK scaling)")
 
@@ -238,7 +257,9 @@ def read_config(path: str | Path) -> tuple[ModelConfig, str]:
     try:
         config = json.loads(cfg_file.read_text())
     except json.JSONDecodeError as e:
-        raise CheckpointError(f"{cfg_file}: not valid JSON ({e})") from e
+        raise CheckpointError(f"{cfg_file}: not valid JSON ({e})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{cfg_file}: expected a JSON object of config keys, got {type(config).__name__}")
     missing = [k for k in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
                            "num_attention_heads") if k not in config]
     if missing:
@@ -269,12 +290,16 @@ def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     """All tensors of a checkpoint directory, under their names in the files."""
     sd = {}
     for f in _weight_files(Path(path)):
-        if f.suffix == ".safetensors":
-            with safe_open(str(f), framework="pt") as st:
-                for name in st.keys():
-                    sd[name] = st.get_tensor(name)
-        else:
-            sd.update(torch.load(f, map_location="cpu", weights_only=True))
+        try:
+            if f.suffix == ".safetensors":
+                with safe_open(str(f), framework="pt") as st:
+                    for name in st.keys():
+                        sd[name] = st.get_tensor(name)
+            else:
+                sd.update(torch.load(f, map_location="cpu", weights_only=True))
+        except Exception as e:  # safetensors and torch.load raise their own types for a damaged file
+            raise CheckpointError(f"{f}: not a readable weights file ({type(e).__name__}: {e}); re-download "
+                                  "or re-export the checkpoint") from None
     return sd
 
 

@@ -106,7 +106,7 @@ def build_page(data: dict, run_dir: Path, outcomes: dict, assets: Path) -> Repor
         if "crawl" in data:
             sec.paragraph(f"Input: the demo crawl, {data['crawl']['pages']} pages with planted cases "
                           f"({', '.join(f'{k} {n}' for k, n in data['crawl']['kinds'].items())}).")
-        from lmforge.data.report import funnel_table, plot_funnel
+        from lmforge.data.report import CARDS_NOTE, DEMO_TRUTH_NOTE, funnel_table, plot_funnel
 
         funnel = funnel_with_tokens(d["funnel"], data.get("shards"))
         sec.table(*funnel_table(funnel, top_reasons=None))
@@ -117,7 +117,8 @@ def build_page(data: dict, run_dir: Path, outcomes: dict, assets: Path) -> Repor
                   "the data funnel: documents and tokens kept after each stage")
         truth = d.get("truth") or {}
         if truth.get("stages"):
-            sec.paragraph("Against the crawl's planted truth (which stage each bad page should be dropped at):")
+            sec.paragraph(f"Against the crawl's planted truth (which stage each bad page should be dropped at), "
+                          f"{truth.get('measured_on', DEMO_TRUTH_NOTE)}; {CARDS_NOTE}:")
             sec.table(["stage", "dropped", "planted", "precision", "recall"],
                       [[name, str(s.get("dropped")), str(s.get("planted")), _pct(s.get("precision")),
                         _pct(s.get("recall"))] for name, s in truth["stages"].items() if name not in d["branches"]])

@@ -23,7 +23,7 @@ from lmforge.tokenizer.special import BOS, SPECIAL_TOKENS, bos_post_processor
 from lmforge.tokenizer.tokenizer import Tokenizer
 
 # Below this the vocabulary is only the special tokens and the 256 byte symbols: nothing to learn.
-_MIN_VOCAB = len(SPECIAL_TOKENS) + 256 + 1
+MIN_VOCAB = len(SPECIAL_TOKENS) + 256 + 1
 
 
 def _split_inputs(texts_or_files: Iterable[str | os.PathLike]) -> tuple[list[str], Iterable[str]]:
@@ -81,10 +81,10 @@ def train_bpe(
     `min_frequency` times, in which case it is smaller. `tokenizers` pre-tokenizes strings (and
     file lines) in parallel, so many documents train faster than one huge string.
     """
-    if vocab_size < _MIN_VOCAB:
+    if vocab_size < MIN_VOCAB:
         raise ValueError(
             f"vocab_size={vocab_size} is too small: {len(SPECIAL_TOKENS)} special tokens and 256 "
-            f"byte symbols come first, so use at least {_MIN_VOCAB}"
+            f"byte symbols come first, so use at least {MIN_VOCAB}"
         )
     files, texts = _split_inputs(texts_or_files)
 

@@ -2,12 +2,19 @@
 where the report gives them (AdamW 0.9 / 0.95 / 1e-8, weight decay 0.1, cosine to 10%; InternLM2
 report, arXiv 2403.17297; docs/papers.md §2). `[[train.stages]]` entries run one after another,
 each continuing from the previous stage's weights with its own length, RoPE base and schedule (the
-4k -> 32k recipe, scaled down)."""
+4k -> 32k recipe, scaled down). Every value is checked when the section is built: ranges and
+choices here, the batch split over the data-parallel processes by `check_batches`."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+
+from lmforge.config import check_fields
+
+# The allowed values of the settings that a stage can override too (see `check_fields`).
+STAGE_RANGES = {"steps": ">= 1", "seq_len": ">= 1", "lr": ">= 0", "warmup_steps": ">= 0", "global_batch": ">= 1",
+                "micro_batch": ">= 1", "val_every": ">= 0", "ckpt_every": ">= 1"}
 
 
 @dataclass
@@ -27,6 +34,11 @@ class TrainStageSection:
     val_shards: str | None = None
     val_every: int | None = None
     ckpt_every: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name or self.name.startswith("."):
+            raise ValueError(f"name = {self.name!r}: expected a folder name such as \"short\"")
+        check_fields(self, {**STAGE_RANGES, "rope_theta": "> 0", "max_seq_len": ">= 1"})
 
 
 @dataclass
@@ -68,11 +80,29 @@ class TrainSection:
     stages: list[TrainStageSection] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        choices = {"optimizer": ("adamw", "adalomo"), "schedule": ("cosine", "wsd", "constant"),
-                   "dtype": ("auto", "float32", "bfloat16"), "activation_checkpointing": ("none", "blocks", "attention")}
-        for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
-                raise ValueError(f"{key}={getattr(self, key)!r}: expected one of {allowed}")
+        check_fields(self, {**STAGE_RANGES, "min_lr_ratio": "[0, 1]", "decay_fraction": "[0, 1]",
+                            "weight_decay": ">= 0", "beta1": "[0, 1)", "beta2": "[0, 1)", "eps": "> 0",
+                            "grad_clip": ">= 0", "clip_value": ">= 0", "ac_every": ">= 1", "keep_checkpoints": ">= 1",
+                            "val_rows": ">= 1", "log_every": ">= 1", "spike_window": ">= 1", "spike_zscore": ">= 0"},
+                     {"optimizer": ("adamw", "adalomo"), "schedule": ("cosine", "wsd", "constant"),
+                      "dtype": ("auto", "float32", "bfloat16"),
+                      "activation_checkpointing": ("none", "blocks", "attention")})
+        names = [s.name for s in self.stages]
+        if len(set(names)) < len(names):
+            raise ValueError(f"stages: two stages are named {next(n for n in names if names.count(n) > 1)!r}; "
+                             "each writes its own folder")
+        check_batches(self)
+
+
+def check_batches(train: TrainSection, dp_size: int = 1) -> None:
+    """Each stage's global batch must split into micro-batches over the `dp_size` data-parallel processes."""
+    for stage in train.stages or [None]:
+        gb = stage.global_batch if stage and stage.global_batch is not None else train.global_batch
+        mb = stage.micro_batch if stage and stage.micro_batch is not None else train.micro_batch
+        if gb % (mb * dp_size):
+            where = f" (stage {stage.name!r})" if stage else ""
+            raise ValueError(f"global_batch = {gb}{where}: must be a multiple of micro_batch x data-parallel "
+                             f"processes = {mb} x {dp_size}")
 
 
 def train_stage_configs(train: TrainSection) -> list[tuple[str, TrainSection, TrainStageSection | None]]:

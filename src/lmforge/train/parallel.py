@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from lmforge.machine import resolve_device
+
 MESH_DIMS = ("dp", "head", "context")
 
 
@@ -77,16 +79,26 @@ class DistInfo:
         return self.mesh["dp"].get_group() if self.mesh is not None else None
 
 
-def init_distributed(dims: ParallelDims | None = None) -> DistInfo:
-    """Join `torchrun`'s process group and build the device mesh; `dims` default: all processes dp."""
+def process_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """The device of this process for a `run.device` value ("auto", "cpu", "cuda", "cuda:N"): a GPU
+    named without an index is the one `torchrun` gave this process (its LOCAL_RANK)."""
+    device = resolve_device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)
+    return device
+
+
+def init_distributed(dims: ParallelDims | None = None, device: str = "auto") -> DistInfo:
+    """Join `torchrun`'s process group and build the device mesh; `dims` default: all processes dp.
+    `device` is honoured as given ("cpu" trains on the CPU even where a GPU is present)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     dims = dims or ParallelDims(dp=world)
     if dims.world_size != world:
         raise ValueError(f"parallel dimensions dp x head x context = {' x '.join(map(str, dims.sizes))} = "
                          f"{dims.world_size}, but {world} process(es) were started")
-    cuda = torch.cuda.is_available()
-    device = torch.device("cuda", local) if cuda else torch.device("cpu")
+    device = process_device(device, local)
+    cuda = device.type == "cuda"
     if cuda:
         torch.cuda.set_device(device)
     mesh = None

@@ -307,11 +307,12 @@ def train_stage(model_cfg: ModelConfig, tc: TrainSection, out_dir: str | Path, *
 
 
 def train(model_cfg: ModelConfig, tc: TrainSection, out_dir: str | Path, *, tokenizer_dir: str = "",
-          resume: bool = False, console: Console | None = None) -> list[TrainStageResult]:
-    """Run every stage of the train section; each continues from the previous stage's export.
-    With resume, finished stages are skipped and an interrupted one continues from its checkpoint."""
+          resume: bool = False, console: Console | None = None, device: str = "auto") -> list[TrainStageResult]:
+    """Run every stage of the train section on `device` (a `run.device` value); each continues from
+    the previous stage's export. With resume, finished stages are skipped and an interrupted one
+    continues from its checkpoint."""
     out_dir = Path(out_dir)
-    info = init_distributed()
+    info = init_distributed(device=device)
     console = console or Console(quiet=not info.is_main)
     results, init_from = [], tc.init_from
     for name, stage_tc, stage in train_stage_configs(tc):

@@ -149,7 +149,8 @@ class DedupStage(Stage):
         labels = connected_components(n, np.concatenate([fuzzy, exact]))
         # The keeper of each cluster: largest dump id, then latest date, then the first document seen.
         order = np.lexsort((-np.arange(n), data["dates"], data["dumps"], labels))
-        last_of_label = np.r_[labels[order][1:] != labels[order][:-1], True]
+        last_of_label = np.ones(n, bool)  # n may be 0: every document dropped upstream
+        last_of_label[:-1] = labels[order][1:] != labels[order][:-1]
         keeper = np.full(n, -1, np.int64)
         keeper[labels[order][last_of_label]] = order[last_of_label]
         kept = keeper[labels]

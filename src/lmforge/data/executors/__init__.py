@@ -14,12 +14,16 @@ import time
 
 from lmforge.atomic import write_atomic
 from lmforge.data.pipeline import Pipeline
+from lmforge.data.readers import require_inputs
 from lmforge.data.stage import clean_temporaries
 
 
 def run_pipeline(pipeline: Pipeline, executor: str | None = None, workers: int | None = None,
                  log=print) -> dict:
-    """Run every stage; returns {"stages": {stage: {"ran": n, "skipped": n, "seconds": s}}}."""
+    """Run every stage; returns {"stages": {stage: {"ran": n, "skipped": n, "seconds": s}}}. An input
+    that matches no file is refused before anything is written."""
+    section = pipeline.section
+    require_inputs(section.input, section.input_format, section.input_pattern, f"{pipeline.source}: pipeline.input")
     name = executor or pipeline.section.executor
     workers = workers or pipeline.section.workers
     if name == "ray":

@@ -1,0 +1,146 @@
+"""The whole recipe checked before the first stage: what needs a look-up beyond the dataclasses.
+
+`lmforge.recipe`'s dataclasses refuse a value of the wrong type or out of range when the recipe is
+read. What is left needs the machine or the other modules: the device (`torch.device`, CUDA
+present), the eval task names (`lmforge.eval.tasks`), the embedded corpora, the input files, the
+data recipe's steps, and the batch split over the processes `torchrun` started (WORLD_SIZE). Each
+error names the key and what is allowed, so a typo in `[eval]` is refused in a second rather than
+after pre-training.
+
+    check_run_recipe     `lmforge run`: every section
+    check_train_recipe   `lmforge train`: [run] device, [model], [train] and its shards
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from lmforge.config import RecipeError
+from lmforge.recipe import Recipe, TokenizerSection
+
+# The splits the shards stage writes, which a [[train.stages]] `shards` value may name.
+SHARD_SPLITS = ("train", "val", "long")
+
+
+def world_size() -> int:
+    """The number of processes `torchrun` started (WORLD_SIZE), 1 when run directly."""
+    raw = os.environ.get("WORLD_SIZE", "1")
+    if not raw.isdigit() or int(raw) < 1:
+        raise RecipeError(f"WORLD_SIZE={raw!r}: expected a positive integer (torchrun sets it)")
+    return int(raw)
+
+
+def check_device(name: str, world: int) -> None:
+    """`run.device`: "auto", "cpu", "cuda" or "cuda:N", and present on this machine."""
+    import torch
+
+    from lmforge.machine import resolve_device
+
+    allowed = "expected 'auto', 'cpu', 'cuda' or 'cuda:N'"
+    try:
+        device = resolve_device(name)
+    except ValueError:
+        raise RecipeError(f"run.device = {name!r}: {allowed}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise RecipeError(f"run.device = {name!r}: {allowed}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RecipeError(f"run.device = {name!r}: this machine has no CUDA device; use 'auto' or 'cpu'")
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise RecipeError(f"run.device = {name!r}: this machine has {torch.cuda.device_count()} GPU(s), "
+                          f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    if device.index is not None and world > 1:
+        raise RecipeError(f"run.device = {name!r} names one GPU for {world} processes; use 'cuda' or 'auto' "
+                          "(each process takes the GPU of its LOCAL_RANK)")
+
+
+def check_train(recipe: Recipe, world: int) -> None:
+    """The batch split over the data-parallel processes, and AdaLomo's single process."""
+    from lmforge.train.config import check_batches
+
+    try:
+        check_batches(recipe.train, world)
+    except ValueError as e:
+        raise RecipeError(f"train.{e}") from None
+    if recipe.train.optimizer == "adalomo" and world > 1:
+        raise RecipeError(f"train.optimizer = 'adalomo' runs in one process, but {world} were started; "
+                          "use 'adamw' under torchrun")
+
+
+def check_tokenizer(section: TokenizerSection) -> None:
+    from lmforge.lifecycle.texts import check_sources
+    from lmforge.tokenizer.bpe import MIN_VOCAB
+
+    if section.vocab_size < MIN_VOCAB:
+        raise RecipeError(f"tokenizer.vocab_size = {section.vocab_size}: expected an integer >= {MIN_VOCAB} "
+                          "(the special tokens and 256 byte symbols come first)")
+    check_sources(section)
+
+
+def check_eval(recipe: Recipe) -> None:
+    from lmforge.eval.haystack import KINDS
+    from lmforge.eval.tasks import get_task
+    from lmforge.lifecycle.corpus import LANGS
+
+    for spec in recipe.eval.tasks:
+        try:
+            get_task(spec)  # builds the task without reading its data
+        except (ValueError, FileNotFoundError) as e:
+            raise RecipeError(f"eval.tasks: {e}") from None
+    for key, values, allowed in (("ppl_langs", recipe.eval.ppl_langs, LANGS),
+                                 ("niah_kinds", recipe.eval.niah_kinds, KINDS)):
+        for value in values:
+            if value not in allowed:
+                raise RecipeError(f"eval.{key}: {value!r}: expected one of {', '.join(map(repr, allowed))}")
+
+
+def check_data(recipe: Recipe, recipe_dir: Path | None) -> None:
+    """The input files (when [data] input is set) and the data recipe's stages, built as the run builds them."""
+    from lmforge.data.readers import require_inputs
+    from lmforge.lifecycle.corpus import build_curation, resolve_pipeline
+
+    data = recipe.data
+    if data.input:
+        require_inputs(data.input, data.input_format, key="data.input")
+    out = Path(recipe.run.out_dir)
+    build_curation(data, resolve_pipeline(data.pipeline, recipe_dir), data.input or str(out / "crawl"),
+                   data.input_format, out / "data")
+
+
+def check_run_recipe(recipe: Recipe, recipe_dir: Path | None = None) -> None:
+    """Everything `lmforge run` will use, before the first stage; RecipeError naming the key."""
+    world = world_size()
+    check_device(recipe.run.device, world)
+    check_data(recipe, recipe_dir)
+    check_tokenizer(recipe.tokenizer)
+    check_train(recipe, world)
+    for i, stage in enumerate(recipe.train.stages):
+        for key in ("shards", "val_shards"):
+            value = getattr(stage, key)
+            if value and value not in SHARD_SPLITS and not Path(value).is_dir():
+                raise RecipeError(f"train.stages[{i}].{key} = {value!r}: expected a split of the shards stage "
+                                  f"({', '.join(map(repr, SHARD_SPLITS))}) or a folder of shards")
+    check_eval(recipe)
+
+
+def check_train_recipe(recipe: Recipe) -> None:
+    """What `lmforge train` will use, before the model is built: device, batches, input folders."""
+    from lmforge.shards import list_shards
+
+    world = world_size()
+    check_device(recipe.run.device, world)
+    check_train(recipe, world)
+    tc = recipe.train
+    if not tc.shards:
+        raise RecipeError("train.shards is empty: set it to a folder of token shards (`lmforge data run` "
+                          "writes them), e.g. --set train.shards=runs/data/shards")
+    folders = [("train.shards", tc.shards), ("train.val_shards", tc.val_shards), ("train.tokenizer", tc.tokenizer),
+               ("train.init_from", tc.init_from)]
+    folders += [(f"train.stages[{i}].{key}", getattr(s, key)) for i, s in enumerate(tc.stages)
+                for key in ("shards", "val_shards")]
+    for key, value in folders:
+        if value and not Path(value).exists():
+            raise RecipeError(f"{key} = {value!r}: no such file or folder")
+    if not list_shards(tc.shards):  # the vocabulary is read from them when no tokenizer is given
+        raise RecipeError(f"train.shards = {tc.shards!r}: no complete shards (*.json + *.bin); run `lmforge data` "
+                          "first")
