@@ -66,7 +66,7 @@ def test_errors_are_reported_not_raised(tmp_path, capsys):
 
 
 def test_planned_stage_says_not_built(capsys):
-    assert main(["serve"]) == 2
+    assert main(["sft"]) == 2
     assert "not built yet" in capsys.readouterr().err
 
 

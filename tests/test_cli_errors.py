@@ -168,7 +168,12 @@ CASES = [
     (["eval", "tasks", "extra"], "unrecognized arguments"),
     # planned stages, and no command at all
     (["sft"], "not built yet"),
-    (["serve", "--no-such-flag"], "error:"),  # planned or built, an unknown flag is a usage error
+    (["serve", "--no-such-flag"], "error:"),
+    (["serve", "{missing}"], "missing"),
+    (["serve", "{empty_dir}"], "config.json"),
+    (["serve", "{zero_heads}"], "num_attention_heads"),
+    (["serve", "{good}", "--kv-tokens", "0"], "--kv-tokens"),
+    (["serve", "{good}", "--max-model-len", "4096", "--kv-tokens", "100"], "kv_tokens"),
     ([], "required"),
     (["fly"], "invalid choice"),
 ]

@@ -16,7 +16,6 @@ PLANNED = {
     "sft": ("supervised fine-tuning on chat data (loss on assistant tokens)", None),
     "rm": ("COOL RLHF conditional reward model and POLAR reward pre-training", None),
     "rl": ("PPO with online RLHF rounds", None),
-    "serve": ("an OpenAI-compatible server and chat page", None),
 }
 
 
@@ -115,11 +114,14 @@ def _cmd_generate(args) -> int:
 
 
 def _cmd_chat(args) -> int:
-    from lmforge.generate import stream
+    from lmforge.generate import Engine
     from lmforge.inference import load_for_inference
 
     model, tok = load_for_inference(args.checkpoint)
     params = _sampling(args, tok)
+    # One engine for the session: each turn's prompt starts with the whole conversation so far,
+    # whose blocks the prefix cache still holds, so only the new turn is computed.
+    engine = Engine(model, tok, kv_blocks=-(-4 * model.cfg.max_seq_len // 16), block_size=16, max_batch=1)
     messages = [{"role": "system", "content": args.system}] if args.system else []
     turns = list(args.message) if args.message else None
     while True:
@@ -137,7 +139,8 @@ def _cmd_chat(args) -> int:
         prompt = tok.encode_chat(messages, add_generation_prompt=True)
         reply = ""
         print("assistant> ", end="", flush=True)
-        for ev in stream(model, [prompt], params, tok):
+        engine.add(prompt, params)
+        for ev in engine.run():
             reply += ev.text
             print(ev.text, end="", flush=True)
         print()
@@ -250,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from lmforge.data.cli import register as register_data
     from lmforge.eval.cli import register as register_eval
+    from lmforge.serve.cli import register as register_serve
 
     register_data(sub)
     p = sub.add_parser("train", help="pre-train on packed token shards (FSDP2 under torchrun; stages; AdaLomo)",
@@ -261,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue from the latest checkpoint in train.out_dir (finished stages are skipped)")
     p.set_defaults(fn=_cmd_train)
     register_eval(sub)
+    register_serve(sub)
     for name, (what, _) in PLANNED.items():
         sub.add_parser(name, help=f"{what} (not built yet)").set_defaults(fn=_cmd_planned)
     return parser

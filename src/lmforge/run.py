@@ -121,6 +121,7 @@ def run(recipe: Recipe, recipe_dir: Path | None = None, from_stage: str | None =
     stages.run("report", {"always": time.time()}, [s for s in order if s in outcomes],
                lambda folder: write_report(out, folder, recipe, outcomes, console))
     print_timings(stages, time.perf_counter() - started, console)
+    console.print(f"talk to the model: lmforge serve {model_dir}   (then open http://127.0.0.1:8000/)")
     return json.loads((out / "report.json").read_text())
 
 

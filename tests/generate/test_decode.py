@@ -10,7 +10,7 @@ import torch
 from lmforge.generate import SamplingParams, generate
 from lmforge.generate import decode as decode_mod
 from lmforge.generate.decode import DecodeStep
-from lmforge.generate.engine import _right_pad
+from lmforge.generate.batch import _right_pad
 from lmforge.generate.kv_cache import KVCache
 from lmforge.model import linear as linear_mod
 from tests.helpers import tiny_model

@@ -1,176 +1,324 @@
-"""The inference engine: batched generation with a KV cache, sampling, stop conditions, streaming.
+"""The inference engine: continuous batching over a paged KV cache, for requests that come and go.
 
-One engine serves evaluation, the chat server and RL rollouts alike: one rollout engine, not
-a copy per algorithm. Prompts of different lengths share one batch: the prefill is right-padded
-and the KV cache keeps one length per row (lmforge.generate.kv_cache), so each row generates what
-it would alone, and rows that finish leave the batch. With a seed, row i samples from its own
-generator (seed + i).
+One engine serves the chat server, RL rollouts and data synthesis: one rollout engine, not a copy per
+algorithm. Each `step()`:
 
-`stream()` yields an event per generated token with the text that became final with it (text that
-might still turn into a stop string, or an incomplete UTF-8 character, is held back);
-`generate()` collects the stream into one result per prompt.
+1. drops cancelled requests (their blocks are free at once);
+2. admits waiting requests in arrival order while the KV budget holds their prompts, the batch has
+   room and the step's prefill token budget is not spent; a prompt's leading full blocks that an
+   earlier prompt already computed are taken from the prefix cache instead (a shared system
+   prompt is computed once);
+3. prefills the admitted prompts in one forward, packed into one row without padding (each attends
+   to its own tokens only), and samples their first tokens;
+4. decodes one token for every other running request in one forward, each at its own length. A
+   request that needs a new block when none is left preempts the most recently admitted one,
+   which goes back to the queue and is recomputed later (vLLM's recompute preemption), so a full
+   KV budget queues work instead of failing.
+
+Requests join and leave the running batch at every step. Sampling is per request (temperature,
+top-k, top-p, repetition penalty, seed, stop strings and tokens, max tokens, log-probabilities).
+The engine is single-threaded: the server feeds it from one thread (lmforge.serve).
 """
 
 from __future__ import annotations
 
+import itertools
+import math
+import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
-from lmforge.generate.decode import DecodeStep
-from lmforge.generate.kv_cache import KVCache
-from lmforge.generate.sampling import SamplingParams, sample_next
+from lmforge.generate.blocks import OutOfBlocks, block_hashes
+from lmforge.generate.paged import DecodeBatch, KVPool, PackedPrefill
+from lmforge.generate.sampling import Choice, SamplingParams, sample_rows
+from lmforge.generate.text import StopText
+from lmforge.model.linear import kernels_enabled, prepare_kernels
 
 
 @dataclass
-class StreamEvent:
-    index: int  # which prompt of the batch
-    token_id: int | None  # None on the final event of a row that stopped on a stop token/string
+class Event:
+    """What one step produced for one request."""
+
+    request_id: str
+    token_id: int | None  # None on the final event of a request that stopped on a stop token, or ended
     text: str  # newly final text
-    finish_reason: str | None = None  # "stop", "length" or None while running
+    finish_reason: str | None = None  # "stop", "length", "cancelled", or None while running
+    choice: Choice | None = None  # the token's log-probabilities, when asked for
+
+
+@dataclass(eq=False)  # identity: the engine looks requests up in its lists at every step
+class Request:
+    id: str
+    prompt: list[int]
+    params: SamplingParams
+    text: StopText
+    generator: torch.Generator | None
+    output: list[int] = field(default_factory=list)
+    blocks: list[int] = field(default_factory=list)
+    cached: int = 0  # tokens whose keys/values are in the cache
+    registered: int = 0  # full blocks offered to the prefix cache
+    hashes: list[int] = field(default_factory=list)
+    arrived: float = field(default_factory=time.perf_counter)
+    first_token_at: float | None = None
+    finish_reason: str | None = None
+    cancelled: bool = False
+
+    @property
+    def tokens(self) -> list[int]:
+        return self.prompt + self.output
 
 
 @dataclass
-class Completion:
-    token_ids: list[int] = field(default_factory=list)
-    text: str = ""
-    finish_reason: str = "length"
+class EngineStats:
+    requests: int = 0
+    finished: int = 0
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    prefix_hit_tokens: int = 0
+    preemptions: int = 0
+    steps: int = 0
 
 
-class _RowText:
-    """Detokenised text of one row, with stop strings cut and unsafe tails held back."""
+class Engine:
+    def __init__(self, model, tokenizer=None, *, kv_blocks: int = 512, block_size: int = 16, max_batch: int = 64,
+                 max_prefill_tokens: int = 4096):
+        """kv_blocks x block_size tokens is the KV memory budget (KVPool.blocks_for_bytes turns bytes into
+        blocks); max_batch the most requests decoded at once; max_prefill_tokens the most prompt tokens
+        prefilled in one step (bounds how long a step of the running requests can be held up)."""
+        param = next(model.parameters())
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.pool = KVPool(model.cfg, kv_blocks, block_size, param.device, param.dtype)
+        self.max_batch, self.max_prefill_tokens = max_batch, max_prefill_tokens
+        self.waiting: deque[Request] = deque()
+        self.running: list[Request] = []
+        self.requests: dict[str, Request] = {}
+        self.stats = EngineStats()
+        self._ids = itertools.count()
+        self._done: list[Event] = []  # events of requests that ended outside a step
+        # One weight layout for the engine's life: the batch size changes at every step, and
+        # re-laying out the weights at each change would cost more than it saves. The layout's
+        # copies are checked against the weights whenever requests are admitted (RL updates the
+        # weights between rounds of rollouts) or when told (`weights_updated`), not at every step.
+        self._kernel_batch = 1 if max_batch == 1 else 8
+        self._check_weights = True
+        self._batch: DecodeBatch | None = None  # the running set's working copy, while it lasts
+        self._batch_members: list[str] = []
 
-    def __init__(self, tokenizer, stop_strings: Sequence[str]):
-        self.tokenizer, self.stop_strings = tokenizer, tuple(s for s in stop_strings if s)
-        self.ids: list[int] = []
-        self.emitted = 0
+    @property
+    def capacity_tokens(self) -> int:
+        return self.pool.blocks.n_blocks * self.pool.block_size
 
-    def push(self, token_id: int) -> tuple[str, bool]:
-        """Add a token; return (new final text, whether a stop string was reached)."""
-        self.ids.append(token_id)
-        if self.tokenizer is None:
-            return "", False
-        text = self.tokenizer.decode(self.ids)
-        for s in self.stop_strings:
-            at = text.find(s, max(0, self.emitted - len(s)))
-            if at != -1:
-                return self._emit(text[:at]), True
-        safe = len(text)
-        if text.endswith("\ufffd"):  # an incomplete multi-byte character
-            safe = len(text.rstrip("\ufffd"))
-        for s in self.stop_strings:  # hold back a tail that may grow into a stop string
-            for n in range(min(len(s) - 1, safe), 0, -1):
-                if text[safe - n:safe] == s[:n]:
-                    safe -= n
-                    break
-        return self._emit(text[:safe]), False
+    def add(self, prompt: Sequence[int], params: SamplingParams, request_id: str | None = None) -> Request:
+        """Queue a request; it starts at the next step that has room for it."""
+        if not prompt:
+            raise ValueError("a prompt needs at least one token (start it with the BOS token)")
+        need = len(prompt) + params.max_new_tokens
+        if need > self.capacity_tokens:
+            raise ValueError(f"the prompt ({len(prompt)} tokens) and max_new_tokens ({params.max_new_tokens}) "
+                             f"need {need} tokens of KV cache; the engine holds {self.capacity_tokens}")
+        request_id = request_id if request_id is not None else f"req-{next(self._ids)}"
+        if request_id in self.requests:
+            raise ValueError(f"request id {request_id!r} is already in use")
+        gen = None
+        if params.seed is not None:
+            gen = torch.Generator(device=self.pool.device).manual_seed(params.seed)
+        req = Request(request_id, list(prompt), params, StopText(self.tokenizer, params.stop_strings), gen)
+        self.stats.requests += 1
+        self.stats.prompt_tokens += len(prompt)
+        if params.max_new_tokens == 0:  # nothing to generate: done at the next step
+            req.finish_reason = "length"
+            self._done.append(Event(request_id, None, "", "length"))
+            self.stats.finished += 1
+            return req
+        self.requests[request_id] = req
+        self.waiting.append(req)
+        return req
 
-    def flush(self) -> str:
-        return self._emit(self.tokenizer.decode(self.ids)) if self.tokenizer is not None else ""
+    def abort(self, request_id: str) -> None:
+        """Cancel a request; its blocks are freed at the start of the next step."""
+        req = self.requests.get(request_id)
+        if req is not None:
+            req.cancelled = True
 
-    def _emit(self, text: str) -> str:
-        new = text[self.emitted:] if len(text) > self.emitted else ""
-        self.emitted = max(self.emitted, len(text))
-        return new
+    def weights_updated(self) -> None:
+        """The model's weights changed while requests are running: re-make the decode step's weight
+        copies before the next step (admitting a request does it anyway)."""
+        self._check_weights = True
 
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running or self._done)
 
-def _right_pad(prompts: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(B, longest) token ids and the mask of real tokens (None when no row is padded)."""
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.bool)
-    for i, p in enumerate(prompts):
-        ids[i, :len(p)] = torch.as_tensor(list(p), dtype=torch.long)
-        mask[i, :len(p)] = True
-    return ids.to(device), (None if bool(mask.all()) else mask.to(device))
+    @property
+    def kv_blocks_used(self) -> int:
+        return self.pool.blocks.used
 
+    # ---- one step ----------------------------------------------------------------------------
 
-@torch.inference_mode()
-def stream(model, prompts: Sequence[Sequence[int]], params: SamplingParams, tokenizer=None,
-           use_cache: bool = True, compile: bool = False) -> Iterator[StreamEvent]:
-    """Generate for a batch of token-id prompts, yielding one event per row and token.
+    @torch.inference_mode()
+    def step(self) -> list[Event]:
+        events, self._done = self._done + self._drop_cancelled(), []
+        self.stats.steps += 1
+        new = self._admit()
+        self._check_weights |= bool(new)
+        old = [r for r in self.running if r not in new]
+        if new:
+            events += self._prefill(new)
+        if old:
+            events += self._decode(old)
+        return events
 
-    Rows that finish leave the batch, so the later steps compute only the running ones. With
-    use_cache=False every step recomputes the whole sequence (a reference for tests).
-    compile=True compiles the decode step with torch.compile (see lmforge.generate.decode): paid on
-    the first shapes a process meets, then faster per token; eager if compilation fails.
-    """
-    if not prompts or any(len(p) == 0 for p in prompts):
-        raise ValueError("every prompt needs at least one token (start it with the BOS token)")
-    device = next(model.parameters()).device
-    B = len(prompts)
-    ids, mask = _right_pad(prompts, model.cfg.pad_token_id, device)
-    gens = None if params.seed is None else [torch.Generator(device=device).manual_seed(params.seed + i)
-                                             for i in range(B)]
-    rows = [_RowText(tokenizer, params.stop_strings) for _ in range(B)]
-    stop_ids = set(params.stop_token_ids)
-    if params.max_new_tokens == 0:
-        for i in range(B):
-            yield StreamEvent(i, None, "", "length")
-        return
+    def run(self) -> Iterator[Event]:
+        """Step until every queued request is done."""
+        while self.has_work():
+            yield from self.step()
 
-    last = torch.tensor([len(p) - 1 for p in prompts], device=device)
-    if use_cache:
-        cache = KVCache(model.cfg, B, ids.shape[1] + params.max_new_tokens, device, next(model.parameters()).dtype)
-        hidden = model.forward_hidden(ids, kv_cache=cache, padding_mask=mask)
-        logits = model.logits(hidden[torch.arange(B, device=device), last])
-        decode = DecodeStep(model, cache, compile=compile)
-    else:
-        seqs = [list(p) for p in prompts]
-        logits = _recompute(model, seqs, device)
+    def _drop_cancelled(self) -> list[Event]:
+        events = []
+        for req in [r for r in (*self.waiting, *self.running) if r.cancelled]:
+            self._finish(req, "cancelled")
+            events.append(Event(req.id, None, "", "cancelled"))
+        return events
 
-    running = list(range(B))  # the prompt index of each row of the batch
-    for step in range(params.max_new_tokens):
-        next_ids = sample_next(logits, params, None if gens is None else [gens[i] for i in running])
-        tokens = next_ids.tolist()  # one host transfer per step, not one per row
-        last_step = step == params.max_new_tokens - 1
-        keep = []
-        for row, i in enumerate(running):
-            tok = tokens[row]
-            if tok in stop_ids:
-                yield StreamEvent(i, None, rows[i].flush(), "stop")
+    def _admit(self) -> list[Request]:
+        blocks, bs = self.pool.blocks, self.pool.block_size
+        if self.waiting:
+            self._flush()  # the prefix cache may match blocks the running requests are filling
+        admitted, budget = [], self.max_prefill_tokens
+        while self.waiting and len(self.running) < self.max_batch:
+            req = self.waiting[0]
+            tokens = req.tokens
+            hashes = block_hashes(tokens, bs)
+            # Cached leading blocks; at least the last token is computed, to give the next logits.
+            cached = blocks.match_prefix(hashes[:(len(tokens) - 1) // bs])
+            todo = len(tokens) - len(cached) * bs
+            need = math.ceil(len(tokens) / bs) - len(cached)
+            # Keep a block of room per running request, so that admitting does not force preemptions.
+            if need > blocks.available - len(self.running) or (admitted and todo > budget):
+                blocks.release(cached)
+                break  # wait for room, in arrival order
+            req.blocks = cached + [blocks.allocate() for _ in range(need)]
+            req.hashes, req.cached = hashes, len(cached) * bs
+            req.registered = req.cached
+            self.stats.prefix_hit_tokens += req.cached
+            budget -= todo
+            admitted.append(self.waiting.popleft())
+            self.running.append(req)
+        return admitted
+
+    def _prefill(self, reqs: list[Request]) -> list[Event]:
+        """The admitted prompts (past their cached blocks) packed into one row, no padding."""
+        parts = [r.tokens[r.cached:] for r in reqs]
+        counts = [len(p) for p in parts]
+        dev = self.pool.device
+        ids = torch.tensor([[t for p in parts for t in p]], device=dev)
+        batch = PackedPrefill(self.pool, [r.blocks for r in reqs], [r.cached for r in reqs], counts)
+        hidden = self.model.forward_hidden(ids, kv_cache=batch)
+        last = torch.tensor(counts, device=dev).cumsum(0) - 1
+        logits = self.model.logits(hidden[0, last])
+        for r, c in zip(reqs, counts):
+            r.cached += c
+        return self._sampled(reqs, logits)
+
+    def _decode(self, reqs: list[Request]) -> list[Event]:
+        reqs = self._make_room(reqs)
+        if not reqs:
+            return []
+        dev = self.pool.device
+        ids = torch.tensor([[r.output[-1]] for r in reqs], device=dev)
+        members = [r.id for r in reqs]
+        if self._batch is None or self._batch_members != members:
+            # The running set changed: a new working copy of its keys and values (one gather).
+            self._flush()
+            capacity = max(len(r.prompt) + r.params.max_new_tokens for r in reqs)
+            self._batch = DecodeBatch(self.pool, [r.blocks for r in reqs], [r.cached for r in reqs], capacity)
+            self._batch_members = members
+        batch = self._batch
+        batch.tables = [r.blocks for r in reqs]  # the same lists, grown by _make_room
+        if self._check_weights:
+            prepare_kernels(self.model, self._kernel_batch)
+            self._check_weights = False
+        with kernels_enabled():
+            logits = self.model.logits(self.model.forward_hidden(ids, kv_cache=batch)[:, 0])
+        for r in reqs:
+            r.cached += 1
+        return self._sampled(reqs, logits)
+
+    def _make_room(self, reqs: list[Request]) -> list[Request]:
+        """A slot for each request's next token: a new block where its last one is full. With none
+        left, the most recently admitted request goes back to the queue (its blocks freed)."""
+        blocks, bs = self.pool.blocks, self.pool.block_size
+        ready = []
+        for req in reqs:
+            while req in self.running and req.cached // bs >= len(req.blocks):
+                try:
+                    req.blocks.append(blocks.allocate())
+                except OutOfBlocks:
+                    self._preempt(self.running[-1])
+            if req in self.running:
+                ready.append(req)
+        return [r for r in ready if r in self.running]  # a later request may have preempted an earlier one
+
+    def _flush(self) -> None:
+        """The running batch's decoded keys and values into the pool, before anything reads it."""
+        if self._batch is not None:
+            self._batch.flush()
+
+    def _preempt(self, req: Request) -> None:
+        self._flush()
+        self.pool.blocks.release(req.blocks)
+        req.blocks, req.cached, req.registered, req.hashes = [], 0, 0, []
+        self.running.remove(req)
+        self.waiting.appendleft(req)
+        self.stats.preemptions += 1
+
+    def _sampled(self, reqs: list[Request], logits: torch.Tensor) -> list[Event]:
+        seen = [torch.tensor(r.tokens, device=logits.device) if r.params.repetition_penalty != 1.0 else None
+                for r in reqs]
+        choices = sample_rows(logits, [r.params for r in reqs], [r.generator for r in reqs], seen)
+        events = []
+        now = time.perf_counter()
+        for req, choice in zip(reqs, choices):
+            self._register_full_blocks(req)
+            tok = choice.token_id
+            if req.first_token_at is None:
+                req.first_token_at = now
+            if tok in req.params.stop_token_ids:
+                events.append(Event(req.id, None, req.text.flush(), "stop", choice))
+                self._finish(req, "stop")
                 continue
-            text, hit_stop = rows[i].push(tok)
+            req.output.append(tok)
+            self.stats.generated_tokens += 1
+            text, hit_stop = req.text.push(tok)
             if hit_stop:
-                yield StreamEvent(i, tok, text, "stop")
-            elif last_step:
-                yield StreamEvent(i, tok, text + rows[i].flush(), "length")
+                events.append(Event(req.id, tok, text, "stop", choice))
+                self._finish(req, "stop")
+            elif len(req.output) >= req.params.max_new_tokens:
+                events.append(Event(req.id, tok, text + req.text.flush(), "length", choice))
+                self._finish(req, "length")
             else:
-                yield StreamEvent(i, tok, text)
-                keep.append(row)
-        if not keep:
-            return
-        if len(keep) < len(running):  # finished rows leave the batch
-            running = [running[row] for row in keep]
-            next_ids = next_ids[torch.tensor(keep, device=device)]
-            if use_cache:
-                cache.keep_rows(keep)
-        if use_cache:
-            logits = decode(next_ids)
-        else:
-            for i, tok in zip(running, next_ids.tolist()):
-                seqs[i].append(tok)
-            logits = _recompute(model, [seqs[i] for i in running], device)
+                events.append(Event(req.id, tok, text, None, choice))
+        return events
 
+    def _register_full_blocks(self, req: Request) -> None:
+        """Offer the request's newly filled blocks to the prefix cache (prompt and output alike)."""
+        bs, full = self.pool.block_size, req.cached // self.pool.block_size
+        if full > len(req.hashes):
+            req.hashes = block_hashes(req.tokens[:full * bs], bs)
+        for i in range(req.registered // bs, full):
+            self.pool.blocks.register(req.blocks[i], req.hashes[i])
+        req.registered = full * bs
 
-def _recompute(model, seqs: list[list[int]], device) -> torch.Tensor:
-    """Next-token logits (B, vocab) of each whole sequence, from scratch (one document per row)."""
-    ids, mask = _right_pad(seqs, model.cfg.pad_token_id, device)
-    documents = None if mask is None else (~mask).long()  # real tokens one document, padding another
-    hidden = model.forward_hidden(ids, document_ids=documents)
-    last = torch.tensor([len(s) - 1 for s in seqs], device=device)
-    return model.logits(hidden[torch.arange(len(seqs), device=device), last])
-
-def generate(model, prompts: Sequence[Sequence[int]], params: SamplingParams, tokenizer=None,
-             use_cache: bool = True, compile: bool = False) -> list[Completion]:
-    """Run `stream` to the end and collect one Completion per prompt."""
-    out = [Completion() for _ in prompts]
-    for ev in stream(model, prompts, params, tokenizer, use_cache, compile):
-        c = out[ev.index]
-        if ev.token_id is not None:
-            c.token_ids.append(ev.token_id)
-        c.text += ev.text
-        if ev.finish_reason:
-            c.finish_reason = ev.finish_reason
-    return out
+    def _finish(self, req: Request, reason: str) -> None:
+        self._flush()
+        req.finish_reason = reason
+        if req in self.running:
+            self.running.remove(req)
+        elif req in self.waiting:
+            self.waiting.remove(req)
+        self.pool.blocks.release(req.blocks)
+        req.blocks = []
+        del self.requests[req.id]
+        self.stats.finished += 1

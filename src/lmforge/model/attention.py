@@ -36,11 +36,15 @@ import torch.nn.functional as F
 class AttentionMask:
     """What every attention layer of one forward pass needs to know about the batch."""
 
-    backend: str  # "causal", "full" (no mask: decoding), "dense", "flex" or "flash"
+    backend: str  # "causal", "full" (no mask: decoding), "dense", "flex", "flash" or "segments"
     dense: torch.Tensor | None = None  # (B, 1, T, S) bool, True where attention is allowed
     block_mask: object | None = None  # FlexAttention BlockMask
     cu_seqlens: torch.Tensor | None = None  # (n_docs + 1,) int32 offsets into the flattened batch
     max_seqlen: int = 0
+    # "segments": one row of several sequences back to back, each attending to its own keys only
+    # (a batch of prompts packed without padding): (query start, query count, key start, key count);
+    # a segment's queries are the last of its keys (causal, aligned to the end).
+    segments: list[tuple[int, int, int, int]] | None = None
 
 
 def positions_from_documents(document_ids: torch.Tensor) -> torch.Tensor:
@@ -178,7 +182,24 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: AttentionMas
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask.dense, enable_gqa=gqa)
     if mask.backend == "flex":
         return _compiled_flex()(q, k, v, block_mask=mask.block_mask, enable_gqa=gqa)
+    if mask.backend == "segments":
+        return _segments(q, k, v, mask.segments, gqa)
     return _flash(q, k, v, mask)
+
+
+def _segments(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, segments: list[tuple[int, int, int, int]],
+              gqa: bool) -> torch.Tensor:
+    """Attention of each segment's queries over its own keys, one SDPA call each: a packed row costs
+    the sum of the segments' squares, not the square of their sum (varlen attention, on any device)."""
+    out = q.new_empty(q.shape)
+    for qs, qn, ks, kn in segments:
+        qq, kk, vv = q[:, :, qs:qs + qn], k[:, :, ks:ks + kn], v[:, :, ks:ks + kn]
+        if qn == kn:
+            out[:, :, qs:qs + qn] = F.scaled_dot_product_attention(qq, kk, vv, is_causal=True, enable_gqa=gqa)
+        else:  # queries are the last qn of kn keys: causal aligned to the end
+            allowed = torch.ones(qn, kn, dtype=torch.bool, device=q.device).tril(kn - qn)
+            out[:, :, qs:qs + qn] = F.scaled_dot_product_attention(qq, kk, vv, attn_mask=allowed, enable_gqa=gqa)
+    return out
 
 
 def _flash(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: AttentionMask) -> torch.Tensor:

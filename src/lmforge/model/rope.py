@@ -77,7 +77,12 @@ def rope_cos_sin(cfg: ModelConfig, positions: torch.Tensor, seq_len: torch.Tenso
 
 
 def cos_sin(positions: torch.Tensor, inv_freq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin (..., head_dim) of integer positions (...) at the given inverse frequencies."""
+    """cos and sin (..., head_dim) of integer positions (...) at the given inverse frequencies:
+    (head_dim / 2,) for every token, (B, head_dim / 2) for positions (B, T), one set per row (a
+    server's requests each with the dynamic-NTK base of its own length), or (B, T, head_dim / 2),
+    one per token (requests packed into one row)."""
+    if inv_freq.dim() == 2:
+        inv_freq = inv_freq[:, None, :]
     freqs = positions.float()[..., None] * inv_freq  # (..., d/2)
     emb = torch.cat((freqs, freqs), dim=-1)
     return emb.cos(), emb.sin()

@@ -23,6 +23,17 @@ def test_kv_cache_equals_recompute(ratio):
     assert all(len(c.token_ids) == 20 and c.finish_reason == "length" for c in cached)
 
 
+def test_kv_cache_equals_recompute_beyond_the_window():
+    # Prompts longer than the 32-token window: dynamic NTK sets the base from the prefill on, and
+    # the cache must compute it as a full forward over the whole sequence does.
+    model = tiny_model(seed=11)
+    prompts = _prompts(model.cfg.vocab_size, [40, 9, 33], seed=2)
+    params = SamplingParams(max_new_tokens=12)
+    cached = generate(model, prompts, params)
+    recomputed = generate(model, prompts, params, use_cache=False)
+    assert [c.token_ids for c in cached] == [c.token_ids for c in recomputed]
+
+
 def test_mixed_length_batch_equals_each_prompt_alone():
     model = tiny_model(seed=4)
     prompts = _prompts(model.cfg.vocab_size, [2, 11, 6], seed=1)
@@ -80,7 +91,7 @@ def test_stop_token_ends_a_row_without_being_returned():
 class CharTokenizer:
     """Each id decodes to one character: enough to test stop strings and streaming."""
 
-    def decode(self, ids):
+    def decode(self, ids, skip_special_tokens=False):
         return "".join(chr(ord("a") + i % 26) for i in ids)
 
 

@@ -1,0 +1,86 @@
+"""The OpenAI API's request bodies as lmforge serves them, checked before any work starts.
+
+Fields the API defines and lmforge does not act on (`user`, `presence_penalty`, ...) are accepted
+and ignored, as vLLM and LMDeploy do; vLLM's extensions `top_k` and `repetition_penalty` are
+honoured. A value out of range is a 400 naming the field (lmforge.serve.app formats it).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_STOP_STRINGS = 4  # the OpenAI API's own limit
+
+
+class _Sampling(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str
+    temperature: float = Field(1.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int = Field(0, ge=0)
+    repetition_penalty: float = Field(1.0, gt=0.0)
+    seed: int | None = None
+    stop: list[str] = Field(default_factory=list)  # a string or a list of strings in the request
+    stream: bool = False
+    n: int = Field(1, ge=1, le=1)  # one choice per request
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stops(cls, v):
+        stops = [v] if isinstance(v, str) else list(v or [])
+        if not all(isinstance(s, str) for s in stops):
+            raise ValueError("stop must be a string or a list of strings")
+        if len(stops) > MAX_STOP_STRINGS:
+            raise ValueError(f"at most {MAX_STOP_STRINGS} stop strings, got {len(stops)}")
+        if any(not s for s in stops):
+            raise ValueError("stop strings must not be empty")
+        return stops
+
+    def stream_usage(self) -> bool:
+        options = (self.model_extra or {}).get("stream_options") or {}
+        return bool(isinstance(options, dict) and options.get("include_usage"))
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "user", "assistant", "environment", "tool"]
+    content: str | list[dict]
+
+    def text(self) -> str:
+        """The message's text; a list of parts keeps its text parts (images are not served yet)."""
+        if isinstance(self.content, str):
+            return self.content
+        parts = []
+        for part in self.content:
+            if part.get("type") != "text" or not isinstance(part.get("text"), str):
+                raise ValueError(f"message content part of type {part.get('type')!r}: only text parts are served")
+            parts.append(part["text"])
+        return "".join(parts)
+
+
+class ChatRequest(_Sampling):
+    messages: list[Message] = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+
+
+class CompletionRequest(_Sampling):
+    prompt: str | list[str]
+    max_tokens: int = Field(16, ge=1)
+    logprobs: int | None = Field(None, ge=0, le=20)
+    echo: bool = False
+
+    @field_validator("prompt")
+    @classmethod
+    def _one_prompt(cls, v):
+        if isinstance(v, list):
+            if len(v) != 1:
+                raise ValueError(f"one prompt per request, got {len(v)}")
+            return v[0]
+        return v
