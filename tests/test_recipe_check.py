@@ -38,7 +38,7 @@ def test_check_fields_names_the_field_and_what_is_allowed():
         TrainSection(micro_batch=0)
     with pytest.raises(ValueError, match=r"^val_share = 1.0: expected a number in \[0, 1\)$"):
         DataSection(val_share=1.0)
-    with pytest.raises(ValueError, match=r"^optimizer = 'sgd': expected one of 'adamw', 'adalomo'$"):
+    with pytest.raises(ValueError, match=r"^optimizer = 'sgd': expected one of 'adamw', 'adalomo', 'muon'$"):
         TrainSection(optimizer="sgd")
     with pytest.raises(RecipeError, match=r"micro.toml \(with --set overrides\): eval.niah_lengths = \[64, 0\]: "):
         micro("eval.niah_lengths=[64, 0]")  # a list is checked item by item

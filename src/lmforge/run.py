@@ -47,7 +47,7 @@ def run(recipe: Recipe, recipe_dir: Path | None = None, from_stage: str | None =
     check_run_recipe(recipe, recipe_dir)
     console = console or Console()
     seed, data, out = recipe.run.seed, recipe.data, Path(recipe.run.out_dir)
-    order = [s for s in RUN_STAGES if not (s == "crawl" and data.input)]
+    order = [s for s in RUN_STAGES if not (s == "crawl" and (data.input or data.corpus))]
     stages = RunStages(out, order, from_stage, log=console.print)
     torch.manual_seed(seed)
     out.mkdir(parents=True, exist_ok=True)
@@ -55,25 +55,32 @@ def run(recipe: Recipe, recipe_dir: Path | None = None, from_stage: str | None =
     started = time.perf_counter()
 
     # 1. The raw crawl: the demo crawl, or the user's own files (the files the input matches now, with
-    # their sizes and times, are the key: a file added under the same glob redoes the data stage).
+    # their sizes and times, are the key: a file added under the same glob redoes the data stage), or
+    # an embedded corpus taken as it is (no crawl, no curation).
     if data.input:
         input_dir, input_format, upstream = data.input, data.input_format, []
         input_config = corpus.input_config(data)
-    else:
+    elif not data.corpus:
         crawl = stages.run("crawl", {"pages": data.crawl_pages, "seed": seed}, [],
                            lambda folder: corpus.crawl(data, seed, folder))
         input_dir, input_format, upstream, input_config = str(crawl.folder), "warc", ["crawl"], {}
 
     # 2. Curation: the data recipe's stages (WanJuan-CC), its text part; shards come from our tokenizer.
-    pipeline_path = corpus.resolve_pipeline(data.pipeline, recipe_dir)
-    curated = stages.run("data", {"pipeline": pipeline_path.read_text(), "tasks": data.tasks, **input_config},
-                         upstream, lambda folder: corpus.curate(data, pipeline_path, input_dir, input_format,
-                                                                folder, console))
+    if data.corpus:
+        curated = stages.run("data", {"corpus": data.corpus}, [],
+                             lambda folder: corpus.embedded_corpus(data.corpus, folder))
+    else:
+        pipeline_path = corpus.resolve_pipeline(data.pipeline, recipe_dir)
+        curated = stages.run("data", {"pipeline": pipeline_path.read_text(), "tasks": data.tasks, **input_config},
+                             upstream, lambda folder: corpus.curate(data, pipeline_path, input_dir, input_format,
+                                                                    folder, console))
     data_dir = curated.folder
 
     @functools.cache  # the tokenizer and shards stages both need them: read once per run
     def documents():
         docs = corpus.read_documents(data_dir / curated.summary["curated"])
+        if curated.summary.get("val"):  # a fixed held-out split (an embedded corpus)
+            return docs, corpus.read_documents(data_dir / curated.summary["val"])
         return corpus.split_documents(docs, data.val_share, seed)
 
     # 3. Tokenizer: trained on the curated training documents; compression on the held-out ones.

@@ -104,3 +104,61 @@ def test_wsd_schedule_is_flat_then_decays_linearly():
     assert lr_at(100, **kw) == pytest.approx(0.2)
     with pytest.raises(ValueError, match="schedule"):
         lr_at(50, peak=1, total=10, warmup=0, schedule="linear")
+
+
+RTOL_MUON = 0.15  # torch's Newton-Schulz runs in bfloat16 (~5-10% off float64 here); a wrong
+# learning-rate scale, step count or coefficients is off by 20-40%
+
+
+def reference_muon_update(grads, lr, wd, p0, momentum=0.95, coeffs=(3.4445, -4.775, 2.0315), steps=5):
+    """Muon written from its definition (Keller Jordan's Muon; arXiv 2502.16982 for the AdamW-matching
+    scale), in float64: Nesterov momentum, the quintic Newton-Schulz iteration on the Frobenius-normalised
+    update, the step scaled by 0.2 sqrt(max(A, B)), decoupled weight decay."""
+    p, buf = p0.double().clone(), torch.zeros_like(p0, dtype=torch.float64)
+    a, b, c = coeffs
+    for g in grads:
+        g = g.double()
+        buf = momentum * buf + (1 - momentum) * g
+        x = (1 - momentum) * g + momentum * buf  # Nesterov
+        tall = x.shape[0] > x.shape[1]
+        x = x.T if tall else x
+        x = x / x.norm()
+        for _ in range(steps):
+            m = x @ x.T
+            x = a * x + (b * m + c * m @ m) @ x
+        x = x.T if tall else x
+        p = p * (1 - lr * wd) - lr * 0.2 * math.sqrt(max(p.shape)) * x
+    return p
+
+
+def test_muon_updates_block_matrices_by_its_formula_and_the_rest_by_adamw():
+    from lmforge.train.optim import OptimizerList, build_optimizer
+    from tests.helpers import tiny_model
+
+    torch.manual_seed(0)
+    model = tiny_model().train()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = build_optimizer(model, "muon", lr=0.01, weight_decay=0.1)
+    assert isinstance(opt, OptimizerList)
+    muon, adamw = opt.optimizers
+    muon_ids = {id(p) for g in muon.param_groups for p in g["params"]}
+    names = {n for n, p in model.named_parameters() if id(p) in muon_ids}
+    assert names == {n for n, p in model.named_parameters() if p.dim() == 2 and n.startswith("layers.")}
+    assert "tok_embeddings.weight" not in names and not any("norm" in n for n in names)
+    grads = []
+    for _ in range(2):
+        ids = torch.randint(0, 300, (2, 16))
+        logits = model.logits(model.forward_hidden(ids))
+        loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 300), ids[:, 1:].reshape(-1))
+        loss.backward()
+        grads.append({n: p.grad.detach().clone() for n, p in model.named_parameters()})
+        opt.step()
+        opt.zero_grad()
+    name = "layers.0.feed_forward.w1.weight"  # tall (160 x 64): the transposed branch
+    for n in (name, "layers.1.attention.wqkv.weight"):
+        want = reference_muon_update([g[n] for g in grads], 0.01, 0.1, before[n])
+        got = dict(model.named_parameters())[n].detach().double()
+        d_got, d_want = got - before[n].double(), want - before[n].double()
+        assert float((d_got - d_want).norm() / d_want.norm()) < RTOL_MUON, n
+    emb = dict(model.named_parameters())["tok_embeddings.weight"]
+    assert adamw.state[emb]["step"] == 2  # AdamW's state, not Muon's

@@ -166,3 +166,67 @@ def test_init_from_a_published_style_checkpoint_continues_training(dataset, tmp_
                  tmp_path / "cont", console=QUIET)[0]
     fresh_start, cont_start = _losses(first)[0], _losses(cont)[0]
     assert cont_start < fresh_start - 1.0, (fresh_start, cont_start)
+
+
+def test_time_budget_ends_the_stage_and_its_schedule(dataset, tmp_path):
+    """`max_seconds`: the stage stops when the budget is spent, and the cosine has reached its floor."""
+    import json
+
+    root, tok = dataset
+    tc = _tc(root, steps=1_000_000, max_seconds=4.0, warmup_steps=2, val_every=10_000, lr=5e-3, min_lr_ratio=0.1)
+    result = train(_cfg(tok), tc, tmp_path, console=QUIET)[0]
+    rows = [json.loads(line) for line in result.metrics.read_text().splitlines()]
+    steps = [r for r in rows if "lr" in r]
+    assert 5 < len(steps) < 1_000_000 and result.val_loss is not None  # validated at the last step
+    assert steps[-1]["lr"] < 0.2 * 5e-3 and max(r["lr"] for r in steps) > 0.8 * 5e-3
+    assert 4.0 <= result.seconds < 4.0 + 5.0
+    assert (tmp_path / "main" / "hf" / "config.json").is_file()
+
+
+def test_muon_trains_and_resumes_exactly(dataset, tmp_path):
+    """Muon (block matrices) + AdamW (the rest): learns like AdamW, and its two optimizer states come
+    back from a checkpoint bit for bit."""
+    import json
+
+    root, tok = dataset
+    kw = dict(optimizer="muon", schedule="constant", warmup_steps=0, lr=5e-3, val_every=10_000, ckpt_every=4)
+    straight = train(_cfg(tok), _tc(root, steps=8, **kw), tmp_path / "straight", console=QUIET)[0]
+    train(_cfg(tok), _tc(root, steps=4, **kw), tmp_path / "resumed", console=QUIET)
+    (tmp_path / "resumed" / "main" / "DONE").unlink()
+    resumed = train(_cfg(tok), _tc(root, steps=8, **kw), tmp_path / "resumed", resume=True, console=QUIET)[0]
+
+    def losses(result):
+        rows = [json.loads(line) for line in result.metrics.read_text().splitlines()]
+        return [r["loss"] for r in rows if "lr" in r]
+
+    assert losses(straight)[-4:] == losses(resumed)[-4:]
+    assert losses(straight)[-1] < losses(straight)[0] - 0.5
+
+
+def test_validation_bits_per_byte_matches_the_exported_model(dataset, tmp_path):
+    """val_bpb in the metrics = the exported model's log-probs of the same validation rows, summed
+    over the targets that stand for text, over those targets' UTF-8 bytes (recomputed here from the
+    decoded text of each target token, not from the tokenizer's byte table)."""
+    import json
+
+    from lmforge.model.logprobs import token_logprobs
+    from lmforge.train.loader import validation_batches
+
+    root, tok = dataset
+    tc = _tc(root, steps=6, val_every=6, val_rows=8)
+    result = train(_cfg(tok), tc, tmp_path, tokenizer_dir=str(root / "tokenizer"), console=QUIET)[0]
+    rows = [json.loads(line) for line in result.metrics.read_text().splitlines()]
+    logged = [r for r in rows if "val_bpb" in r][-1]["val_bpb"]
+    model = load_model(tmp_path / "main" / "hf").eval()
+    bits, n_bytes = 0.0, 0
+    special = {tok.token_to_id(t) for t in tok.special_tokens}
+    for b in validation_batches(TokenStream(root / "val", model.cfg.vocab_size), 64, 8, 8):
+        ids = torch.cat([b.input_ids, b.targets[:, -1:].clamp(min=0)], dim=1)
+        with torch.no_grad():
+            lp = token_logprobs(model, ids, document_ids=b.document_ids)
+        for r in range(ids.shape[0]):
+            kept = [t for t in range(ids.shape[1] - 1) if int(b.targets[r, t]) >= 0
+                    and int(b.targets[r, t]) not in special]
+            bits -= sum(float(lp[r, t]) for t in kept) / math.log(2)
+            n_bytes += len(tok.decode([int(b.targets[r, t]) for t in kept]).encode("utf-8"))  # English: whole chars
+    assert logged == pytest.approx(bits / n_bytes, rel=2e-3)

@@ -3,6 +3,7 @@
     lmforge eval run CHECKPOINT --tasks mmlu,gsm8k --limit 20    -> harness.run_eval
     lmforge eval niah CHECKPOINT --haystack en,zh,passkey         -> niah.run_niah_checkpoint
     lmforge eval ppl CHECKPOINT --lang en,zh                      -> perplexity.run_perplexity
+    lmforge eval bpb CHECKPOINT --text heldout.txt                -> bpb.run_bpb
     lmforge eval compare runs/a/eval/model runs/b/eval/model      -> report.compare
     lmforge eval scaling sweep.json --x flops                     -> scaling.run_scaling
     lmforge eval tasks                                            -> list the built-in tasks
@@ -55,6 +56,18 @@ def _cmd_ppl(args) -> int:
 
     run_perplexity(args.checkpoint, langs=_csv(args.lang), files=args.file, window=args.window,
                    max_windows=args.max_windows, tokenizer=args.tokenizer, device=args.device, out=args.out)
+    return 0
+
+
+def _cmd_bpb(args) -> int:
+    from lmforge.eval.bpb import run_bpb
+
+    if args.out is not None:
+        from pathlib import Path
+
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    run_bpb(args.checkpoint, args.text, context=args.context, stride=args.stride, tokenizer=args.tokenizer,
+            device=args.device, max_chars=args.max_chars, out=args.out, batch_size=args.batch_size)
     return 0
 
 
@@ -134,6 +147,23 @@ def register(subparsers) -> argparse.ArgumentParser:
     q.add_argument("--max-windows", type=positive_int, default=16)
     q.add_argument("--out", default=None, help="write the numbers to this JSON file")
     q.set_defaults(fn=_cmd_ppl)
+
+    b = sub.add_parser("bpb", help="bits per UTF-8 byte of text files (compares models with different tokenizers)",
+                       description="Bits per UTF-8 byte: the text is tokenized once (a tokenizer that does not "
+                                   "give it back exactly is refused), scored with a sliding window at the model's "
+                                   "context (every token once; the first costs log2(vocab) bits), summed in "
+                                   "float64 and divided by the text's UTF-8 length.")
+    _common(b)
+    b.add_argument("--text", action="append", required=True, metavar="FILE",
+                   help="a UTF-8 text file to score (repeatable)")
+    b.add_argument("--context", type=positive_int, default=None,
+                   help="tokens per window (default: the model's max_seq_len)")
+    b.add_argument("--stride", type=positive_int, default=None,
+                   help="tokens the window moves each time; 1 .. context-1 (default: half the context)")
+    b.add_argument("--max-chars", type=positive_int, default=None, help="score only the first N characters")
+    b.add_argument("--batch-size", type=positive_int, default=16, help="windows per forward pass")
+    b.add_argument("--out", default=None, help="write the numbers to this JSON file")
+    b.set_defaults(fn=_cmd_bpb)
 
     c = sub.add_parser("compare", help="several results side by side (Markdown)")
     c.add_argument("results", nargs="+", help="results.json files or the folders holding them")

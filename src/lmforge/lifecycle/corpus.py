@@ -49,6 +49,27 @@ def input_config(section: DataSection) -> dict:
     return {"input": section.input, "format": section.input_format, "files": files}
 
 
+def embedded_corpus(name: str, folder: Path) -> dict:
+    """The `data` stage for `[data] corpus`: the corpus's train and held-out texts as documents (one per
+    play), written as JSONL under train/ and val/; no curation (the texts are clean already)."""
+    import json
+
+    from lmforge import corpora
+    from lmforge.atomic import write_atomic
+
+    if name != "shakespeare":
+        raise RecipeError(f"data.corpus = {name!r}: expected one of {', '.join(corpora.EMBEDDED_CORPORA)}")
+    counts = {}
+    for split, part in (("train", "train"), ("val", "heldout")):
+        plays = corpora.shakespeare_plays(part)
+        (folder / split).mkdir(parents=True, exist_ok=True)
+        rows = [json.dumps({"id": play, "text": text, "metadata": {"language": "en", "source": "shakespeare"}},
+                           ensure_ascii=False) for play, text in plays.items()]
+        write_atomic(folder / split / "documents.jsonl", "\n".join(rows) + "\n")
+        counts[split] = {"documents": len(plays), "chars": sum(map(len, plays.values())), "texts": list(plays)}
+    return {"corpus": name, "curated": "train", "val": "val", "branches": [], "splits": counts}
+
+
 def resolve_pipeline(name: str, recipe_dir: Path | None) -> Path:
     """A data recipe path: as given, else next to the run recipe."""
     candidates = [Path(name)] + ([recipe_dir / name] if recipe_dir is not None else [])

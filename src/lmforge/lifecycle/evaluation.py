@@ -1,7 +1,7 @@
 """The `eval` stage of `lmforge run`: the run's model read back from disk and measured (InternLM2
 section 5).
 
-Held-out perplexity per language (the validation documents the shards stage set aside), the
+Held-out perplexity and bits per byte per language (the validation documents the shards stage set aside), the
 benchmark tasks with `limit` examples each (OpenCompass-style PPL, generation and code modes), and
 the Needle-in-a-Haystack grid with its heatmap; the summary is what the run-stage record keeps and
 the report reads.
@@ -31,6 +31,11 @@ def evaluate_model(section: EvalSection, model_dir: Path, shards_dir: Path, devi
         summary["perplexity"] = {Path(name).stem.removeprefix("val_"): {k: r[k] for k in ("tokens", "ppl",
                                                                                         "bits_per_byte")}
                                  for name, r in ppl.items()}
+    if files and section.bpb:
+        from lmforge.eval.bpb import run_bpb
+
+        bpb = run_bpb(model_dir, files, device=device, max_chars=section.bpb_max_chars, out=folder / "bpb.json")
+        summary["bpb"] = {Path(name).stem.removeprefix("val_"): r for name, r in bpb.items()}
     if section.tasks:
         results = run_eval(model_dir, section.tasks, limit=section.limit, out=folder / "benchmarks", device=device,
                            max_new_tokens=section.max_new_tokens, seed=seed, show_progress=console.is_terminal)

@@ -49,6 +49,7 @@ def metrics_summary(path: Path, warmup: int = 3) -> dict:
             "tokens": steps[-1]["tokens"] if steps else 0,
             "loss": statistics.fmean(r["loss"] for r in steps[-10:]) if steps else None,
             "val_loss": vals[-1]["val_loss"] if vals else None,
+            "val_bpb": vals[-1].get("val_bpb") if vals else None,
             "tokens_per_s": statistics.median(r["tokens_per_s"] for r in timed) if timed else None,
             "mfu": statistics.median(r["mfu"] for r in timed) if timed else None,
             "skipped": sum(bool(r.get("skipped")) for r in steps)}
@@ -77,14 +78,15 @@ def pretrain(recipe: Recipe, tokenizer_dir: Path, shards_dir: Path, folder: Path
     convert(results[-1].hf_dir, folder / "model", to="internlm2")
     convert(folder / "model", folder / "model-llama", to="llama")
     table = Table(title="pre-training")
-    for col in ("stage", "steps", "loss", "val loss", "tokens/s", "MFU", "skipped"):
+    for col in ("stage", "steps", "loss", "val loss", "val bpb", "tokens/s", "MFU", "skipped"):
         table.add_column(col, justify="left" if col == "stage" else "right")
     per_train_stage = {}
     for r in results:
         m = metrics_summary(r.metrics)
         per_train_stage[r.name] = {**m, "seconds": round(r.seconds, 2), "metrics": str(r.metrics.relative_to(folder))}
         table.add_row(r.name, str(m["steps"]), f"{m['loss']:.3f}" if m["loss"] else "-",
-                      f"{m['val_loss']:.3f}" if m["val_loss"] else "-", f"{m['tokens_per_s'] or 0:,.0f}",
+                      f"{m['val_loss']:.3f}" if m["val_loss"] else "-",
+                      f"{m['val_bpb']:.3f}" if m["val_bpb"] else "-", f"{m['tokens_per_s'] or 0:,.0f}",
                       f"{100 * (m['mfu'] or 0):.1f}%", str(m["skipped"]))
     console.print(table)
     return {"params": num_params(cfg), "model": dataclasses.asdict(cfg), "stages": per_train_stage,

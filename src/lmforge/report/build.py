@@ -100,7 +100,15 @@ def build_page(data: dict, run_dir: Path, outcomes: dict, assets: Path) -> Repor
     sec.paragraph("MFU is model FLOPs (6N + attention per token) over the measured matmul peak of this machine; "
                   "a stage marked `skipped` was done before with the same settings and inputs.")
 
-    if "data" in data:
+    if "data" in data and data["data"].get("corpus"):
+        d = data["data"]
+        sec = page.section(f"Data: the embedded {d['corpus']} corpus")
+        sec.paragraph("Taken as it is (no crawl, no curation), split by whole texts: the model never sees the "
+                      "held-out ones, which are the validation text.")
+        sec.table(["split", "texts", "characters", "which"],
+                  [[split, str(c["documents"]), f"{c['chars']:,}", ", ".join(c["texts"][:6])
+                    + (", ..." if len(c["texts"]) > 6 else "")] for split, c in d["splits"].items()])
+    elif "data" in data:
         d = data["data"]
         sec = page.section("Data: the curation funnel")
         if "crawl" in data:
@@ -141,9 +149,14 @@ def build_page(data: dict, run_dir: Path, outcomes: dict, assets: Path) -> Repor
         sec.paragraph(f"InternLM2 architecture, {p['params'] / 1e6:.2f}M parameters: dim {m['dim']}, "
                       f"{m['n_layers']} layers, {m['n_heads']} query / {m['n_kv_heads']} kv heads, "
                       f"ffn {m['ffn_dim']}, vocab {m['vocab_size']}.")
-        sec.table(["stage", "steps", "tokens", "train loss (last 10)", "val loss", "tokens/s", "MFU", "skipped steps"],
+        sec.table(["stage", "steps", "tokens", "train loss (last 10)", "val loss", "val bits / byte", "tokens/s", "MFU",
+                   "skipped steps"],
                   [[name, str(s["steps"]), f"{s['tokens']:,}", _num(s["loss"]), _num(s["val_loss"]),
-                    f"{s['tokens_per_s'] or 0:,.0f}", _pct(s["mfu"]), str(s["skipped"])] for name, s in pre.items()])
+                    _num(s.get("val_bpb")), f"{s['tokens_per_s'] or 0:,.0f}", _pct(s["mfu"]), str(s["skipped"])]
+                   for name, s in pre.items()])
+        sec.paragraph("Validation bits per byte: the validation loss summed over the targets that stand for text, "
+                      "over their UTF-8 bytes (comparable across tokenizers; the evaluation section scores the "
+                      "held-out text with a sliding window instead).")
         if p.get("loss_png"):
             png = _copy(outcomes["pretrain"].folder / p["loss_png"], assets, "loss.png")
             if png:
@@ -157,6 +170,13 @@ def build_page(data: dict, run_dir: Path, outcomes: dict, assets: Path) -> Repor
             sec.table(["language", "tokens", "perplexity", "bits / byte"],
                       [[k, str(r["tokens"]), f"{r['ppl']:.2f}", f"{r['bits_per_byte']:.3f}"]
                        for k, r in e["perplexity"].items()])
+        if e.get("bpb"):
+            sec.paragraph("Bits per UTF-8 byte of the held-out text (`lmforge eval bpb`: a sliding window at the "
+                          "model's context, stride half of it, every token scored once), comparable across "
+                          "tokenizers:")
+            sec.table(["text", "bytes", "tokens", "bits / token", "bits / byte"],
+                      [[k, f"{r['bytes']:,}", f"{r['tokens']:,}", f"{r['bits_per_token']:.3f}", f"{r['bpb']:.4f}"]
+                       for k, r in e["bpb"].items()])
         if e.get("benchmarks"):
             sec.paragraph(f"Benchmarks ({data['config']['eval']['limit'] or 'all'} examples each):")
             sec.table(["task", "mode", "n", "metric", "score"],

@@ -162,6 +162,27 @@ class Tokenizer:
         decoder = self.backend.get_added_tokens_decoder()
         return [decoder[i].content for i in sorted(decoder) if decoder[i].special]
 
+    def token_byte_lengths(self) -> list[int]:
+        """UTF-8 bytes of text each id stands for (0 for special tokens): the denominator of bits per
+        byte from token losses (nanochat's `token_bytes`). Byte-level BPE writes every byte as one
+        character of its alphabet; SentencePiece writes byte-fallback pieces as `<0xAB>` and spaces
+        as U+2581."""
+        from tokenizers.pre_tokenizers import ByteLevel
+
+        alphabet, special = set(ByteLevel.alphabet()), set(self.special_tokens)
+        out = []
+        for i in range(self.vocab_size):
+            token = self.id_to_token(i) or ""
+            if token in special:
+                out.append(0)
+            elif all(c in alphabet for c in token):
+                out.append(len(token))
+            elif len(token) == 6 and token.startswith("<0x") and token.endswith(">"):
+                out.append(1)
+            else:
+                out.append(len(token.replace("\u2581", " ").encode("utf-8")))
+        return out
+
     @property
     def stop_ids(self) -> list[int]:
         """Ids that end a generated turn: `</s>` and `<|im_end|>` (InternLM2 chat stops on it)."""

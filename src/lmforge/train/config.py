@@ -50,10 +50,15 @@ class TrainSection:
     init_from: str = ""  # continue from a Hugging Face InternLM2 / Llama checkpoint directory
     seed: int = 0
     steps: int = 200
+    # A wall-clock budget in seconds (0: none). The stage ends when it is spent, `steps` becomes a cap,
+    # and the schedule (warmup in steps, then cosine or WSD) follows the share of the budget spent
+    # instead of the share of steps: equal-time comparisons (bench/race_nanogpt.py). The number of
+    # steps then depends on the machine's speed, so such a run is not step-for-step reproducible.
+    max_seconds: float = 0.0
     seq_len: int = 256
     global_batch: int = 16  # rows per optimizer step, over all processes
     micro_batch: int = 8  # rows per forward pass in each process
-    optimizer: str = "adamw"  # "adamw" or "adalomo"
+    optimizer: str = "adamw"  # "adamw", "adalomo", or "muon" (Muon for the blocks' matrices + AdamW)
     lr: float = 3e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 20
@@ -80,11 +85,11 @@ class TrainSection:
     stages: list[TrainStageSection] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        check_fields(self, {**STAGE_RANGES, "min_lr_ratio": "[0, 1]", "decay_fraction": "[0, 1]",
+        check_fields(self, {**STAGE_RANGES, "max_seconds": ">= 0", "min_lr_ratio": "[0, 1]", "decay_fraction": "[0, 1]",
                             "weight_decay": ">= 0", "beta1": "[0, 1)", "beta2": "[0, 1)", "eps": "> 0",
                             "grad_clip": ">= 0", "clip_value": ">= 0", "ac_every": ">= 1", "keep_checkpoints": ">= 1",
                             "val_rows": ">= 1", "log_every": ">= 1", "spike_window": ">= 1", "spike_zscore": ">= 0"},
-                     {"optimizer": ("adamw", "adalomo"), "schedule": ("cosine", "wsd", "constant"),
+                     {"optimizer": ("adamw", "adalomo", "muon"), "schedule": ("cosine", "wsd", "constant"),
                       "dtype": ("auto", "float32", "bfloat16"),
                       "activation_checkpointing": ("none", "blocks", "attention")})
         names = [s.name for s in self.stages]

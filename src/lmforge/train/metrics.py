@@ -102,7 +102,8 @@ class MetricsLogger:
 
 def format_line(r: dict) -> str:
     if "val_loss" in r and "loss" not in r:
-        return f"step {r['step']:>6} | val loss {r['val_loss']:.4f}"
+        bpb = f" | val bpb {r['val_bpb']:.4f}" if r.get("val_bpb") is not None else ""
+        return f"step {r['step']:>6} | val loss {r['val_loss']:.4f}{bpb}"
     parts = [f"step {r['step']:>6}", f"loss {r['loss']:.4f}", f"lr {r['lr']:.2e}"]
     if r.get("grad_norm") is not None:
         parts.append(f"gnorm {r['grad_norm']:.3f}")

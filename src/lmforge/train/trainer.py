@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import signal
 import time
 from collections import Counter
@@ -116,9 +117,9 @@ class Trainer:
     skipping, checkpoints and export. `accum`: micro-batches per optimizer step in this process."""
 
     def __init__(self, model: InternLM2, tc: TrainSection, info: DistInfo, accum: int = 1):
-        if tc.optimizer == "adalomo" and info.distributed:
-            raise ValueError("train.optimizer='adalomo' runs in one process (its factored statistics need whole "
-                             "gradients, not FSDP2 shards); use adamw under torchrun")
+        if tc.optimizer in ("adalomo", "muon") and info.distributed:
+            raise ValueError(f"train.optimizer={tc.optimizer!r} runs in one process (it needs whole gradients, not "
+                             "FSDP2 shards); use adamw under torchrun")
         self.cfg, self.tc, self.info = model.cfg, tc, info
         param_dtype, self.autocast = _dtypes(tc, info)
         self.bf16 = self.autocast or param_dtype is not None
@@ -163,8 +164,8 @@ class Trainer:
                 loss.backward()
                 means.update(parts)
             means = Counter({k: all_reduce_sum(v, self.info) for k, v in means.items()})
-            # AdamW clips by global norm; AdaLomo clips values inside its update (norm only logged).
-            grad_norm = self._grad_norm(self.tc.grad_clip if self.tc.optimizer == "adamw" else 0.0)
+            # AdamW (and Muon) clip by global norm; AdaLomo clips values inside its update (norm only logged).
+            grad_norm = self._grad_norm(self.tc.grad_clip if self.tc.optimizer != "adalomo" else 0.0)
             reason = self.spike.check(means[loss_fn.log_key], grad_norm)
             if reason is None:
                 self.optimizer.step()
@@ -189,6 +190,21 @@ class Trainer:
             count += loss_fn.count(b)
         count = all_reduce_sum(count, self.info)
         return all_reduce_sum(total, self.info) / count if count else None
+
+    def evaluate_bpb(self, batches: list[Batch], token_bytes: torch.Tensor) -> float | None:
+        """Bits per UTF-8 byte of the batches' targets: the next-token loss summed over the targets that
+        stand for text (special tokens stand for none), over their bytes; comparable across tokenizers
+        (nanochat's validation bpb)."""
+        bits, n_bytes = 0.0, 0
+        loss_fn = NextTokenLoss()
+        for b in batches:
+            nbytes = token_bytes.to(b.targets.device)[b.targets.clamp(min=0)]
+            b = dataclasses.replace(b, loss_mask=(nbytes > 0) & (b.targets >= 0))
+            _, parts = self._forward(b.to(self.info.device), loss_fn, 1.0)  # sums
+            bits += parts[loss_fn.log_key] / math.log(2)
+            n_bytes += int(nbytes[b.loss_mask].sum())
+        n_bytes = all_reduce_sum(n_bytes, self.info)
+        return all_reduce_sum(bits, self.info) / n_bytes if n_bytes else None
 
     def save(self, root: Path, step: int, state: dict) -> Path:
         """A checkpoint of the model, optimizer, spike history and the caller's `state`."""
@@ -244,11 +260,17 @@ def train_stage(model_cfg: ModelConfig, tc: TrainSection, out_dir: str | Path, *
     val_stream = TokenStream(tc.val_shards, cfg.vocab_size, tc.seed) if tc.val_shards else None
     trainer = Trainer(model, tc, info, accum=loader.accum)
     loss_fn = NextTokenLoss(cfg.z_loss)
+    token_bytes = None  # validation bits per byte needs the tokenizer's bytes per token
+    if tokenizer_dir and val_stream is not None:
+        from lmforge.tokenizer import Tokenizer
+
+        lengths = Tokenizer.load(tokenizer_dir).token_byte_lengths()
+        token_bytes = torch.tensor(lengths + [0] * max(0, cfg.vocab_size - len(lengths)), dtype=torch.long)
 
     ckpt_root = out_dir / "checkpoints"
-    step, tokens_seen, resumed = 0, 0, None
+    step, tokens_seen, resumed, spent = 0, 0, None, 0.0
     if resume and (resumed := trainer.restore(ckpt_root)) is not None:
-        step, tokens_seen = resumed["step"], resumed["tokens"]
+        step, tokens_seen, spent = resumed["step"], resumed["tokens"], resumed.get("seconds", 0.0)
         loader.load_state_dict(resumed["loader"])
         console.print(f"[green]resumed {name} from {resumed['path']} (step {step}, written by "
                       f"{resumed['world_size']} process(es))[/green]")
@@ -268,31 +290,44 @@ def train_stage(model_cfg: ModelConfig, tc: TrainSection, out_dir: str | Path, *
                   f"on {info.device.type}")
 
     val_loss, interrupted = None, False
+    clock, elapsed = began - spent, spent  # the stage's seconds (setup included), across resumes
     with _StopFlag() as stop:
         while step < tc.steps:
             t0 = time.perf_counter()
-            lr = lr_at(step, peak=tc.lr, total=tc.steps, warmup=tc.warmup_steps, schedule=tc.schedule,
+            total = tc.steps
+            if tc.max_seconds:  # a wall-clock budget: the schedule follows the share of it spent
+                total = min(tc.steps, max(step + 1, round(step * tc.max_seconds / max(elapsed, 1e-9))))
+            lr = lr_at(step, peak=tc.lr, total=total, warmup=tc.warmup_steps, schedule=tc.schedule,
                        min_ratio=tc.min_lr_ratio, decay_fraction=tc.decay_fraction)
             stats = trainer.step(loader.next_step(), loss_fn, lr)
             step += 1
             tokens_seen += tokens_per_step
             tps = tokens_per_step / (time.perf_counter() - t0)
+            if tc.max_seconds:  # one clock for all processes, so that they stop at the same step
+                elapsed = all_reduce_sum(time.perf_counter() - clock, info) / info.dp_size
+            last = step == tc.steps or bool(tc.max_seconds and elapsed >= tc.max_seconds)
             logger.log({"step": step, "loss": stats.loss, "lr": lr, "grad_norm": stats.grad_norm,
                         "tokens": tokens_seen, "tokens_per_s": tps, "mfu": flops_tok * tps / info.world_size / peak,
                         "skipped": stats.skip_reason is not None, "skip_reason": stats.skip_reason,
                         "skips_total": trainer.spike.skipped},
-                       print_line=step % tc.log_every == 0 or step == tc.steps)
-            if tc.val_every and (step % tc.val_every == 0 or step == tc.steps) and val_stream is not None:
+                       print_line=step % tc.log_every == 0 or last)
+            if tc.val_every and (step % tc.val_every == 0 or last) and val_stream is not None:
                 batches = validation_batches(val_stream, tc.seq_len, tc.val_rows, tc.micro_batch, info.dp_rank,
                                              info.dp_size)
                 val_loss = trainer.evaluate(batches, loss_fn)
-                logger.log({"step": step, "val_loss": val_loss})
+                row = {"step": step, "val_loss": val_loss}
+                if token_bytes is not None:
+                    row["val_bpb"] = trainer.evaluate_bpb(batches, token_bytes)
+                logger.log(row)
             stop_now = all_reduce_sum(float(stop.requested), info) > 0
-            if step % tc.ckpt_every == 0 or step == tc.steps or stop_now:
-                trainer.save(ckpt_root, step, {"tokens": tokens_seen, "loader": loader.state_dict(), "stage": name})
+            if step % tc.ckpt_every == 0 or last or stop_now:
+                trainer.save(ckpt_root, step, {"tokens": tokens_seen, "loader": loader.state_dict(), "stage": name,
+                                               "seconds": time.perf_counter() - clock})
             if stop_now:
                 console.print(f"[yellow]SIGTERM: checkpoint written at step {step}; rerun with --resume[/yellow]")
                 interrupted = True
+                break
+            if last:
                 break
 
     trainer.close()
