@@ -43,6 +43,11 @@ def _rng_state() -> dict:
     return state
 
 
+def _optimizers(optimizer):
+    """What torch.distributed.checkpoint takes: one optimizer, or the list inside an OptimizerList (Muon + AdamW)."""
+    return getattr(optimizer, "optimizers", optimizer)
+
+
 def save_training_checkpoint(root: Path, step: int, model, optimizer, trainer_state: dict, info: DistInfo,
                     keep: int = 2) -> Path:
     root = Path(root)
@@ -52,7 +57,7 @@ def save_training_checkpoint(root: Path, step: int, model, optimizer, trainer_st
         root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
     barrier(info)
-    model_sd, optim_sd = get_state_dict(model, getattr(optimizer, "optimizers", optimizer))
+    model_sd, optim_sd = get_state_dict(model, _optimizers(optimizer))
     with _quiet_dcp():
         dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp))
     torch.save(_rng_state(), tmp / f"rng_rank{info.rank}.pt")
@@ -85,11 +90,11 @@ def load_training_checkpoint(path: Path, model, optimizer, info: DistInfo) -> di
     state_file = path / "trainer_state.json"
     if not state_file.is_file():
         raise FileNotFoundError(f"{path}: not a complete training checkpoint (no trainer_state.json)")
-    model_sd, optim_sd = get_state_dict(model, getattr(optimizer, "optimizers", optimizer))
+    model_sd, optim_sd = get_state_dict(model, _optimizers(optimizer))
     state = {"model": model_sd, "optim": optim_sd}
     with _quiet_dcp():
         dcp.load(state, checkpoint_id=str(path))
-    set_state_dict(model, getattr(optimizer, "optimizers", optimizer), model_state_dict=state["model"], optim_state_dict=state["optim"])
+    set_state_dict(model, _optimizers(optimizer), model_state_dict=state["model"], optim_state_dict=state["optim"])
     trainer_state = json.loads(state_file.read_text())
     rng_file = path / f"rng_rank{info.rank}.pt"
     if trainer_state.get("world_size") == info.world_size and rng_file.is_file():
