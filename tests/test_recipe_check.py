@@ -73,7 +73,10 @@ def test_lookups_are_checked_before_any_stage(tmp_path):
                               ("eval.tasks=['arc_easy', 'mmlu:astrology']", "eval.tasks: mmlu: unknown subject"),
                               ("run.device='gpu0'", "run.device = 'gpu0': expected 'auto', 'cpu', 'cuda'"),
                               ("tokenizer.vocab_size=100", "tokenizer.vocab_size = 100: expected an integer >= "),
-                              ("data.pipeline='missing.toml'", "data.pipeline = 'missing.toml'")]:
+                              ("data.pipeline='missing.toml'", "data.pipeline = 'missing.toml'"),
+                              ("sft.enabled=false", "rm.enabled = true needs sft.enabled = true"),
+                              ("sft.data='chats.jsonl'", "sft.data = 'chats.jsonl': no such file"),
+                              ("rm.global_batch=6", "rm.global_batch = 6: must be a multiple of micro_batch")]:
         with pytest.raises((RecipeError, FileNotFoundError), match=message.replace("(", r"\(").replace("[", r"\[")):
             check_run_recipe(micro(out, override), MICRO.parent)
     assert not (tmp_path / "run").exists()

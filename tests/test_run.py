@@ -21,7 +21,7 @@ from lmforge.run import run
 ROOT = Path(__file__).resolve().parents[1]
 MICRO = ROOT / "recipes" / "micro.toml"
 SECTIONS = ["Stages: timings and MFU", "Data: the curation funnel", "Tokenizer", "Pre-training", "Evaluation",
-            "Samples", "Config and versions"]
+            "Samples", "Alignment", "Config and versions"]
 
 
 def micro(out_dir: Path, *overrides: str) -> Recipe:
@@ -42,7 +42,8 @@ def numbers(report: dict) -> dict:
             "niah": {k: n["scores"] for k, n in ev["niah"].items()},
             "tokenizer": report["tokenizer"]["bytes_per_token"], "funnel": [r["docs_out"] for r in
                                                                             report["data"]["funnel"]],
-            "samples": report["sample"]["samples"][0]["completion"]}
+            "samples": report["sample"]["samples"][0]["completion"],
+            "sft": report["sft"]["accuracy_after"], "rm": report["rm"]["accuracy"], "polar": report["polar"]["accuracy"]}
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +73,14 @@ def stage_files(out: Path) -> dict[str, int]:
 def test_micro_recipe_runs_every_stage(first):
     out, report = first
     assert set(statuses(report).values()) == {"ran"}
-    for name in ("crawl", "data", "tokenizer", "shards", "pretrain", "eval", "sample"):
+    for name in ("crawl", "data", "tokenizer", "shards", "pretrain", "eval", "sample", "sft", "rm", "polar"):
         assert json.loads((out / name / "_stage.json").read_text())["status"] == "done"
+    # the alignment stages: a chat model, task accuracy before / after, two reward models and a soup
+    assert (out / "sft/model/config.json").is_file() and set(report["sft"]["accuracy_after"]) >= {"add", "all"}
+    assert report["sft"]["accuracy_after"] == json.loads((out / "sft/sft.json").read_text())["accuracy_after"]
+    assert set(report["rm"]["accuracy"]) == {"held_out", "exploit"} and (out / "rm/soup/config.json").is_file()
+    assert len(report["polar"]["policies"]) == 2 * 3  # pretrain model, an SFT checkpoint, the SFT model; 2 temperatures
+    assert (out / "polar/finetune/model/config.json").is_file()
     assert_numbers_are_the_stage_files(out, report)
     funnel = report["data"]["funnel"]
     assert funnel[0]["docs_in"] == 150 and 0 < funnel[-1]["docs_out"] < funnel[0]["docs_in"]
@@ -103,11 +110,13 @@ def test_rerun_skips_done_stages_and_edits_redo_downstream(first, tmp_path):
     assert edited["eval"]["benchmarks"]["arc_easy"]["n"] == 2
     # --from redoes that stage and everything after it.
     forced = run(micro(out, "eval.limit=2"), MICRO.parent, from_stage="pretrain")
-    assert [k for k, v in statuses(forced).items() if v != "skipped"] == ["pretrain", "eval", "sample"]
+    assert [k for k, v in statuses(forced).items() if v != "skipped"] == ["pretrain", "eval", "sample", "sft", "rm",
+                                                                                "polar"]
     assert numbers(forced)["pretrain"] == numbers(report)["pretrain"]  # the same inputs train the same model
     # A setting upstream redoes its stage and every stage that reads what it wrote.
     upstream = run(micro(out, "eval.limit=2", "data.passkey_docs=9"), MICRO.parent)
-    assert [k for k, v in statuses(upstream).items() if v != "skipped"] == ["shards", "pretrain", "eval", "sample"]
+    assert [k for k, v in statuses(upstream).items() if v != "skipped"] == ["shards", "pretrain", "eval", "sample",
+                                                                             "sft", "rm", "polar"]
 
 
 def test_seed_changes_the_numbers(first, tmp_path):

@@ -13,8 +13,6 @@ from pathlib import Path
 # Stages whose issues have not landed yet: the command exists so `lmforge --help` shows the whole
 # life cycle, and says plainly that it is not built rather than pretending.
 PLANNED = {
-    "sft": ("supervised fine-tuning on chat data (loss on assistant tokens)", None),
-    "rm": ("COOL RLHF conditional reward model and POLAR reward pre-training", None),
     "rl": ("PPO with online RLHF rounds", None),
 }
 
@@ -191,8 +189,8 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="lmforge",
-        description="lmforge: the InternLM2 life cycle -- data, model, tokenizer, pre-training, evaluation and "
-                    "serving are built; alignment is planned (its commands say so). "
+        description="lmforge: the InternLM2 life cycle -- data, model, tokenizer, pre-training, evaluation, "
+                    "serving, SFT, reward models and DPO are built; online RL is planned (its command says so). "
                     "`lmforge run recipes/tiny.toml` runs everything built so far; "
                     "`lmforge run recipes/shakespeare.toml` trains a model that writes Shakespeare in ten minutes.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -252,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("presets", help="list the model presets and their parameter counts")
     p.set_defaults(fn=_cmd_presets)
 
+    from lmforge.align.cli import register as register_align
     from lmforge.data.cli import register as register_data
     from lmforge.eval.cli import register as register_eval
     from lmforge.serve.cli import register as register_serve
@@ -267,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=_cmd_train)
     register_eval(sub)
     register_serve(sub)
+    register_align(sub)
     for name, (what, _) in PLANNED.items():
         sub.add_parser(name, help=f"{what} (not built yet)").set_defaults(fn=_cmd_planned)
     return parser

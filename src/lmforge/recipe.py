@@ -2,7 +2,8 @@
 
 `lmforge run recipes/tiny.toml` reads a whole recipe; each stage of the run reads its own section:
 [data] the crawl and the curation pipeline, [tokenizer], [model], [train] (pre-training and its
-stages), [eval], [sample]. Every key is checked by name and type (`lmforge.config.from_dict`), every value
+stages), [eval], [sample], [sft], [rm] and [polar] (alignment stages, off unless `enabled`; [dpo] is read by
+`lmforge dpo`). Every key is checked by name and type (`lmforge.config.from_dict`), every value
 against its range and choices here (`__post_init__`); what needs a look-up (eval task names, the
 device, input files, the data recipe) is checked by `lmforge.lifecycle.check` before the first stage.
 """
@@ -13,6 +14,7 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 
+from lmforge.align.config import DPOSection, PolarSection, RMSection, SFTSection
 from lmforge.config import check_fields
 from lmforge.corpora import EMBEDDED_CORPORA
 from lmforge.data.democrawl import DEMO_CRAWL_PAGES
@@ -146,3 +148,7 @@ class Recipe:
     sample: SampleSection = field(default_factory=SampleSection)
     train: TrainSection = field(default_factory=TrainSection)
     eval: EvalSection = field(default_factory=EvalSection)
+    sft: SFTSection = field(default_factory=SFTSection)
+    rm: RMSection = field(default_factory=RMSection)
+    dpo: DPOSection = field(default_factory=DPOSection)
+    polar: PolarSection = field(default_factory=PolarSection)

@@ -7,6 +7,9 @@
     runs/<name>/pretrain/    train/<stage>/ (metrics.jsonl, checkpoints/, hf/), model/, model-llama/
     runs/<name>/eval/        perplexity.json, benchmarks/results.json, niah/ (heatmaps)
     runs/<name>/sample/      samples.json: completions from the model read back from disk
+    runs/<name>/sft/         [sft] enabled: metrics.jsonl, checkpoints/, model/ (the chat model), sft.json
+    runs/<name>/rm/          [rm] enabled: member-k/model/ (reward models), soup/, rm.json
+    runs/<name>/polar/       [polar] enabled: samples.json (the pool's answers), finetune/model/, polar.json
     runs/<name>/report.md, report.html, report.json   everything above on one page
 
 Stages talk only through these files. Each records a key of its settings and inputs
@@ -29,6 +32,7 @@ from rich.table import Table
 from lmforge.atomic import write_json
 from lmforge.config import to_dict
 from lmforge.lifecycle import corpus
+from lmforge.lifecycle.align import polar_stage, rm_stage, sft_stage
 from lmforge.lifecycle.evaluation import evaluate_model
 from lmforge.lifecycle.pretrain import pretrain
 from lmforge.lifecycle.samples import sample_completions
@@ -47,7 +51,9 @@ def run(recipe: Recipe, recipe_dir: Path | None = None, from_stage: str | None =
     check_run_recipe(recipe, recipe_dir)
     console = console or Console()
     seed, data, out = recipe.run.seed, recipe.data, Path(recipe.run.out_dir)
-    order = [s for s in RUN_STAGES if not (s == "crawl" and (data.input or data.corpus))]
+    skip = {"crawl"} if data.input or data.corpus else set()
+    skip |= {s for s in ("sft", "rm", "polar") if not getattr(recipe, s).enabled}
+    order = [s for s in RUN_STAGES if s not in skip]
     stages = RunStages(out, order, from_stage, log=console.print)
     torch.manual_seed(seed)
     out.mkdir(parents=True, exist_ok=True)
@@ -123,12 +129,25 @@ def run(recipe: Recipe, recipe_dir: Path | None = None, from_stage: str | None =
 
     stages.run("sample", {"sample": to_dict(recipe.sample), "seed": seed}, ["pretrain"], sample_stage)
 
-    # 8. The report: report.md, report.html (static, plots inline) and report.json.
+    # 8. Alignment: SFT on the recipe's conversations (task accuracy before and after), then the reward
+    # model(s) from the SFT model. The chat model to serve is the SFT model.
+    chat_model = model_dir
+    if recipe.sft.enabled:
+        tuned = stages.run("sft", {"sft": to_dict(recipe.sft)}, ["pretrain"],
+                           lambda folder: sft_stage(recipe, model_dir, folder, console))
+        chat_model = tuned.folder / "model"
+    if recipe.rm.enabled:  # (lifecycle.check makes sure sft is enabled too)
+        stages.run("rm", {"rm": to_dict(recipe.rm)}, ["sft"], lambda folder: rm_stage(recipe, chat_model, folder, console))
+    if recipe.polar.enabled:
+        stages.run("polar", {"polar": to_dict(recipe.polar)}, ["sft"],
+                   lambda folder: polar_stage(recipe, model_dir, tuned.folder, folder, console))
+
+    # 9. The report: report.md, report.html (static, plots inline) and report.json.
     outcomes = stages.outcomes
     stages.run("report", {"always": time.time()}, [s for s in order if s in outcomes],
                lambda folder: write_report(out, folder, recipe, outcomes, console))
     print_timings(stages, time.perf_counter() - started, console)
-    console.print(f"talk to the model: lmforge serve {model_dir}   (then open http://127.0.0.1:8000/)")
+    console.print(f"talk to the model: lmforge serve {chat_model}   (then open http://127.0.0.1:8000/)")
     return json.loads((out / "report.json").read_text())
 
 

@@ -8,6 +8,7 @@ error names the key and what is allowed, so a typo in `[eval]` is refused in a s
 after pre-training.
 
     check_run_recipe     `lmforge run`: every section
+    check_align          `lmforge sft` / `rm` / `dpo`: their sections
     check_train_recipe   `lmforge train`: [run] device, [model], [train] and its shards
 """
 
@@ -112,6 +113,22 @@ def check_data(recipe: Recipe, recipe_dir: Path | None) -> None:
                    data.input_format, out / "data")
 
 
+def check_align(recipe: Recipe, world: int, sections: tuple[str, ...] = ("sft", "rm")) -> None:
+    """The alignment sections a run (or `lmforge sft` / `rm` / `dpo`) will use: data files, batches, LoRA's
+    single process."""
+    for name in sections:
+        section = getattr(recipe, name)
+        if section.data != "tasks" and not Path(section.data).is_file():
+            raise RecipeError(f"{name}.data = {section.data!r}: no such file; give a JSONL file or \"tasks\" (the "
+                              "built-in checkable tasks)")
+        if section.global_batch % (section.micro_batch * world):
+            raise RecipeError(f"{name}.global_batch = {section.global_batch}: must be a multiple of micro_batch x "
+                              f"processes = {section.micro_batch} x {world}")
+    if "sft" in sections and recipe.sft.lora_rank and world > 1:
+        raise RecipeError(f"sft.lora_rank = {recipe.sft.lora_rank}: LoRA runs in one process, but {world} were "
+                          "started; use lora_rank = 0 (full fine-tuning) under torchrun")
+
+
 def check_run_recipe(recipe: Recipe, recipe_dir: Path | None = None) -> None:
     """Everything `lmforge run` will use, before the first stage; RecipeError naming the key."""
     world = world_size()
@@ -126,6 +143,11 @@ def check_run_recipe(recipe: Recipe, recipe_dir: Path | None = None) -> None:
                 raise RecipeError(f"train.stages[{i}].{key} = {value!r}: expected a split of the shards stage "
                                   f"({', '.join(map(repr, SHARD_SPLITS))}) or a folder of shards")
     check_eval(recipe)
+    check_align(recipe, world, tuple(s for s in ("sft", "rm", "polar") if getattr(recipe, s).enabled))
+    for name in ("rm", "polar"):
+        if getattr(recipe, name).enabled and not recipe.sft.enabled:
+            raise RecipeError(f"{name}.enabled = true needs sft.enabled = true: the reward model starts from the "
+                              "SFT model")
 
 
 def check_train_recipe(recipe: Recipe) -> None:

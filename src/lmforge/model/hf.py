@@ -41,7 +41,9 @@ DEFAULT_SHARD_BYTES = 5 * 1024**3
 _IGNORED = {"architectures", "auto_map", "model_type", "transformers_version", "torch_dtype", "dtype",
             "use_cache", "initializer_range", "attn_implementation", "_name_or_path", "pretraining_tp",
             "attention_dropout", "generation_config", "output_attentions", "output_hidden_states",
-            "return_dict", "_attn_implementation_autoset", "lmforge"}
+            "return_dict", "_attn_implementation_autoset", "lmforge",
+            # a sequence classifier's head (reward models: lmforge.align.reward)
+            "num_labels", "id2label", "label2id", "problem_type"}
 _SHARED = {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
            "num_key_value_heads", "hidden_act", "max_position_embeddings", "rms_norm_eps", "rope_theta",
            "rope_scaling", "tie_word_embeddings", "bos_token_id", "eos_token_id", "pad_token_id"}

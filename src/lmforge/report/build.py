@@ -193,10 +193,53 @@ def build_page(data: dict, run_dir: Path, outcomes: dict, assets: Path) -> Repor
         sec = page.section("Samples")
         sec.table(["prompt", "completion"], [[r["prompt"], r["completion"]] for r in data["sample"]["samples"]])
 
+    if any(k in data for k in ("sft", "rm", "polar")):
+        _alignment_section(page, data.get("sft"), data.get("rm"), data.get("polar"))
+
     sec = page.section("Config and versions")
     sec.code(json.dumps(data["config"], indent=2, ensure_ascii=False))
     sec.table(["library", "version"], [[k, str(val)] for k, val in data["versions"].items()])
     return page
+
+
+def _alignment_section(page: ReportPage, sft: dict | None, rm: dict | None, polar: dict | None) -> None:
+    """SFT's held-out task accuracy before and after, the reward models' pairwise accuracy (members,
+    ensemble rules, soup) on held-out pairs and on the planted exploit, POLAR with and without its
+    pre-training."""
+    sec = page.section("Alignment")
+    if sft:
+        sec.paragraph(f"Supervised fine-tuning: {sft['conversations']:,} conversations ({sft['assistant_tokens']:,} "
+                      f"assistant tokens, the only ones in the loss), {sft['steps']} steps"
+                      + (f", LoRA rank {sft['lora_rank']}" if sft.get("lora_rank") else ", full fine-tuning")
+                      + f"; final loss {_num(sft.get('final_loss'))}. The chat model is `{sft.get('model')}`.")
+        before, after = sft.get("accuracy_before"), sft.get("accuracy_after")
+        if after:
+            sec.paragraph("Held-out accuracy on the checkable tasks (greedy answers, each judged by its task's "
+                          "checker), before and after SFT:")
+            sec.table(["task", "before", "after"],
+                      [[t, _pct(before.get(t) if before else None), _pct(v)] for t, v in after.items()])
+        if sft.get("samples"):
+            sec.table(["task", "prompt", "answer", "reference", "verdict"],
+                      [[r["task"], r["prompt"], r["answer"], r["reference"], r["verdict"]] for r in sft["samples"]])
+    if rm and rm.get("accuracy"):
+        probes = list(rm["accuracy"])
+        sec.paragraph(f"Reward models ({rm['loss']} loss) from the SFT model on {rm['pairs']:,} pairs labelled by the "
+                      "checkers (correct > wrong > malformed). Pairwise accuracy, the share of pairs whose better "
+                      "answer scores higher, on held-out pairs"
+                      + (" and on the exploit probe (a plain correct answer against a wrong one that restates the "
+                         f"question; member 0 also saw {rm['biased_pairs']} pairs from a labeller biased towards "
+                         "restating)" if "exploit" in probes else "") + ":")
+        sec.table(["model", *probes],
+                  [[name, *(_pct(rm["accuracy"][p].get(name)) for p in probes)] for name in rm["accuracy"][probes[0]]])
+    if polar and polar.get("accuracy"):
+        pool = ", ".join(f"{Path(p['policy']).name} (T={p['temperature']})" for p in polar["policies"])
+        sec.paragraph(f"POLAR reward model (scores a candidate against a reference answer): pre-trained on "
+                      f"{polar['pretraining_pairs']:,} pairs from a pool of {len(polar['policies'])} policies ({pool}; "
+                      f"same-policy answers should score higher), fine-tuned on {polar['finetuning_pairs']:,} pairs "
+                      f"ranked by the checkers. Held-out triples ({polar['held_out_triples']}), reference = the "
+                      "task's answer:")
+        cols = list(next(iter(polar["accuracy"].values())))
+        sec.table(["model", *cols], [[name, *(_pct(row[c]) for c in cols)] for name, row in polar["accuracy"].items()])
 
 
 def write_report(run_dir: Path, assets: Path, recipe, outcomes: dict, console=None) -> dict:

@@ -25,6 +25,8 @@ class Batch:
     loss_mask: torch.Tensor | None = None  # (B, L) bool: the tokens a loss may count (e.g. assistant turns)
     pair_ids: torch.Tensor | None = None  # (B,) long: rows with the same id form one comparison
     rewards: torch.Tensor | None = None  # (B,) or (B, L) float: per-row or per-token rewards
+    seq_ends: torch.Tensor | None = None  # (B,) long: each row's last real token (reward models read it)
+    ref_logps: torch.Tensor | None = None  # (B,) float: the reference model's log P(answer) per row (DPO)
 
     @property
     def n_targets(self) -> int:

@@ -107,7 +107,10 @@ def format_line(r: dict) -> str:
     parts = [f"step {r['step']:>6}", f"loss {r['loss']:.4f}", f"lr {r['lr']:.2e}"]
     if r.get("grad_norm") is not None:
         parts.append(f"gnorm {r['grad_norm']:.3f}")
-    parts += [f"{r['tokens_per_s']:,.0f} tok/s", f"MFU {100 * r['mfu']:.1f}%"]
+    parts += [f"{r[k]:.3f} {k}" for k in ("acc", "margin") if r.get(k) is not None]  # preference losses
+    parts.append(f"{r['tokens_per_s']:,.0f} tok/s")
+    if r.get("mfu") is not None:
+        parts.append(f"MFU {100 * r['mfu']:.1f}%")
     if r.get("skipped"):
         parts.append(f"[yellow]skipped: {r['skip_reason']}[/yellow]")
     return " | ".join(parts)

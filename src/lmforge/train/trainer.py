@@ -221,12 +221,16 @@ class Trainer:
         self.spike.load_state_dict(state["spike"])
         return {**state, "path": latest}
 
+    def full_state_dict(self) -> dict[str, torch.Tensor]:
+        """The whole model's weights on the CPU (a collective under FSDP2: every rank must call it)."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        return get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
     def export(self, out: Path, tokenizer_dir: str = "") -> Path:
         """Gather the full weights (a collective under FSDP2) and write an InternLM2 HF checkpoint
         on rank 0, with the tokenizer files."""
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-        full = get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        full = self.full_state_dict()
         if self.info.is_main:
             plain = meta_model(self.cfg)
             plain.load_state_dict({k: v.float() for k, v in full.items()}, assign=True)

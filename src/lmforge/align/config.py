@@ -1,0 +1,131 @@
+"""The `[sft]`, `[rm]` and `[dpo]` recipe sections: the settings of supervised fine-tuning, reward
+models and direct preference optimisation. The optimizer settings are the pre-training trainer's
+(`TrainSection`), with fine-tuning defaults (a smaller learning rate, no weight decay as TRL's
+trainers default to, cosine to zero). Every value is checked when the section is built."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from lmforge.config import check_fields
+from lmforge.train.config import TrainSection
+
+TASK_DATA = "tasks"  # `data` value: the built-in checkable tasks (lmforge.align.tasks)
+
+
+@dataclass
+class FinetuneSection:
+    """Settings every alignment stage shares: where to start, the data, the optimisation."""
+
+    init_from: str = ""  # an HF InternLM2 / Llama directory (in `lmforge run`: the pre-trained model)
+    out_dir: str = ""
+    data: str = TASK_DATA  # "tasks" or a JSONL file (conversations, or preference pairs for rm / dpo)
+    tasks: list[str] = field(default_factory=list)  # which built-in tasks (empty: all)
+    train_examples: int = 2000  # built-in tasks: examples drawn for training
+    eval_examples: int = 120  # built-in tasks: held-out examples for accuracy
+    system_prompt: str = ""
+    max_new_tokens: int = 24  # task accuracy: the longest answer generated (greedy)
+    seed: int = 0
+    steps: int = 200
+    seq_len: int = 128
+    global_batch: int = 16
+    micro_batch: int = 16
+    lr: float = 1e-3
+    schedule: str = "cosine"
+    warmup_steps: int = 10
+    min_lr_ratio: float = 0.0
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ckpt_every: int = 100
+    log_every: int = 10
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        check_fields(self, {"train_examples": ">= 1", "eval_examples": ">= 1", "max_new_tokens": ">= 1", "steps": ">= 1", "seq_len": ">= 8",
+                            "global_batch": ">= 1", "micro_batch": ">= 1", "lr": ">= 0", "warmup_steps": ">= 0",
+                            "min_lr_ratio": "[0, 1]", "weight_decay": ">= 0", "grad_clip": ">= 0",
+                            "ckpt_every": ">= 1", "log_every": ">= 1"},
+                     {"schedule": ("cosine", "wsd", "constant")})
+        if self.global_batch % self.micro_batch:
+            raise ValueError(f"global_batch = {self.global_batch}: must be a multiple of micro_batch = "
+                             f"{self.micro_batch}")
+        from lmforge.align.tasks import TASKS
+
+        unknown = [t for t in self.tasks if t not in TASKS]
+        if unknown:
+            raise ValueError(f"tasks = {self.tasks!r}: unknown {unknown}; known: {list(TASKS)}")
+
+    def train_section(self) -> TrainSection:
+        """The trainer's settings for this stage (no shards: the stage brings its own loader)."""
+        names = {f.name for f in dataclasses.fields(TrainSection)}
+        return TrainSection(**{f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name in names},
+                            val_every=0, spike_zscore=0.0)
+
+
+@dataclass
+class SFTSection(FinetuneSection):
+    enabled: bool = False  # an `sft` stage in `lmforge run` (after pre-training)
+    lora_rank: int = 0  # 0: full fine-tuning; r > 0: LoRA adapters of rank r (merged at export)
+    lora_alpha: float = 16.0
+    lora_targets: list[str] = field(default_factory=lambda: ["wqkv", "wo", "w1", "w2", "w3"])
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_fields(self, {"lora_rank": ">= 0", "lora_alpha": "> 0"})
+
+
+@dataclass
+class RMSection(FinetuneSection):
+    enabled: bool = False  # an `rm` stage in `lmforge run` (after SFT, from the SFT model)
+    # "bt": Bradley-Terry; "cool": InternLM2's conditional RM loss (a per-domain system prompt, the
+    # difficulty-decay focal ranking loss and the log barrier on scores; docs/papers.md §7).
+    loss: str = "cool"
+    focal_gamma: float = 2.0  # COOL: gamma of the difficulty decay (InternLM2 section 4.2)
+    barrier: float = 0.02  # COOL: weight of the logarithmic barrier on scores
+    barrier_bound: float = 5.0  # COOL: scores are kept inside (-bound, bound)
+    ensemble: int = 1  # K reward models (seeds and data orders differ), combined by `combine`
+    combine: str = "mean_minus_std"  # "mean", "min" or "mean_minus_std" (uncertainty-penalised)
+    uncertainty: float = 1.0  # lambda of mean - lambda * std
+    planted: bool = True  # demo data: one member sees a planted exploitable feature (see lmforge.align.preferences)
+    lr: float = 5e-4
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_fields(self, {"focal_gamma": ">= 0", "barrier": ">= 0", "barrier_bound": "> 0", "ensemble": ">= 1",
+                            "uncertainty": ">= 0"},
+                     {"loss": ("bt", "cool"), "combine": ("mean", "min", "mean_minus_std")})
+
+
+@dataclass
+class DPOSection(FinetuneSection):
+    loss: str = "dpo"  # "dpo" (sigmoid loss against the reference model) or "simpo" (reference-free)
+    beta: float = 0.1  # DPO's beta; SimPO's is larger (2.0 in its paper)
+    simpo_gamma: float = 0.5  # SimPO's target margin (gamma / beta ratio 0.5 per the paper's ablations)
+    lr: float = 2e-4
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_fields(self, {"beta": "> 0", "simpo_gamma": ">= 0"}, {"loss": ("dpo", "simpo")})
+
+
+@dataclass
+class PolarSection(FinetuneSection):
+    """POLAR (arXiv 2507.05197; docs/papers.md §7): a reward model that scores a candidate against a
+    reference answer, pre-trained to tell whether two answers come from the same policy, then
+    fine-tuned on ranked triples from the checkers. `steps` is the fine-tuning's."""
+
+    enabled: bool = False  # a `polar` stage in `lmforge run` (after rm)
+    # The policy pool: HF model directories or training checkpoints (`.../checkpoints/step_N`); each
+    # samples at every temperature, so len(policies) x len(temperatures) policies. In `lmforge run`,
+    # empty means the pre-trained model, the SFT model and SFT's earlier checkpoint.
+    policies: list[str] = field(default_factory=list)
+    temperatures: list[float] = field(default_factory=lambda: [0.7, 1.3])
+    prompts: int = 300  # prompts the pool answers (two samples per policy) for pre-training
+    pretrain_steps: int = 100
+    seq_len: int = 256  # the prompt appears twice: reference and candidate
+    lr: float = 5e-4
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_fields(self, {"temperatures": "> 0", "prompts": ">= 2", "pretrain_steps": ">= 0"})

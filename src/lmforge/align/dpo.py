@@ -1,0 +1,103 @@
+"""Direct preference optimisation: `lmforge dpo`, the offline baseline beside RLHF (DPO, Rafailov
+et al., arXiv 2305.18290; SimPO, Meng et al., arXiv 2405.14734; losses in lmforge.align.losses).
+
+The policy starts from `init_from` (the SFT model) and learns from preference pairs (a JSONL file or
+the tasks' checkers: correct > wrong > malformed). DPO's reference is the starting model: its
+log-probabilities of every answer are computed once, before training, so the reference is never
+held in memory beside the policy (TRL's `precompute_ref_log_probs`). SimPO needs no reference.
+With the built-in tasks, held-out task accuracy is measured before and after, as SFT does.
+
+    out_dir/metrics.jsonl, checkpoints/, model/ (HF InternLM2 + tokenizer), dpo.json (summary)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from lmforge.align.chat_rows import encode_prompt_answer
+from lmforge.align.config import TASK_DATA, DPOSection
+from lmforge.align.conversations import Pair, Skipped, read_pairs
+from lmforge.align.loop import fit
+from lmforge.align.losses import PreferenceLoss, reference_logps
+from lmforge.align.pair_rows import PairLoader, lm_pair_batch
+from lmforge.atomic import write_json
+
+
+def dpo_pairs(cfg: DPOSection, console: Console) -> tuple[list[Pair], list]:
+    """(training pairs, held-out task examples: empty for a JSONL file)."""
+    if cfg.data != TASK_DATA:
+        skipped = Skipped()
+        pairs = read_pairs(cfg.data, skipped=skipped)
+        if skipped.total:
+            console.print(f"[yellow]{cfg.data}: skipped {skipped.total} bad pair(s): {dict(skipped.counts)}[/yellow]")
+        return pairs, []
+    from lmforge.align.preferences import task_pairs
+    from lmforge.align.sft import task_splits
+
+    train, test = task_splits(cfg)
+    return task_pairs(train, cfg.seed), test
+
+
+def dpo(cfg: DPOSection, out_dir: str | Path, *, resume: bool = True, console: Console | None = None,
+        device: str = "auto") -> dict:
+    """Optimise `cfg.init_from` on the preference pairs; returns the summary (also dpo.json)."""
+    from lmforge.align.sft import measure_accuracy, print_accuracy
+    from lmforge.model import load_model
+    from lmforge.tokenizer import Tokenizer
+    from lmforge.train.parallel import init_distributed
+    from lmforge.train.trainer import Trainer
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    info = init_distributed(device=device)
+    console = console or Console(quiet=not info.is_main)
+    if not cfg.init_from:
+        raise ValueError("dpo.init_from is empty: name the HF model directory (the SFT model) to optimise")
+    began = time.perf_counter()
+    tok = Tokenizer.load(cfg.init_from)
+    pairs, held_out = dpo_pairs(cfg, console)
+    system = [{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []
+    encoded = [(encode_prompt_answer(tok, system + p.prompt, p.chosen), encode_prompt_answer(tok, system + p.prompt,
+                                                                                                p.rejected))
+               for p in pairs]
+    kept = [e for e in encoded if max(len(e[0].ids), len(e[1].ids)) <= cfg.seq_len + 1]
+    dropped, encoded = len(encoded) - len(kept), kept
+    pad = tok.pad_id or 0
+    model = load_model(cfg.init_from).float()
+
+    ref = None
+    if cfg.loss == "dpo":  # the reference: the starting model's log P(answer), once
+        model.eval()
+        ref = torch.cat([reference_logps(model, lm_pair_batch(encoded[i:i + 32], pad))
+                         for i in range(0, len(encoded), 32)]).view(-1, 2)
+    before = measure_accuracy(Path(cfg.init_from), held_out, cfg, str(info.device)) if info.is_main else None
+
+    def build(idx: list[int]):
+        return lm_pair_batch([encoded[i] for i in idx], pad, None if ref is None else ref[idx])
+
+    loader = PairLoader(len(encoded), build, cfg.global_batch, cfg.micro_batch, info.dp_rank, info.dp_size, cfg.seed)
+    trainer = Trainer(model.train(), cfg.train_section(), info, accum=loader.accum)
+    console.print(f"[bold]{cfg.loss}[/bold]: {len(encoded)} pairs ({dropped} longer than {cfg.seq_len + 1} tokens "
+                  f"dropped), beta {cfg.beta}, {cfg.steps} steps x {cfg.global_batch} pairs")
+    result = fit(trainer, loader, PreferenceLoss(cfg.loss, cfg.beta, cfg.simpo_gamma), out_dir, resume=resume,
+                 console=console)
+    trainer.close()
+    summary = {"pairs": len(encoded), "dropped": dropped, "steps": result.steps, "final": result.last,
+               "interrupted": result.interrupted}
+    if result.interrupted:
+        return summary
+    model_dir = trainer.export(out_dir / "model", cfg.init_from)
+    if info.is_main:
+        after = measure_accuracy(model_dir, held_out, cfg, str(info.device))
+        summary.update(model=str(model_dir), seconds=time.perf_counter() - began,
+                       accuracy_before=before and before["accuracy"], accuracy_after=after and after["accuracy"],
+                       config=dataclasses.asdict(cfg))
+        write_json(out_dir / "dpo.json", summary)
+        if after:
+            print_accuracy(before["accuracy"], after["accuracy"], console)
+    return summary

@@ -1,0 +1,73 @@
+"""The optimisation loop of the alignment stages (SFT, reward models, DPO): the pre-training
+`Trainer` (parallel wrapping, optimizer, loss-spike skipping, checkpoints) driven by any loader with
+`next_step()` / `state_dict()` and any loss of `lmforge.train.losses` / `lmforge.align.losses`.
+
+The same contract as a pre-training stage: a checkpoint every `ckpt_every` steps and at the end,
+SIGTERM finishes the step, writes a checkpoint and returns `interrupted`, and `resume` continues from
+the last checkpoint with the loader where it was, so a killed run loses at most `ckpt_every` steps.
+Metrics go to metrics.jsonl and TensorBoard like pre-training's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from lmforge.train.metrics import MetricsLogger
+from lmforge.train.parallel import all_reduce_sum
+from lmforge.train.schedule import lr_at
+from lmforge.train.trainer import Trainer, _StopFlag
+
+
+@dataclass
+class LoopResult:
+    steps: int
+    skipped: int
+    last: dict  # the last step's logged values (loss and parts)
+    interrupted: bool
+    seconds: float
+
+
+def fit(trainer: Trainer, loader, loss_fn, out_dir: Path, *, resume: bool, console: Console,
+        evaluate: Callable[[int], dict] | None = None, eval_every: int = 0) -> LoopResult:
+    """Train `trainer.tc.steps` optimizer steps; `evaluate(step)` adds held-out metrics every
+    `eval_every` steps and at the end."""
+    tc, info = trainer.tc, trainer.info
+    began = time.perf_counter()
+    ckpt_root = out_dir / "checkpoints"
+    step = 0
+    if resume and (state := trainer.restore(ckpt_root)) is not None:
+        step = state["step"]
+        loader.load_state_dict(state["loader"])
+        console.print(f"[green]resumed from {state['path']} (step {step})[/green]")
+    logger = MetricsLogger(out_dir, info.is_main, tc.tensorboard, console, resume_step=step or None)
+    last, interrupted = {}, False
+    with _StopFlag() as stop:
+        while step < tc.steps:
+            t0 = time.perf_counter()
+            lr = lr_at(step, peak=tc.lr, total=tc.steps, warmup=tc.warmup_steps, schedule=tc.schedule,
+                       min_ratio=tc.min_lr_ratio, decay_fraction=tc.decay_fraction)
+            batches = loader.next_step()
+            tokens = sum(int(b.input_ids.numel()) for b in batches)
+            stats = trainer.step(batches, loss_fn, lr)
+            step += 1
+            done = step == tc.steps
+            last = {"step": step, "loss": stats.loss, **{k: v for k, v in stats.parts.items() if k != loss_fn.log_key},
+                    "lr": lr, "grad_norm": stats.grad_norm, "tokens_per_s": tokens * info.dp_size / (time.perf_counter() - t0),
+                    "skipped": stats.skip_reason is not None, "skip_reason": stats.skip_reason}
+            logger.log(last, print_line=step % tc.log_every == 0 or done)
+            if evaluate is not None and eval_every and (step % eval_every == 0 or done):
+                logger.log({"step": step, **evaluate(step)})
+            stop_now = all_reduce_sum(float(stop.requested), info) > 0
+            if step % tc.ckpt_every == 0 or done or stop_now:
+                trainer.save(ckpt_root, step, {"loader": loader.state_dict()})
+            if stop_now:
+                console.print(f"[yellow]SIGTERM: checkpoint written at step {step}; rerun to resume[/yellow]")
+                interrupted = True
+                break
+    logger.close()
+    return LoopResult(step, trainer.spike.skipped, last, interrupted, time.perf_counter() - began)

@@ -1,0 +1,123 @@
+"""The alignment losses, as trainer losses (`lmforge.train.losses.LossFn`: they count pairs and return
+their batch's share of the global mean). Rows come in pairs: row 2i is the chosen answer, row 2i+1
+the rejected one, to the same prompt.
+
+- `RewardLoss("bt")`: Bradley-Terry, -log sigmoid(r_chosen - r_rejected) (Ouyang et al. 2022).
+- `RewardLoss("cool")`: InternLM2's conditional reward model loss (arXiv 2403.17297, section 4.2;
+  docs/papers.md §7). P = sigmoid(r_c - r_r); the ranking loss is decayed on easy pairs,
+  L_rank = -(1 - 2 max(0, P - 0.5))^gamma log P (gamma = 2), and a logarithmic barrier keeps each
+  score inside (-5, 5): L_penalty = -(log(r + 5) + log(5 - r)); L = L_rank + 0.02 L_penalty, the
+  penalty summed over the pair's two scores. Scores are clamped 1e-3 inside the bound in the
+  barrier's logarithm, so a score that jumps past it gives a large finite loss, not NaN.
+- `PreferenceLoss("dpo")`: DPO (Rafailov et al., arXiv 2305.18290, eq. 7), -log sigmoid(beta *
+  ((log pi(y_c) - log ref(y_c)) - (log pi(y_r) - log ref(y_r)))), with the reference log-probs
+  computed once before training (TRL's `precompute_ref_log_probs`).
+- `PreferenceLoss("simpo")`: SimPO (Meng et al., arXiv 2405.14734, eq. 6), reference-free:
+  -log sigmoid(beta * (mean log pi(y_c) - mean log pi(y_r)) - gamma), means over answer tokens.
+
+The sequence log-probabilities sum the answer tokens (the batch's loss mask) through
+`target_logprobs`, inside the model's forward (FSDP has the LM head gathered there).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from lmforge.model.logprobs import target_logprobs
+from lmforge.train.batch import Batch
+
+
+def cool_loss(chosen: torch.Tensor, rejected: torch.Tensor, gamma: float = 2.0, barrier: float = 0.02,
+              bound: float = 5.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(total, ranking, penalty) per pair for rewards (P,) of chosen and rejected answers."""
+    p = torch.sigmoid(chosen - rejected)
+    rank = -(1 - 2 * (p - 0.5).clamp(min=0)) ** gamma * F.logsigmoid(chosen - rejected)
+    penalty = sum(-(torch.log((r + bound).clamp(min=1e-3)) + torch.log((bound - r).clamp(min=1e-3)))
+                  for r in (chosen, rejected))
+    return rank + barrier * penalty, rank, penalty
+
+
+def bt_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
+    """Bradley-Terry per pair."""
+    return -F.logsigmoid(chosen - rejected)
+
+
+def _pairs(batch: Batch) -> int:
+    if batch.input_ids.shape[0] % 2:
+        raise ValueError("a preference batch needs an even number of rows (chosen, rejected, chosen, ...)")
+    return batch.input_ids.shape[0] // 2
+
+
+@dataclass
+class RewardLoss:
+    kind: str = "cool"  # "bt" or "cool"
+    gamma: float = 2.0
+    barrier: float = 0.02
+    bound: float = 5.0
+    log_key: str = "rm"
+
+    def count(self, batch: Batch) -> int:
+        return _pairs(batch)
+
+    def __call__(self, model, batch: Batch, divisor: float):
+        def on_rewards(r: torch.Tensor):
+            chosen, rejected = r[0::2], r[1::2]
+            parts = {"acc": (chosen > rejected).float().sum().detach() / divisor,
+                     "margin": (chosen - rejected).sum().detach() / divisor}
+            if self.kind == "bt":
+                per_pair = bt_loss(chosen, rejected)
+            else:
+                per_pair, rank, penalty = cool_loss(chosen, rejected, self.gamma, self.barrier, self.bound)
+                parts.update(rank=rank.sum().detach() / divisor, penalty=penalty.sum().detach() / divisor)
+            loss = per_pair.sum() / divisor
+            return loss, {self.log_key: loss.detach(), **parts}
+
+        return model(batch.input_ids, ends=batch.seq_ends, loss_fn=on_rewards)
+
+
+def sequence_logps(hidden: torch.Tensor, head_weight: torch.Tensor, targets: torch.Tensor,
+                   mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of log P(target) over the masked tokens of each row, number of them), each (B,)."""
+    rows = mask.nonzero()[:, 0]
+    logp, _ = target_logprobs(hidden[mask], head_weight, targets[mask])
+    total = torch.zeros(mask.shape[0], dtype=torch.float32, device=hidden.device).index_add(0, rows, logp)
+    return total, mask.sum(1)
+
+
+@torch.no_grad()
+def reference_logps(model, batch: Batch) -> torch.Tensor:
+    """log P(answer) per row under `model` (the frozen reference), (B,) fp32."""
+    out = model(batch.input_ids, document_ids=batch.document_ids,
+                loss_fn=lambda h, w: sequence_logps(h, w, batch.targets, batch.loss_mask)[0])
+    return out.float().cpu()
+
+
+@dataclass
+class PreferenceLoss:
+    kind: str = "dpo"  # "dpo" or "simpo"
+    beta: float = 0.1
+    gamma: float = 0.5  # SimPO's margin
+    log_key: str = "pref"
+
+    def count(self, batch: Batch) -> int:
+        return _pairs(batch)
+
+    def __call__(self, model, batch: Batch, divisor: float):
+        def head_loss(hidden: torch.Tensor, weight: torch.Tensor):
+            logps, n = sequence_logps(hidden, weight, batch.targets, batch.loss_mask)
+            if self.kind == "dpo":
+                if batch.ref_logps is None:
+                    raise ValueError("DPO needs the reference log-probs (Batch.ref_logps)")
+                ratio = logps - batch.ref_logps.to(logps)
+                margin = self.beta * (ratio[0::2] - ratio[1::2])
+            else:
+                avg = logps / n.clamp(min=1)
+                margin = self.beta * (avg[0::2] - avg[1::2]) - self.gamma
+            loss = -F.logsigmoid(margin).sum() / divisor
+            return loss, {self.log_key: loss.detach(), "acc": (margin > 0).float().sum().detach() / divisor,
+                          "margin": margin.sum().detach() / divisor}
+
+        return model(batch.input_ids, document_ids=batch.document_ids, loss_fn=head_loss)

@@ -1,0 +1,49 @@
+"""The reward model: export that transformers loads as LlamaForSequenceClassification with the same
+scores, our loader's round trip, and refusal of a directory that is not a reward model."""
+
+import pytest
+import torch
+
+from lmforge.align.reward import RewardModel, load_reward_model, reward_ids, save_reward_model, score
+
+CONVS = [[{"role": "user", "content": "Add 2 and 3."}, {"role": "assistant", "content": "5"}],
+         [{"role": "user", "content": "Reverse the word: cat"}, {"role": "assistant", "content": "the word tac"}]]
+
+
+@pytest.fixture(scope="module")
+def rm_dir(tiny_dir, tmp_path_factory):
+    from lmforge.model import load_model
+
+    rm = RewardModel.from_lm(load_model(tiny_dir), seed=3)
+    torch.nn.init.normal_(rm.score.weight)  # a head that gives distinct scores
+    return rm, save_reward_model(rm, tmp_path_factory.mktemp("rm") / "rm", tiny_dir)
+
+
+def test_scores_read_the_reward_token_and_survive_our_round_trip(rm_dir, task_tokenizer):
+    rm, path = rm_dir
+    ours = score(rm, task_tokenizer, CONVS)
+    assert ours.shape == (2,) and ours[0] != ours[1]
+    assert torch.allclose(score(load_reward_model(path), task_tokenizer, CONVS), ours, atol=1e-6)
+    ids = reward_ids(task_tokenizer, CONVS[0])
+    assert ids[-1] == task_tokenizer.eos_id  # the reward token
+    # padding to a longer row does not change a score (causal: the reward token never sees the pad)
+    single = score(rm, task_tokenizer, CONVS[:1])
+    assert torch.allclose(single, ours[:1], atol=1e-6)
+
+
+def test_transformers_loads_the_export_as_a_sequence_classifier_with_the_same_scores(rm_dir, task_tokenizer):
+    from transformers import AutoModelForSequenceClassification
+
+    rm, path = rm_dir
+    hf = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32).eval()
+    assert type(hf).__name__ == "LlamaForSequenceClassification" and hf.config.num_labels == 1
+    for conv, want in zip(CONVS, score(rm, task_tokenizer, CONVS)):
+        ids = torch.tensor([reward_ids(task_tokenizer, conv)])
+        with torch.no_grad():
+            got = hf(input_ids=ids).logits[0, 0]
+        assert float(got) == pytest.approx(float(want), abs=1e-5)
+
+
+def test_a_language_model_directory_is_not_a_reward_model(tiny_dir):
+    with pytest.raises(ValueError, match="not a reward model"):
+        load_reward_model(tiny_dir)
