@@ -37,3 +37,21 @@ def paired_ratio(ours_s: list[float], theirs_s: list[float], unit: str = "") -> 
     pairs = [t / o for o, t in zip(ours_s, theirs_s, strict=True)]
     ci = median_ci(pairs)
     return f"{statistics.median(pairs):.2f}{unit}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+
+def print_ratio_table(console, title: str, rows: list[tuple[str, str, str, str]], other: str = "other",
+                      markdown: str | None = None, ratio_header: str = "ratio") -> None:
+    """Print (measure, lmforge, other, ratio) rows as a rich table, and as a Markdown table to `markdown`."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("measure", "lmforge", other, "ratio"):
+        table.add_column(col, justify="left" if col == "measure" else "right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    if markdown:
+        lines = [f"| measure | lmforge | {other} | {ratio_header} |", "|---|---:|---:|---:|"]
+        lines += [f"| {m} | {o} | {t} | {r} |" for m, o, t, r in rows]
+        with open(markdown, "w") as f:
+            f.write("\n".join(lines) + "\n")

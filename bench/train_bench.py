@@ -27,11 +27,10 @@ import time
 
 import torch
 from rich.console import Console
-from rich.table import Table
 
 from lmforge.machine import cpu_name
 from memory import current_rss, peak_rss, reset_peak_rss
-from stats import paired_ratio
+from stats import paired_ratio, print_ratio_table
 from lmforge.model import InternLM2, ModelConfig, flops_per_token, save_model
 from lmforge.train.metrics import measured_peak_flops
 from lmforge.train.optim import build_optimizer
@@ -221,18 +220,8 @@ def main() -> None:
 
     console.print(f"{cpu_name()}, {threads} threads; torch {torch.__version__}, transformers {transformers.__version__}")
     rows = speed(args, console) + memory(args, console) + loss_memory(args, console)
-    table = Table(title="training: lmforge vs the alternative (ratio = lmforge / other; memory: lower is better)")
-    for col in ("measure", "lmforge", "other", "ratio"):
-        table.add_column(col, justify="left" if col == "measure" else "right")
-    for measure, ours, theirs, ratio in rows:
-        table.add_row(measure, ours, theirs, ratio)
-    console.print(table)
-    if args.markdown:
-        lines = ["| measure | lmforge | other | ratio |", "|---|---:|---:|---:|"]
-        lines += [f"| {m} | {o} | {t} | {r} |" for m, o, t, r in rows]
-        with open(args.markdown, "w") as f:
-            f.write("\n".join(lines) + "\n")
-
+    print_ratio_table(console, "training: lmforge vs the alternative (ratio = lmforge / other; memory: lower is better)",
+                      rows, markdown=args.markdown)
 
 if __name__ == "__main__":
     main()

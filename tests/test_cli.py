@@ -65,9 +65,10 @@ def test_errors_are_reported_not_raised(tmp_path, capsys):
     assert "did you mean 'model.dim'" in capsys.readouterr().err
 
 
-def test_planned_stage_says_not_built(capsys):
-    assert main(["sft"]) == 2
-    assert "not built yet" in capsys.readouterr().err
+def test_alignment_commands_need_a_recipe(capsys):
+    with pytest.raises(SystemExit):
+        main(["sft"])
+    assert "required" in capsys.readouterr().err
 
 
 def test_run_help_names_the_stages(capsys):
@@ -75,7 +76,7 @@ def test_run_help_names_the_stages(capsys):
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     out = capsys.readouterr().out
-    assert "crawl -> data -> tokenizer -> shards -> pretrain -> eval -> sample -> report" in " ".join(out.split())
+    assert "crawl -> data -> tokenizer -> shards -> pretrain -> eval -> sample -> sft -> rm -> polar -> rl -> report" in " ".join(out.split())
     with pytest.raises(SystemExit):
         main(["run", "recipes/micro.toml", "--from", "training"])
     assert "invalid choice" in capsys.readouterr().err

@@ -21,7 +21,7 @@ from lmforge.run import run
 ROOT = Path(__file__).resolve().parents[1]
 MICRO = ROOT / "recipes" / "micro.toml"
 SECTIONS = ["Stages: timings and MFU", "Data: the curation funnel", "Tokenizer", "Pre-training", "Evaluation",
-            "Samples", "Alignment", "Config and versions"]
+            "Samples", "Alignment", "Online RL", "Config and versions"]
 
 
 def micro(out_dir: Path, *overrides: str) -> Recipe:
@@ -43,7 +43,8 @@ def numbers(report: dict) -> dict:
             "tokenizer": report["tokenizer"]["bytes_per_token"], "funnel": [r["docs_out"] for r in
                                                                             report["data"]["funnel"]],
             "samples": report["sample"]["samples"][0]["completion"],
-            "sft": report["sft"]["accuracy_after"], "rm": report["rm"]["accuracy"], "polar": report["polar"]["accuracy"]}
+            "sft": report["sft"]["accuracy_after"], "rm": report["rm"]["accuracy"], "polar": report["polar"]["accuracy"],
+            "rl": report["rl"]["accuracy_after"]}
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +74,7 @@ def stage_files(out: Path) -> dict[str, int]:
 def test_micro_recipe_runs_every_stage(first):
     out, report = first
     assert set(statuses(report).values()) == {"ran"}
-    for name in ("crawl", "data", "tokenizer", "shards", "pretrain", "eval", "sample", "sft", "rm", "polar"):
+    for name in ("crawl", "data", "tokenizer", "shards", "pretrain", "eval", "sample", "sft", "rm", "polar", "rl"):
         assert json.loads((out / name / "_stage.json").read_text())["status"] == "done"
     # the alignment stages: a chat model, task accuracy before / after, two reward models and a soup
     assert (out / "sft/model/config.json").is_file() and set(report["sft"]["accuracy_after"]) >= {"add", "all"}
@@ -81,6 +82,7 @@ def test_micro_recipe_runs_every_stage(first):
     assert set(report["rm"]["accuracy"]) == {"held_out", "exploit"} and (out / "rm/soup/config.json").is_file()
     assert len(report["polar"]["policies"]) == 2 * 3  # pretrain model, an SFT checkpoint, the SFT model; 2 temperatures
     assert (out / "polar/finetune/model/config.json").is_file()
+    assert report["rl"]["steps"] == 2 and (out / "rl/model/config.json").is_file() and (out / "rl/curves.png").is_file()
     assert_numbers_are_the_stage_files(out, report)
     funnel = report["data"]["funnel"]
     assert funnel[0]["docs_in"] == 150 and 0 < funnel[-1]["docs_out"] < funnel[0]["docs_in"]
@@ -91,7 +93,7 @@ def test_micro_recipe_runs_every_stage(first):
     md, html = (out / "report.md").read_text(), (out / "report.html").read_text()
     for title in SECTIONS:
         assert f"## {title}" in md and f">{title}</h2>" in html
-    assert html.count("data:image/png;base64,") == 3  # funnel, loss curves, NIAH heatmap
+    assert html.count("data:image/png;base64,") == 4  # funnel, loss curves, NIAH heatmap, RL curves
     assert "http://" not in html and "https://" not in html  # static: nothing fetched
 
 
@@ -111,12 +113,12 @@ def test_rerun_skips_done_stages_and_edits_redo_downstream(first, tmp_path):
     # --from redoes that stage and everything after it.
     forced = run(micro(out, "eval.limit=2"), MICRO.parent, from_stage="pretrain")
     assert [k for k, v in statuses(forced).items() if v != "skipped"] == ["pretrain", "eval", "sample", "sft", "rm",
-                                                                                "polar"]
+                                                                                "polar", "rl"]
     assert numbers(forced)["pretrain"] == numbers(report)["pretrain"]  # the same inputs train the same model
     # A setting upstream redoes its stage and every stage that reads what it wrote.
     upstream = run(micro(out, "eval.limit=2", "data.passkey_docs=9"), MICRO.parent)
     assert [k for k, v in statuses(upstream).items() if v != "skipped"] == ["shards", "pretrain", "eval", "sample",
-                                                                             "sft", "rm", "polar"]
+                                                                             "sft", "rm", "polar", "rl"]
 
 
 def test_seed_changes_the_numbers(first, tmp_path):
@@ -173,4 +175,4 @@ def test_report_renders_in_headless_chromium(first, tmp_path):
     out, _ = first
     result = render(out / "report.html", tmp_path / "report.png")
     assert check(result, SECTIONS) == []
-    assert result["images"] == 3 and result["width"] == 1280 and result["height"] > 2000
+    assert result["images"] == 4 and result["width"] == 1280 and result["height"] > 2000

@@ -12,9 +12,7 @@ from pathlib import Path
 
 # Stages whose issues have not landed yet: the command exists so `lmforge --help` shows the whole
 # life cycle, and says plainly that it is not built rather than pretending.
-PLANNED = {
-    "rl": ("PPO with online RLHF rounds", None),
-}
+PLANNED: dict[str, tuple[str, int | None]] = {}  # commands that exist only to say they are not built yet
 
 
 # `lmforge train --help`: how to run it on one process and on several.
@@ -190,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="lmforge",
         description="lmforge: the InternLM2 life cycle -- data, model, tokenizer, pre-training, evaluation, "
-                    "serving, SFT, reward models and DPO are built; online RL is planned (its command says so). "
+                    "serving, SFT, reward models, POLAR, DPO and online RL (GRPO / RLOO). "
                     "`lmforge run recipes/tiny.toml` runs everything built so far; "
                     "`lmforge run recipes/shakespeare.toml` trains a model that writes Shakespeare in ten minutes.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -2,7 +2,7 @@
 
 `lmforge run recipes/tiny.toml` reads a whole recipe; each stage of the run reads its own section:
 [data] the crawl and the curation pipeline, [tokenizer], [model], [train] (pre-training and its
-stages), [eval], [sample], [sft], [rm] and [polar] (alignment stages, off unless `enabled`; [dpo] is read by
+stages), [eval], [sample], [sft], [rm], [polar] and [rl] (alignment stages, off unless `enabled`; [dpo] is read by
 `lmforge dpo`). Every key is checked by name and type (`lmforge.config.from_dict`), every value
 against its range and choices here (`__post_init__`); what needs a look-up (eval task names, the
 device, input files, the data recipe) is checked by `lmforge.lifecycle.check` before the first stage.
@@ -14,7 +14,7 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 
-from lmforge.align.config import DPOSection, PolarSection, RMSection, SFTSection
+from lmforge.align.config import DPOSection, PolarSection, RLSection, RMSection, SFTSection
 from lmforge.config import check_fields
 from lmforge.corpora import EMBEDDED_CORPORA
 from lmforge.data.democrawl import DEMO_CRAWL_PAGES
@@ -152,3 +152,4 @@ class Recipe:
     rm: RMSection = field(default_factory=RMSection)
     dpo: DPOSection = field(default_factory=DPOSection)
     polar: PolarSection = field(default_factory=PolarSection)
+    rl: RLSection = field(default_factory=RLSection)

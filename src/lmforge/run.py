@@ -10,6 +10,7 @@
     runs/<name>/sft/         [sft] enabled: metrics.jsonl, checkpoints/, model/ (the chat model), sft.json
     runs/<name>/rm/          [rm] enabled: member-k/model/ (reward models), soup/, rm.json
     runs/<name>/polar/       [polar] enabled: samples.json (the pool's answers), finetune/model/, polar.json
+    runs/<name>/rl/          [rl] enabled: metrics.jsonl, curves.png, model/ (the chat model then), rl.json
     runs/<name>/report.md, report.html, report.json   everything above on one page
 
 Stages talk only through these files. Each records a key of its settings and inputs
@@ -32,7 +33,7 @@ from rich.table import Table
 from lmforge.atomic import write_json
 from lmforge.config import to_dict
 from lmforge.lifecycle import corpus
-from lmforge.lifecycle.align import polar_stage, rm_stage, sft_stage
+from lmforge.lifecycle.align import polar_stage, rl_stage, rm_stage, sft_stage
 from lmforge.lifecycle.evaluation import evaluate_model
 from lmforge.lifecycle.pretrain import pretrain
 from lmforge.lifecycle.samples import sample_completions
@@ -52,7 +53,7 @@ def run(recipe: Recipe, recipe_dir: Path | None = None, from_stage: str | None =
     console = console or Console()
     seed, data, out = recipe.run.seed, recipe.data, Path(recipe.run.out_dir)
     skip = {"crawl"} if data.input or data.corpus else set()
-    skip |= {s for s in ("sft", "rm", "polar") if not getattr(recipe, s).enabled}
+    skip |= {s for s in ("sft", "rm", "polar", "rl") if not getattr(recipe, s).enabled}
     order = [s for s in RUN_STAGES if s not in skip]
     stages = RunStages(out, order, from_stage, log=console.print)
     torch.manual_seed(seed)
@@ -141,6 +142,10 @@ def run(recipe: Recipe, recipe_dir: Path | None = None, from_stage: str | None =
     if recipe.polar.enabled:
         stages.run("polar", {"polar": to_dict(recipe.polar)}, ["sft"],
                    lambda folder: polar_stage(recipe, model_dir, tuned.folder, folder, console))
+    if recipe.rl.enabled:  # online RL from the SFT model: the chat model to serve becomes its result
+        stages.run("rl", {"rl": to_dict(recipe.rl)}, ["sft"],
+                   lambda folder: rl_stage(recipe, tuned.folder / "model", folder, console))
+        chat_model = stages.run_dir / "rl" / "model"
 
     # 9. The report: report.md, report.html (static, plots inline) and report.json.
     outcomes = stages.outcomes

@@ -53,11 +53,11 @@ def test_sft_reads_a_jsonl_file_and_skips_bad_lines(tiny_dir, tmp_path):
 def test_reward_model_learns_the_checkers_ranking(tiny_dir, tmp_path):
     from lmforge.align.rm import rm
 
-    cfg = RMSection(init_from=str(tiny_dir), loss="bt", **{**FAST, "steps": 120, "train_examples": 300,
+    cfg = RMSection(init_from=str(tiny_dir), loss="bt", **{**FAST, "steps": 80, "train_examples": 300,
                                                            "global_batch": 16, "micro_batch": 16, "eval_examples": 40},
                     lr=3e-3, ensemble=1)
     s = rm(cfg, tmp_path / "rm", resume=False)
-    assert s["accuracy"]["held_out"]["member 0"] > 0.6  # chance is 0.5; half the pairs need arithmetic
+    assert s["accuracy"]["held_out"]["member 0"] > 0.6  # 0.69 when written; chance is 0.5 and half the pairs need arithmetic
     # the form is learned: the right answer beats a malformed one on held-out prompts
     import random
 
@@ -71,7 +71,7 @@ def test_reward_model_learns_the_checkers_ranking(tiny_dir, tmp_path):
     probe = [Pair([{"role": "user", "content": ex.prompt}], ex.answer, TASKS[ex.task].malformed(ex, rng))
              for ex in make_examples(40, seed=11, split="test")]
     scores = pair_scores(load_reward_model(s["members"][0]), Tokenizer.load(tiny_dir), probe, cfg)
-    assert float((scores[0] > scores[1]).float().mean()) > 0.8
+    assert float((scores[0] > scores[1]).float().mean()) > 0.8  # 0.95 when written
 
 
 def test_rm_ensemble_writes_members_a_soup_and_the_exploit_probe(tiny_dir, tmp_path):

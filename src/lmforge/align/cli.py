@@ -1,4 +1,4 @@
-"""`lmforge sft`, `lmforge rm` and `lmforge dpo`: a thin layer over lmforge.align.sft / rm / dpo.
+"""`lmforge sft`, `rm`, `dpo`, `polar` and `rl`: a thin layer over lmforge.align.sft / rm / dpo / polar / rl.
 
 Each reads a recipe's section ([sft], [rm], [dpo]); the model to start from and the output folder
 default to the run folder of the same recipe, so after `lmforge run recipes/tiny.toml`:
@@ -7,6 +7,7 @@ default to the run folder of the same recipe, so after `lmforge run recipes/tiny
     lmforge rm  recipes/tiny.toml                 runs/tiny/sft/model      -> runs/tiny/rm/member-k/model
     lmforge dpo recipes/tiny.toml --set dpo.loss=simpo   runs/tiny/sft/model -> runs/tiny/dpo/model
     lmforge polar recipes/tiny.toml               pool: pretrain/model, sft checkpoints -> runs/tiny/polar/finetune/model
+    lmforge rl    recipes/tiny.toml               runs/tiny/sft/model      -> runs/tiny/rl/model
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ COMMANDS = {
     "rm": ("sft/model", "reward models: Bradley-Terry or COOL's conditional RM, K-member ensembles and a soup"),
     "dpo": ("sft/model", "direct preference optimisation (DPO, or reference-free SimPO) on preference pairs"),
     "polar": ("sft/model", "POLAR reward pre-training on a pool of policies, then fine-tuning on ranked triples"),
+    "rl": ("sft/model", "online RL on the checkable tasks (GRPO or RLOO), rollouts from the inference engine"),
 }
 
 DATA_HELP = """Data (`data` in the section): "tasks" (default) draws the built-in checkable tasks
@@ -62,6 +64,8 @@ def _cmd(args) -> int:
         from lmforge.align.rm import rm as fn
     elif args.command == "polar":
         from lmforge.align.polar import polar as fn
+    elif args.command == "rl":
+        from lmforge.align.rl import rl as fn
     else:
         from lmforge.align.dpo import dpo as fn
     summary = fn(section, out, resume=not args.restart, console=console, device=recipe.run.device)

@@ -47,17 +47,22 @@ class FinetuneSection:
                             "min_lr_ratio": "[0, 1]", "weight_decay": ">= 0", "grad_clip": ">= 0",
                             "ckpt_every": ">= 1", "log_every": ">= 1"},
                      {"schedule": ("cosine", "wsd", "constant")})
-        if self.global_batch % self.micro_batch:
-            raise ValueError(f"global_batch = {self.global_batch}: must be a multiple of micro_batch = "
-                             f"{self.micro_batch}")
+        self.check_batch()
         from lmforge.align.tasks import TASKS
 
         unknown = [t for t in self.tasks if t not in TASKS]
         if unknown:
             raise ValueError(f"tasks = {self.tasks!r}: unknown {unknown}; known: {list(TASKS)}")
 
+    def check_batch(self) -> None:
+        if self.global_batch % self.micro_batch:
+            raise ValueError(f"global_batch = {self.global_batch}: must be a multiple of micro_batch = "
+                             f"{self.micro_batch}")
+
     def train_section(self) -> TrainSection:
-        """The trainer's settings for this stage (no shards: the stage brings its own loader)."""
+        """The trainer's settings for this stage (no shards: the stage brings its own loader). Loss-spike
+        skipping is off: a fine-tuning batch's loss swings with the tasks it happens to hold, which the
+        z-score test would mistake for spikes."""
         names = {f.name for f in dataclasses.fields(TrainSection)}
         return TrainSection(**{f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name in names},
                             val_every=0, spike_zscore=0.0)
@@ -100,8 +105,8 @@ class RMSection(FinetuneSection):
 @dataclass
 class DPOSection(FinetuneSection):
     loss: str = "dpo"  # "dpo" (sigmoid loss against the reference model) or "simpo" (reference-free)
-    beta: float = 0.1  # DPO's beta; SimPO's is larger (2.0 in its paper)
-    simpo_gamma: float = 0.5  # SimPO's target margin (gamma / beta ratio 0.5 per the paper's ablations)
+    beta: float = 0.1  # DPO's beta (the paper's 0.1); for SimPO set 2.0 (its paper uses 2.0-2.5)
+    simpo_gamma: float = 1.0  # SimPO's target margin gamma (its paper: gamma / beta = 0.5, so 1.0 at beta 2.0)
     lr: float = 2e-4
 
     def __post_init__(self) -> None:
@@ -129,3 +134,43 @@ class PolarSection(FinetuneSection):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_fields(self, {"temperatures": "> 0", "prompts": ">= 2", "pretrain_steps": ">= 0"})
+
+
+@dataclass
+class RLSection(FinetuneSection):
+    """Online RL from the SFT model on the built-in tasks, rollouts from the inference engine.
+    `global_batch` is the number of prompts per step; each is answered `group` times."""
+
+    enabled: bool = False  # an `rl` stage in `lmforge run` (after sft)
+    algorithm: str = "grpo"  # "grpo" or "rloo" (critic-free, group baselines)
+    group: int = 8  # answers per prompt
+    reward: str = "checker"  # "checker": 1 correct, 0 wrong, malformed_reward malformed
+    malformed_reward: float = -0.5
+    temperature: float = 1.0
+    top_p: float = 1.0
+    clip: float = 0.2
+    kl: float = 0.0  # beta of the k3 KL to the starting policy (0: no reference model kept)
+    kl_weighted: bool = True  # the KL term times the ratio pi / pi_old (unbiased off-policy; TRL's default)
+    aggregate: str = "token"  # "token" (DAPO / TRL "bnpo") or "sequence" (TRL "grpo")
+    eval_every: int = 25  # held-out greedy accuracy every this many steps (0: only before and after)
+    global_batch: int = 8
+    micro_batch: int = 64  # rows (prompts x group) per forward
+    lr: float = 2e-5
+    warmup_steps: int = 0
+    schedule: str = "constant"
+    steps: int = 50
+
+    def check_batch(self) -> None:  # micro_batch counts rows (prompts x group), split as they come
+        pass
+
+    def train_section(self) -> TrainSection:
+        rows = self.global_batch * self.group  # the trainer sees one step's rows as one batch
+        return FinetuneSection.train_section(dataclasses.replace(self, global_batch=rows, micro_batch=rows))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_fields(self, {"group": ">= 1", "temperature": "> 0", "top_p": "(0, 1]", "clip": ">= 0", "kl": ">= 0",
+                            "eval_every": ">= 0"},
+                     {"algorithm": ("grpo", "rloo"), "reward": ("checker",), "aggregate": ("token", "sequence")})
+        if self.algorithm == "rloo" and self.group < 2:
+            raise ValueError("algorithm = 'rloo' needs group >= 2 (a leave-one-out baseline)")

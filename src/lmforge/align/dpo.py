@@ -22,7 +22,7 @@ from rich.console import Console
 from lmforge.align.chat_rows import encode_prompt_answer
 from lmforge.align.config import TASK_DATA, DPOSection
 from lmforge.align.conversations import Pair, Skipped, read_pairs
-from lmforge.align.loop import fit
+from lmforge.align.loop import fit, report_skipped, setup
 from lmforge.align.losses import PreferenceLoss, reference_logps
 from lmforge.align.pair_rows import PairLoader, lm_pair_batch
 from lmforge.atomic import write_json
@@ -33,8 +33,7 @@ def dpo_pairs(cfg: DPOSection, console: Console) -> tuple[list[Pair], list]:
     if cfg.data != TASK_DATA:
         skipped = Skipped()
         pairs = read_pairs(cfg.data, skipped=skipped)
-        if skipped.total:
-            console.print(f"[yellow]{cfg.data}: skipped {skipped.total} bad pair(s): {dict(skipped.counts)}[/yellow]")
+        report_skipped(cfg.data, skipped, console)
         return pairs, []
     from lmforge.align.preferences import task_pairs
     from lmforge.align.sft import task_splits
@@ -49,15 +48,9 @@ def dpo(cfg: DPOSection, out_dir: str | Path, *, resume: bool = True, console: C
     from lmforge.align.sft import measure_accuracy, print_accuracy
     from lmforge.model import load_model
     from lmforge.tokenizer import Tokenizer
-    from lmforge.train.parallel import init_distributed
     from lmforge.train.trainer import Trainer
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    info = init_distributed(device=device)
-    console = console or Console(quiet=not info.is_main)
-    if not cfg.init_from:
-        raise ValueError("dpo.init_from is empty: name the HF model directory (the SFT model) to optimise")
+    out_dir, info, console = setup("dpo", cfg, out_dir, device, console)
     began = time.perf_counter()
     tok = Tokenizer.load(cfg.init_from)
     pairs, held_out = dpo_pairs(cfg, console)

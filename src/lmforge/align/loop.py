@@ -18,9 +18,26 @@ from pathlib import Path
 from rich.console import Console
 
 from lmforge.train.metrics import MetricsLogger
-from lmforge.train.parallel import all_reduce_sum
+from lmforge.train.parallel import all_reduce_sum, init_distributed
 from lmforge.train.schedule import lr_at
 from lmforge.train.trainer import Trainer, _StopFlag
+
+
+def setup(name: str, cfg, out_dir: str | Path, device: str, console: Console | None):
+    """(out_dir, process info, console) for an alignment stage; refuses a section without init_from."""
+    if not cfg.init_from:
+        raise ValueError(f"{name}.init_from is empty: name the HF model directory to start from")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    info = init_distributed(device=device)
+    return out_dir, info, console or Console(quiet=not info.is_main)
+
+
+def report_skipped(path: str, skipped, console: Console) -> None:
+    """One line on the bad records a reader counted and skipped (lmforge.align.conversations)."""
+    if skipped.total:
+        console.print(f"[yellow]{path}: skipped {skipped.total} bad record(s): {dict(skipped.counts)}; "
+                      f"first: {skipped.places[0]}[/yellow]")
 
 
 @dataclass

@@ -15,6 +15,15 @@ the rejected one, to the same prompt.
 - `PreferenceLoss("simpo")`: SimPO (Meng et al., arXiv 2405.14734, eq. 6), reference-free:
   -log sigmoid(beta * (mean log pi(y_c) - mean log pi(y_r)) - gamma), means over answer tokens.
 
+- `PolicyLoss`: the clipped policy-gradient surrogate of PPO / GRPO (Schulman et al., arXiv
+  1707.06347; Shao et al., arXiv 2402.03300), per token: -min(rho A, clip(rho, 1 - eps, 1 + eps) A)
+  with rho = pi / pi_old, plus beta times the k3 estimate of KL(pi || ref), exp(ref - logp) -
+  (ref - logp) - 1 (Schulman's "Approximating KL divergence"), by default times the ratio rho so that
+  its gradient is the unbiased reverse-KL gradient (DeepSeek-V3.2, arXiv 2512.02556), as TRL's
+  GRPOTrainer computes them.
+  `aggregate = "token"` averages over every completion token of the global batch (TRL's "bnpo",
+  DAPO's token-level mean); "sequence" averages each answer's tokens, then the answers (TRL's "grpo").
+
 The sequence log-probabilities sum the answer tokens (the batch's loss mask) through
 `target_logprobs`, inside the model's forward (FSDP has the LM head gathered there).
 """
@@ -121,3 +130,56 @@ class PreferenceLoss:
                           "margin": margin.sum().detach() / divisor}
 
         return model(batch.input_ids, document_ids=batch.document_ids, loss_fn=head_loss)
+
+
+@dataclass
+class PolicyLoss:
+    clip: float = 0.2
+    beta: float = 0.0  # KL coefficient against the reference (0: no reference needed)
+    aggregate: str = "token"  # "token" or "sequence"
+    kl_weighted: bool = True  # KL times the ratio pi / pi_old (DeepSeek-V3.2; TRL's `use_bias_correction_kl`)
+    log_key: str = "pg"
+
+    def count(self, batch: Batch) -> int:
+        if self.aggregate == "token":
+            return int(batch.loss_mask.sum())
+        return int(batch.loss_mask.any(1).sum())
+
+    def __call__(self, model, batch: Batch, divisor: float):
+        def head_loss(hidden: torch.Tensor, weight: torch.Tensor):
+            mask = batch.loss_mask
+            rows = mask.nonzero()[:, 0]
+            logp, _ = target_logprobs(hidden[mask], weight, batch.targets[mask])
+            ratio = torch.exp(logp - batch.old_logps[mask].to(logp))
+            adv = batch.advantages.to(logp)[rows]
+            per_token = -torch.minimum(ratio * adv, ratio.clamp(1 - self.clip, 1 + self.clip) * adv)
+            parts = {"clipfrac": ((ratio - 1).abs() > self.clip).float().sum().detach()}
+            if self.beta:
+                delta = batch.ref_logps[mask].to(logp) - logp
+                kl = torch.exp(delta) - delta - 1
+                if self.kl_weighted:  # the importance ratio makes the KL gradient unbiased off-policy
+                    kl = kl * ratio
+                per_token = per_token + self.beta * kl
+                parts["kl"] = kl.sum().detach()
+            if self.aggregate == "token":
+                loss = per_token.sum() / divisor
+                parts = {k: v / divisor for k, v in parts.items()}
+            else:
+                n = mask.sum(1).clamp(min=1).to(logp)
+                per_row = torch.zeros(mask.shape[0], dtype=logp.dtype, device=logp.device).index_add(0, rows, per_token)
+                loss = (per_row / n).sum() / divisor
+                parts = {k: v / max(int(mask.sum()), 1) for k, v in parts.items()}
+            return loss, {self.log_key: loss.detach(), **parts}
+
+        return model(batch.input_ids, document_ids=batch.document_ids, loss_fn=head_loss)
+
+
+@torch.no_grad()
+def token_logps(model, batch: Batch) -> torch.Tensor:
+    """log P(target) at every position of the batch's rows (B, L), fp32 (0 where the mask is off)."""
+    def head(hidden: torch.Tensor, weight: torch.Tensor):
+        out = torch.zeros(batch.targets.shape, dtype=torch.float32, device=hidden.device)
+        out[batch.loss_mask] = target_logprobs(hidden[batch.loss_mask], weight, batch.targets[batch.loss_mask])[0]
+        return out
+
+    return model(batch.input_ids, document_ids=batch.document_ids, loss_fn=head).cpu()

@@ -5,8 +5,7 @@ global pairs [sG, (s+1)G) and each data-parallel rank its contiguous share, so t
 is (epoch, next pair), as for the SFT and pre-training loaders.
 
 Two row kinds: reward-model rows (ids ending in the reward token; the reward is read at the last
-one) and language-model rows for DPO (prompt + answer with the answer tokens masked in, and the
-reference model's log-probs of each answer).
+one) and language-model rows for DPO and RL (prompt + answer with the answer tokens masked in).
 """
 
 from __future__ import annotations
@@ -34,9 +33,16 @@ def reward_batch(pairs: Sequence[tuple[list[int], list[int]]], pad_id: int) -> B
 
 def lm_pair_batch(pairs: Sequence[tuple[Encoded, Encoded]], pad_id: int,
                   ref_logps: torch.Tensor | None = None) -> Batch:
-    """Rows for DPO / SimPO: targets of each row, the answer tokens in the loss mask, padding its own
-    document; `ref_logps` (pairs, 2) the reference model's log P(answer) of each."""
-    seqs = [e for pair in pairs for e in pair]
+    """Rows for DPO / SimPO: each pair's chosen then rejected answer; `ref_logps` (pairs, 2) the
+    reference model's log P(answer) of each."""
+    b = lm_batch([e for pair in pairs for e in pair], pad_id)
+    b.ref_logps = None if ref_logps is None else ref_logps.reshape(-1).float()
+    return b
+
+
+def lm_batch(seqs: Sequence[Encoded], pad_id: int) -> Batch:
+    """Right-padded language-model rows: targets of each row, the masked-in tokens (answers) in the
+    loss mask, padding its own document."""
     T = max(len(e.ids) for e in seqs) - 1
     ids = np.full((len(seqs), T + 1), pad_id, np.int64)
     mask = np.zeros((len(seqs), T + 1), bool)
@@ -46,8 +52,7 @@ def lm_pair_batch(pairs: Sequence[tuple[Encoded, Encoded]], pad_id: int,
     keep = mask[:, 1:] & (docs[:, 1:] == 0)
     targets = np.where(keep, ids[:, 1:], IGNORE_INDEX)
     return Batch(torch.from_numpy(ids[:, :-1].copy()), torch.from_numpy(targets), torch.from_numpy(docs[:, :-1].copy()),
-                 loss_mask=torch.from_numpy(keep),
-                 ref_logps=None if ref_logps is None else ref_logps.reshape(-1).float())
+                 loss_mask=torch.from_numpy(keep))
 
 
 class PairLoader:

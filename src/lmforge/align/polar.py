@@ -38,7 +38,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lmforge.align.config import PolarSection
-from lmforge.align.loop import fit
+from lmforge.align.loop import fit, setup
 from lmforge.align.losses import RewardLoss
 from lmforge.align.pair_rows import PairLoader, reward_batch
 from lmforge.align.reward import RewardModel, save_reward_model
@@ -175,14 +175,8 @@ def polar(cfg: PolarSection, out_dir: str | Path, *, resume: bool = True, consol
     from lmforge.align.sft import task_splits
     from lmforge.model import load_model
     from lmforge.tokenizer import Tokenizer
-    from lmforge.train.parallel import init_distributed
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    info = init_distributed(device=device)
-    console = console or Console(quiet=not info.is_main)
-    if not cfg.init_from:
-        raise ValueError("polar.init_from is empty: name the HF model directory (the SFT model) to start from")
+    out_dir, info, console = setup("polar", cfg, out_dir, device, console)
     if len(cfg.policies) * len(cfg.temperatures) < 2:
         raise ValueError("polar.policies x polar.temperatures: the pool needs at least two policies to tell apart")
     began = time.perf_counter()

@@ -29,7 +29,7 @@ from rich.table import Table
 from lmforge.align.config import TASK_DATA, RMSection
 from lmforge.align.conversations import Pair, Skipped, read_pairs
 from lmforge.align.ensemble import combine, soup, standardise
-from lmforge.align.loop import fit
+from lmforge.align.loop import fit, report_skipped, setup
 from lmforge.align.losses import RewardLoss
 from lmforge.align.pair_rows import PairLoader, reward_batch
 from lmforge.align.preferences import biased_pairs, conditioned, exploit_pairs, plain, task_pairs
@@ -42,9 +42,7 @@ def rm_data(cfg: RMSection, console: Console) -> tuple[list[Pair], list[Pair], l
     if cfg.data != TASK_DATA:
         skipped = Skipped()
         pairs = read_pairs(cfg.data, skipped=skipped)
-        if skipped.total:
-            console.print(f"[yellow]{cfg.data}: skipped {skipped.total} bad pair(s): {dict(skipped.counts)}; "
-                          f"first: {skipped.places[0]}[/yellow]")
+        report_skipped(cfg.data, skipped, console)
         n_test = max(1, len(pairs) // 10)  # the last tenth of the file is held out
         return pairs[:-n_test], pairs[-n_test:], [], []
     from lmforge.align.sft import task_splits
@@ -135,14 +133,8 @@ def rm(cfg: RMSection, out_dir: str | Path, *, resume: bool = True, console: Con
        device: str = "auto") -> dict:
     """Train the section's reward model(s); returns the summary (also rm.json)."""
     from lmforge.tokenizer import Tokenizer
-    from lmforge.train.parallel import init_distributed
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    info = init_distributed(device=device)
-    console = console or Console(quiet=not info.is_main)
-    if not cfg.init_from:
-        raise ValueError("rm.init_from is empty: name the HF model directory to start the reward model from")
+    out_dir, info, console = setup("rm", cfg, out_dir, device, console)
     began = time.perf_counter()
     train, test, biased, exploit = rm_data(cfg, console)
     member_dirs = []

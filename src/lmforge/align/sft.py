@@ -23,7 +23,7 @@ from rich.table import Table
 from lmforge.align.chat_rows import SFTLoader, encode_conversation
 from lmforge.align.config import TASK_DATA, SFTSection
 from lmforge.align.conversations import Skipped, read_conversations
-from lmforge.align.loop import fit
+from lmforge.align.loop import fit, report_skipped, setup
 from lmforge.atomic import write_json
 from lmforge.train.losses import NextTokenLoss
 
@@ -45,9 +45,7 @@ def sft_conversations(cfg: SFTSection, console: Console) -> tuple[list[list[dict
         return [ex.messages(system) for ex in train], held_out
     skipped = Skipped()
     convs = read_conversations(cfg.data, skipped=skipped)
-    if skipped.total:
-        console.print(f"[yellow]{cfg.data}: skipped {skipped.total} bad record(s): {dict(skipped.counts)}; "
-                      f"first: {skipped.places[0]}[/yellow]")
+    report_skipped(cfg.data, skipped, console)
     if system:
         convs = [c if c[0]["role"] == "system" else [{"role": "system", "content": system}, *c] for c in convs]
     return convs, []
@@ -69,15 +67,9 @@ def sft(cfg: SFTSection, out_dir: str | Path, *, resume: bool = True, console: C
     from lmforge.align.lora import apply_lora, merge_lora
     from lmforge.model import load_model
     from lmforge.tokenizer import Tokenizer
-    from lmforge.train.parallel import init_distributed
     from lmforge.train.trainer import Trainer
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    info = init_distributed(device=device)
-    console = console or Console(quiet=not info.is_main)
-    if not cfg.init_from:
-        raise ValueError("sft.init_from is empty: name the HF model directory to fine-tune")
+    out_dir, info, console = setup("sft", cfg, out_dir, device, console)
     if cfg.lora_rank and info.distributed:
         raise ValueError("sft.lora_rank > 0 runs in one process; use full fine-tuning (lora_rank = 0) under torchrun")
     began = time.perf_counter()

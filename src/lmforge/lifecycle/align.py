@@ -60,3 +60,14 @@ def polar_stage(recipe: Recipe, pretrained: Path, sft_dir: Path, folder: Path, c
         raise RunStageInterrupted(str(e)) from None
     return {k: summary.get(k) for k in ("model", "policies", "pretraining_pairs", "finetuning_pairs",
                                          "held_out_triples", "accuracy", "seconds")}
+
+
+def rl_stage(recipe: Recipe, sft_model: Path, folder: Path, console: Console) -> dict:
+    from lmforge.align.rl import rl
+
+    cfg = dataclasses.replace(recipe.rl, init_from=str(sft_model), out_dir=str(folder))
+    summary = rl(cfg, folder, resume=True, console=console, device=recipe.run.device)
+    if summary.get("interrupted"):
+        raise RunStageInterrupted(f"rl stopped at step {summary['steps']}; run the same command to resume")
+    return {k: summary.get(k) for k in ("model", "algorithm", "steps", "accuracy_before", "accuracy_after", "samples",
+                                         "curves", "seconds")}

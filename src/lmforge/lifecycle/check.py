@@ -121,6 +121,11 @@ def check_align(recipe: Recipe, world: int, sections: tuple[str, ...] = ("sft", 
         if section.data != "tasks" and not Path(section.data).is_file():
             raise RecipeError(f"{name}.data = {section.data!r}: no such file; give a JSONL file or \"tasks\" (the "
                               "built-in checkable tasks)")
+        if name == "rl":
+            if world > 1:
+                raise RecipeError(f"rl runs rollouts and training in one process, but {world} were started; run "
+                                  "`lmforge rl` without torchrun")
+            continue
         if section.global_batch % (section.micro_batch * world):
             raise RecipeError(f"{name}.global_batch = {section.global_batch}: must be a multiple of micro_batch x "
                               f"processes = {section.micro_batch} x {world}")
@@ -143,11 +148,10 @@ def check_run_recipe(recipe: Recipe, recipe_dir: Path | None = None) -> None:
                 raise RecipeError(f"train.stages[{i}].{key} = {value!r}: expected a split of the shards stage "
                                   f"({', '.join(map(repr, SHARD_SPLITS))}) or a folder of shards")
     check_eval(recipe)
-    check_align(recipe, world, tuple(s for s in ("sft", "rm", "polar") if getattr(recipe, s).enabled))
-    for name in ("rm", "polar"):
+    check_align(recipe, world, tuple(s for s in ("sft", "rm", "polar", "rl") if getattr(recipe, s).enabled))
+    for name in ("rm", "polar", "rl"):
         if getattr(recipe, name).enabled and not recipe.sft.enabled:
-            raise RecipeError(f"{name}.enabled = true needs sft.enabled = true: the reward model starts from the "
-                              "SFT model")
+            raise RecipeError(f"{name}.enabled = true needs sft.enabled = true: it starts from the SFT model")
 
 
 def check_train_recipe(recipe: Recipe) -> None:

@@ -29,7 +29,7 @@ from pathlib import Path
 from lmforge.atomic import write_json
 
 RECORD = "_stage.json"
-RUN_STAGES = ("crawl", "data", "tokenizer", "shards", "pretrain", "eval", "sample", "sft", "rm", "polar", "report")
+RUN_STAGES = ("crawl", "data", "tokenizer", "shards", "pretrain", "eval", "sample", "sft", "rm", "polar", "rl", "report")
 
 
 class RunStageInterrupted(RuntimeError):

@@ -193,8 +193,10 @@ def build_page(data: dict, run_dir: Path, outcomes: dict, assets: Path) -> Repor
         sec = page.section("Samples")
         sec.table(["prompt", "completion"], [[r["prompt"], r["completion"]] for r in data["sample"]["samples"]])
 
-    if any(k in data for k in ("sft", "rm", "polar")):
+    if any(k in data for k in ("sft", "rm", "polar", "rl")):
         _alignment_section(page, data.get("sft"), data.get("rm"), data.get("polar"))
+    if "rl" in data:
+        _rl_section(page, data["rl"], data.get("sft"), outcomes, assets)
 
     sec = page.section("Config and versions")
     sec.code(json.dumps(data["config"], indent=2, ensure_ascii=False))
@@ -240,6 +242,23 @@ def _alignment_section(page: ReportPage, sft: dict | None, rm: dict | None, pola
                       "task's answer:")
         cols = list(next(iter(polar["accuracy"].values())))
         sec.table(["model", *cols], [[name, *(_pct(row[c]) for c in cols)] for name, row in polar["accuracy"].items()])
+
+
+def _rl_section(page: ReportPage, rl: dict, sft: dict | None, outcomes: dict, assets: Path) -> None:
+    """Online RL's held-out accuracy (base, SFT, RL) and its reward / accuracy curves."""
+    sec = page.section("Online RL")
+    sec.paragraph(f"{rl['algorithm'].upper()} from the SFT model for {rl['steps']} steps: rollouts from the inference "
+                  "engine (colocated with the trainer), rewards from the tasks' checkers. Held-out greedy accuracy:")
+    base = sft.get("accuracy_before") if sft else None
+    after = rl.get("accuracy_after") or {}
+    sec.table(["task", "pre-trained", "SFT", "RL"],
+              [[t, _pct(base.get(t) if base else None), _pct((rl.get("accuracy_before") or {}).get(t)), _pct(v)]
+               for t, v in after.items()])
+    if rl.get("curves"):
+        png = _copy(outcomes["rl"].folder / rl["curves"], assets, "rl_curves.png")
+        if png:
+            sec.image(png, "RL: rollout reward and accuracy per step, held-out accuracy (reward rising while "
+                           "held-out accuracy falls would be reward hacking)")
 
 
 def write_report(run_dir: Path, assets: Path, recipe, outcomes: dict, console=None) -> dict:

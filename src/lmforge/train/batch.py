@@ -26,7 +26,9 @@ class Batch:
     pair_ids: torch.Tensor | None = None  # (B,) long: rows with the same id form one comparison
     rewards: torch.Tensor | None = None  # (B,) or (B, L) float: per-row or per-token rewards
     seq_ends: torch.Tensor | None = None  # (B,) long: each row's last real token (reward models read it)
-    ref_logps: torch.Tensor | None = None  # (B,) float: the reference model's log P(answer) per row (DPO)
+    ref_logps: torch.Tensor | None = None  # (B,) or (B, L) float: the reference model's log-probs (DPO, RL's KL)
+    old_logps: torch.Tensor | None = None  # (B, L) float: log P(target) under the policy that sampled the row (RL)
+    advantages: torch.Tensor | None = None  # (B,) float: each row's advantage (RL)
 
     @property
     def n_targets(self) -> int:

@@ -104,10 +104,14 @@ def format_line(r: dict) -> str:
     if "val_loss" in r and "loss" not in r:
         bpb = f" | val bpb {r['val_bpb']:.4f}" if r.get("val_bpb") is not None else ""
         return f"step {r['step']:>6} | val loss {r['val_loss']:.4f}{bpb}"
+    if "loss" not in r:  # another evaluation record (e.g. RL's held-out accuracy)
+        return " | ".join([f"step {r['step']:>6}", *(f"{k} {v:.4f}" for k, v in r.items()
+                                                     if k != "step" and isinstance(v, int | float))])
     parts = [f"step {r['step']:>6}", f"loss {r['loss']:.4f}", f"lr {r['lr']:.2e}"]
     if r.get("grad_norm") is not None:
         parts.append(f"gnorm {r['grad_norm']:.3f}")
-    parts += [f"{r[k]:.3f} {k}" for k in ("acc", "margin") if r.get(k) is not None]  # preference losses
+    parts += [f"{r[k]:.3f} {k}" for k in ("acc", "margin", "reward", "accuracy", "kl")  # preference and RL losses
+              if r.get(k) is not None]
     parts.append(f"{r['tokens_per_s']:,.0f} tok/s")
     if r.get("mfu") is not None:
         parts.append(f"MFU {100 * r['mfu']:.1f}%")

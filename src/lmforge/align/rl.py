@@ -1,0 +1,189 @@
+"""Online RL with verifiable rewards: `lmforge rl` and the `rl` stage of `lmforge run` (GRPO, Shao et
+al., arXiv 2402.03300; RLOO, Ahmadian et al., arXiv 2402.14740; InternLM2 report section 4.2 for
+the online setting; docs/papers.md §7).
+
+Each step: `global_batch` prompts of the built-in tasks are answered `group` times by the inference
+engine, which decodes with the trainer's own module (rollout and training colocated in one
+process); each answer's reward is its checker's verdict (1 correct, 0 wrong, `malformed_reward`
+malformed); group baselines give advantages (GRPO: standardised within the group; RLOO: leave one
+out); the log-probs of the sampling policy (and of the frozen starting policy, for the KL term) are
+computed; one optimizer step on the clipped surrogate (`PolicyLoss`); then the engine is told the
+weights changed. Held-out greedy accuracy is measured every `eval_every` steps, so reward and
+accuracy are seen side by side (reward up while accuracy falls is reward hacking).
+
+    out_dir/metrics.jsonl (reward, accuracy, KL, length, rollout vs train seconds), checkpoints/,
+    model/ (HF InternLM2 + tokenizer), rl.json (summary), curves.png (reward and accuracy)
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from lmforge.align.advantages import grpo_advantages, rloo_advantages
+from lmforge.align.config import RLSection
+from lmforge.align.loop import setup
+from lmforge.align.losses import PolicyLoss, token_logps
+from lmforge.align.pair_rows import lm_batch
+from lmforge.align.rollout import rollout
+from lmforge.align.tasks import check
+from lmforge.atomic import write_json
+from lmforge.train.batch import Batch
+from lmforge.train.metrics import MetricsLogger
+from lmforge.train.schedule import lr_at
+from lmforge.train.trainer import _StopFlag
+
+
+def checker_rewards(examples, answers: list[str], group: int, malformed: float) -> torch.Tensor:
+    """The reward of answer i to example i // group: 1 correct, 0 wrong, `malformed` malformed."""
+    value = {"correct": 1.0, "wrong": 0.0, "malformed": malformed}
+    return torch.tensor([value[check(examples[i // group], a)] for i, a in enumerate(answers)])
+
+
+def rl_batch(rollouts, advantages: torch.Tensor, policy, reference, pad: int, micro_batch: int) -> list[Batch]:
+    """Micro-batches of the rollouts' rows with advantages, the sampling policy's log-probs and (with a
+    reference) the reference's."""
+    batches = []
+    for s in range(0, len(rollouts), micro_batch):
+        b = lm_batch([r.encoded() for r in rollouts[s:s + micro_batch]], pad)
+        b.advantages = advantages[s:s + micro_batch].float()
+        b.old_logps = token_logps(policy, b)
+        if reference is not None:
+            b.ref_logps = token_logps(reference, b)
+        batches.append(b)
+    return batches
+
+
+def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Console | None = None,
+       device: str = "auto") -> dict:
+    """Optimise `cfg.init_from` online on the tasks; returns the summary (also rl.json)."""
+    from lmforge.align.accuracy import task_accuracy
+    from lmforge.align.sft import print_accuracy, task_splits
+    from lmforge.generate.engine import Engine
+    from lmforge.model import load_model
+    from lmforge.tokenizer import Tokenizer
+    from lmforge.train.trainer import Trainer
+
+    out_dir, info, console = setup("rl", cfg, out_dir, device, console)
+    if info.distributed:
+        raise ValueError("lmforge rl runs rollout and training in one process for now (colocated); "
+                         "run it without torchrun")
+    began = time.perf_counter()
+    tok = Tokenizer.load(cfg.init_from)
+    train, test = task_splits(cfg)
+    policy = load_model(cfg.init_from).float()
+    reference = copy.deepcopy(policy).eval().requires_grad_(False) if cfg.kl else None
+    trainer = Trainer(policy, cfg.train_section(), info)
+    model = trainer.model
+    engine = Engine(model, tok, kv_blocks=max(256, cfg.global_batch * cfg.group * 8), block_size=16,
+                    max_batch=cfg.global_batch * cfg.group)
+    loss_fn = PolicyLoss(cfg.clip, cfg.kl, cfg.aggregate, cfg.kl_weighted)
+    pad = tok.pad_id or 0
+    system = cfg.system_prompt or None
+    order = np.random.default_rng(cfg.seed).permutation(len(train))
+
+    def held_out() -> dict:
+        acc = task_accuracy(model, tok, test, cfg.max_new_tokens, system)
+        engine.weights_updated()
+        model.train()
+        return acc
+
+    ckpt_root = out_dir / "checkpoints"
+    step, before = 0, None
+    if resume and (state := trainer.restore(ckpt_root)) is not None:
+        step, before = state["step"], state["before"]
+        console.print(f"[green]resumed rl from {state['path']} (step {step})[/green]")
+    logger = MetricsLogger(out_dir, info.is_main, cfg.tensorboard, console, resume_step=step or None)
+    if before is None:
+        before = held_out()["accuracy"]
+        logger.log({"step": 0, "heldout_acc": before["all"]})
+    console.print(f"[bold]rl[/bold] ({cfg.algorithm}): {cfg.steps} steps x {cfg.global_batch} prompts x {cfg.group} "
+                  f"answers, reward from the checkers, kl {cfg.kl}, lr {cfg.lr}; held-out accuracy before: "
+                  f"{100 * before['all']:.1f}%")
+    interrupted = False
+    with _StopFlag() as stop:
+        while step < cfg.steps:
+            t0 = time.perf_counter()
+            idx = [int(order[(step * cfg.global_batch + i) % len(order)]) for i in range(cfg.global_batch)]
+            examples = [train[i] for i in idx]
+            prompts = [ex.messages(system)[:-1] for ex in examples]
+            model.eval()
+            rolls = rollout(engine, tok, prompts, cfg.group, cfg.max_new_tokens, cfg.temperature, cfg.top_p,
+                            seed=cfg.seed * 1_000_003 + step * len(prompts) * cfg.group)
+            t_roll = time.perf_counter() - t0
+            rewards = checker_rewards(examples, [r.text for r in rolls], cfg.group, cfg.malformed_reward)
+            adv = (grpo_advantages(rewards, cfg.group) if cfg.algorithm == "grpo"
+                   else rloo_advantages(rewards, cfg.group))
+            batches = rl_batch(rolls, adv, model, reference, pad, cfg.micro_batch)
+            model.train()
+            lr = lr_at(step, peak=cfg.lr, total=cfg.steps, warmup=cfg.warmup_steps, schedule=cfg.schedule,
+                       min_ratio=cfg.min_lr_ratio)
+            stats = trainer.step(batches, loss_fn, lr)
+            engine.weights_updated()
+            step += 1
+            new_tokens = sum(len(r.completion) for r in rolls)
+            row = {"step": step, "loss": stats.loss, "lr": lr, "grad_norm": stats.grad_norm,
+                   "reward": float(rewards.mean()), "accuracy": float((rewards == 1).float().mean()),
+                   "response_len": new_tokens / len(rolls), **{k: v for k, v in stats.parts.items() if k != "pg"},
+                   "rollout_s": t_roll, "train_s": time.perf_counter() - t0 - t_roll,
+                   "rollout_tokens_per_s": new_tokens / max(t_roll, 1e-9),
+                   "tokens_per_s": sum(int(b.input_ids.numel()) for b in batches) / (time.perf_counter() - t0)}
+            logger.log(row, print_line=step % cfg.log_every == 0 or step == cfg.steps)
+            if cfg.eval_every and (step % cfg.eval_every == 0) and step < cfg.steps:
+                logger.log({"step": step, "heldout_acc": held_out()["accuracy"]["all"]})
+            if step % cfg.ckpt_every == 0 or step == cfg.steps or stop.requested:
+                trainer.save(ckpt_root, step, {"before": before})
+            if stop.requested:
+                interrupted = True
+                console.print(f"[yellow]SIGTERM: checkpoint written at step {step}; rerun to resume[/yellow]")
+                break
+    trainer.close()
+    summary = {"algorithm": cfg.algorithm, "steps": step, "interrupted": interrupted}
+    if interrupted:
+        logger.close()
+        return summary
+    after = held_out()
+    logger.log({"step": step, "heldout_acc": after["accuracy"]["all"]})
+    logger.close()
+    model_dir = trainer.export(out_dir / "model", cfg.init_from)
+    png = plot_rl(logger.path, out_dir / "curves.png")
+    summary.update(model=str(model_dir), accuracy_before=before, accuracy_after=after["accuracy"],
+                   samples=after["samples"], curves=png and png.name, seconds=time.perf_counter() - began,
+                   config=dataclasses.asdict(cfg))
+    write_json(out_dir / "rl.json", summary)
+    print_accuracy(before, after["accuracy"], console, title=f"held-out task accuracy ({cfg.algorithm})")
+    return summary
+
+
+def plot_rl(metrics: Path, out_png: Path) -> Path | None:
+    """Training reward and accuracy per step beside held-out accuracy: reward hacking shows as the
+    first rising while the last falls."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    from lmforge.train.metrics import read_metrics
+
+    rows = read_metrics(metrics)
+    train = [r for r in rows if "reward" in r]
+    held = [r for r in rows if "heldout_acc" in r]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.plot([r["step"] for r in train], [r["reward"] for r in train], label="reward (rollouts)", alpha=0.7)
+    ax.plot([r["step"] for r in train], [r["accuracy"] for r in train], label="accuracy (rollouts)", alpha=0.7)
+    ax.plot([r["step"] for r in held], [r["heldout_acc"] for r in held], "o-", label="held-out accuracy (greedy)")
+    ax.set_xlabel("step")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+    return out_png

@@ -1,0 +1,137 @@
+"""Online RL: the policy loss against TRL's GRPOTrainer on the same batch, group advantages and GAE
+against their formulas, seeded rollouts that reproduce, and a zero learning rate that leaves the
+policy unchanged."""
+
+import pytest
+import torch
+
+from lmforge.align.advantages import gae, grpo_advantages, rloo_advantages
+from lmforge.align.losses import PolicyLoss
+from lmforge.model.loss import IGNORE_INDEX
+from lmforge.train.batch import Batch
+
+
+def test_group_advantages():
+    r = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0])  # two prompts x 3 answers
+    g = grpo_advantages(r, 3, eps=0.0 + 1e-12)
+    first = torch.tensor([1.0, 0.0, 0.0])
+    assert torch.allclose(g[:3], (first - first.mean()) / first.std(), atol=1e-5)
+    assert torch.allclose(g[3:], torch.zeros(3), atol=1e-4)  # all equal: no signal
+    loo = rloo_advantages(r, 3)
+    assert torch.allclose(loo[:3], torch.tensor([1.0, -0.5, -0.5]))
+    with pytest.raises(ValueError, match="group >= 2"):
+        rloo_advantages(r, 1)
+
+
+def test_gae_is_the_discounted_sum_of_td_errors():
+    torch.manual_seed(0)
+    r, v = torch.randn(2, 5), torch.randn(2, 5)
+    mask = torch.tensor([[0, 1, 1, 1, 0], [0, 0, 1, 1, 1]], dtype=torch.bool)
+    gamma, lam = 0.9, 0.8
+    adv, ret = gae(r, v, mask, gamma, lam)
+    for b in range(2):
+        idx = mask[b].nonzero()[:, 0].tolist()
+        for k, t in enumerate(idx):
+            want = 0.0
+            for j, u in enumerate(idx[k:]):
+                nxt = v[b, u + 1] if u + 1 in idx else 0.0
+                want += (gamma * lam) ** j * (r[b, u] + gamma * nxt - v[b, u])
+            assert float(adv[b, t]) == pytest.approx(float(want), abs=1e-5)
+            assert float(ret[b, t]) == pytest.approx(float(want + v[b, t]), abs=1e-5)
+    assert (adv[~mask] == 0).all()
+
+
+@pytest.fixture(scope="module")
+def grpo_trl(tiny_dir, tmp_path_factory):
+    pytest.importorskip("trl")
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+
+    from lmforge.model import load_model, save_model
+    from lmforge.tokenizer import Tokenizer
+
+    llama = tmp_path_factory.mktemp("grpo") / "llama"
+    save_model(load_model(tiny_dir), llama, fmt="llama")
+    Tokenizer.load(tiny_dir).save(llama)
+    hf = AutoModelForCausalLM.from_pretrained(llama, dtype=torch.float32)
+
+    def make(loss_type, beta, weighted):
+        args = GRPOConfig(output_dir=str(llama.parent / "out"), loss_type=loss_type, beta=beta, report_to="none",
+                          use_bias_correction_kl=weighted,
+                          use_cpu=True, bf16=False, per_device_train_batch_size=4, num_generations=2,
+                          max_completion_length=8, epsilon=0.2)
+        return GRPOTrainer(model=hf, reward_funcs=[lambda completions, **kw: [0.0] * len(completions)], args=args,
+                           train_dataset=Dataset.from_list([{"prompt": "hi"}] * 4),
+                           processing_class=AutoTokenizer.from_pretrained(llama))
+    return hf, make
+
+
+@pytest.mark.parametrize("aggregate, loss_type, weighted", [("token", "bnpo", True), ("sequence", "grpo", True),
+                                                            ("token", "bnpo", False)])
+def test_policy_loss_matches_trl_grpo(grpo_trl, tiny_dir, aggregate, loss_type, weighted):
+    from lmforge.model import load_model
+
+    hf, make = grpo_trl
+    g = torch.Generator().manual_seed(0)
+    B, P, C = 4, 5, 6
+    prompt, completion = torch.randint(3, 300, (B, P), generator=g), torch.randint(3, 300, (B, C), generator=g)
+    cmask = torch.ones(B, C, dtype=torch.long)
+    cmask[1, 4:], cmask[3, 2:] = 0, 0
+    adv = torch.tensor([1.0, -0.5, 0.3, -0.8])
+    old = -3 + 0.3 * torch.randn(B, C, generator=g)
+    ref = -3 + 0.3 * torch.randn(B, C, generator=g)
+    trainer = make(loss_type, 0.05, weighted)
+    inputs = {"prompt_ids": prompt, "prompt_mask": torch.ones_like(prompt), "completion_ids": completion,
+              "completion_mask": cmask, "advantages": adv, "old_per_token_logps": old, "ref_per_token_logps": ref,
+              "num_items_in_batch": cmask.sum()}
+    theirs = float(trainer._compute_loss(hf, inputs).detach())
+
+    ids = torch.cat([prompt, completion], 1)
+    L = P + C - 1
+    mask = torch.zeros(B, L, dtype=torch.bool)
+    mask[:, P - 1:] = cmask.bool()
+    targets = ids[:, 1:].masked_fill(~mask, IGNORE_INDEX)
+    full = torch.zeros(B, L)
+    full_ref = torch.zeros(B, L)
+    full[:, P - 1:], full_ref[:, P - 1:] = old, ref
+    b = Batch(ids[:, :-1], targets, torch.zeros(B, L, dtype=torch.long), loss_mask=mask, advantages=adv,
+              old_logps=full, ref_logps=full_ref)
+    loss_fn = PolicyLoss(clip=0.2, beta=0.05, aggregate=aggregate, kl_weighted=weighted)
+    ours, _ = loss_fn(load_model(tiny_dir).float(), b, loss_fn.count(b))
+    assert float(ours) == pytest.approx(theirs, abs=1e-5)
+
+
+def test_rollouts_reproduce_with_a_seed_and_keep_the_end_of_turn(tiny_dir):
+    from lmforge.align.rollout import rollout
+    from lmforge.generate.engine import Engine
+    from lmforge.inference import load_for_inference
+    from lmforge.tokenizer.special import IM_END
+
+    model, tok = load_for_inference(tiny_dir, device="cpu")
+    prompts = [[{"role": "user", "content": "Add 2 and 3."}], [{"role": "user", "content": "Reverse: cat"}]]
+
+    def run(seed):
+        return rollout(Engine(model, tok, kv_blocks=64, max_batch=8), tok, prompts, group=3, max_new_tokens=6,
+                       seed=seed)
+    a, b, c = run(5), run(5), run(6)
+    assert [r.completion for r in a] == [r.completion for r in b]
+    assert [r.completion for r in a] != [r.completion for r in c]
+    assert len({tuple(r.completion) for r in a[:3]}) > 1  # the group's answers differ
+    for r in a:
+        assert r.prompt == tok.encode_chat(prompts[0 if r in a[:3] else 1], add_generation_prompt=True)
+        assert r.finish == "length" or r.completion[-1] == tok.token_to_id(IM_END)
+
+
+def test_zero_learning_rate_leaves_the_policy_unchanged_and_the_stage_reports(tiny_dir, tmp_path):
+    from lmforge.align.config import RLSection
+    from lmforge.align.rl import rl
+    from lmforge.model import load_model
+
+    cfg = RLSection(init_from=str(tiny_dir), steps=2, lr=0.0, kl=0.1, global_batch=2, group=2, train_examples=8,
+                    eval_examples=8, max_new_tokens=4, eval_every=1, tensorboard=False)
+    s = rl(cfg, tmp_path / "rl", resume=False)
+    a, b = load_model(tiny_dir).state_dict(), load_model(tmp_path / "rl" / "model").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert s["steps"] == 2 and s["accuracy_before"] == s["accuracy_after"]
+    assert (tmp_path / "rl" / "curves.png").is_file()
