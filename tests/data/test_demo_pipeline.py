@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,14 @@ def test_planted_cases_land_where_expected(demo_run):
     assert kinds["blocked_domain"] == {"safe": sum(kinds["blocked_domain"].values())}
     assert kinds["clean"].get("kept", 0) >= 0.6 * sum(kinds["clean"].values())
     assert truth["stages"]["dedup"]["precision"] >= 0.95
+
+
+def test_phone_numbers_are_masked_before_dedup(demo_run):
+    clean = {row["stage"]: row for row in build_report(demo_run)["funnel"]}["clean"]
+    assert clean["extra"]["pii_phone"] >= 5 and clean["extra"]["pii_docs"] >= 3   # the planted ads' hotlines
+    texts = [d["text"] for d in read_stage(demo_run, "clean")]
+    assert sum("<PHONE>" in t for t in texts) == clean["extra"]["pii_docs"]
+    assert not any(re.search(r"1-800-555-\d{4}\b|400-800-\d{4}\b", t) for t in texts)
 
 
 def test_scores_are_written_in_wanjuan_names(demo_run):

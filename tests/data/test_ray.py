@@ -28,7 +28,8 @@ def test_ray_and_local_outputs_are_identical(ray_cluster, small_tokenizer, tmp_p
         out = tmp_path / executor
         data = demo_recipe(crawl, out, small_tokenizer, ["format", "clean", "dedup", "safe", "quality", "tokens"],
                            executor=executor, tasks=3)
-        data["stage"][0]["steps"][0]["backend"] = "resiliparse"   # the fast extractor keeps this test short
+        extract = next(step for step in data["stage"][0]["steps"] if step["step"] == "extract")
+        extract["backend"] = "resiliparse"   # the fast extractor keeps this test short
         summary = run_pipeline(build_pipeline(data, str(DEMO_RECIPE)), log=lambda *_: None)
         assert summary["executor"] == executor and summary["stages"]["dedup"]["ran"] == 3 + 2 + 1 + 3
         results[executor] = outputs(out)

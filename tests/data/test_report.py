@@ -45,3 +45,29 @@ def test_demo_crawl_pages_default_is_one_constant():
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))
     assert parser.parse_args(["data", "demo-crawl", "out"]).pages == DEMO_CRAWL_PAGES
+
+
+def test_a_truth_file_of_another_schema_is_named_and_skipped(tmp_path, capsys):
+    from lmforge.cli import main
+    from lmforge.data.executors import run_pipeline
+    from lmforge.data.pipeline import build_pipeline
+    from lmforge.data.report import build_report
+
+    crawl = tmp_path / "in"
+    crawl.mkdir()
+    for i in range(3):
+        (crawl / f"{i}.txt").write_text(f"document {i}")
+    (crawl / "truth.jsonl").write_text('{"url": "file:///x", "label": 1}\n')   # another tool's truth file
+    data = {"pipeline": {"input": str(crawl), "output": str(tmp_path / "run"), "input_format": "text", "tasks": 1},
+            "stage": [{"name": "format", "steps": [{"step": "pii"}]}]}
+    run_pipeline(build_pipeline(data, "test"), log=lambda *_: None)
+    report = build_report(tmp_path / "run")
+    assert "truth" not in report and report["funnel"][0]["docs_out"] == 3
+    assert report["truth_skipped"] == (f"{crawl / 'truth.jsonl'}, line 1: missing field 'kind' (a truth file as "
+                                       "`lmforge data demo-crawl` writes it has url, kind, expected, group, jaccard "
+                                       "on every line); the truth section is skipped")
+    assert main(["data", "report", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr()
+    assert "missing field 'kind'" in out.out and "truth.jsonl" in out.out and "error" not in out.err
+    (tmp_path / "other.jsonl").write_text("not json\n")
+    assert "other.jsonl, line 1: not JSON" in build_report(tmp_path / "run", tmp_path / "other.jsonl")["truth_skipped"]

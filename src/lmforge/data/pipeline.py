@@ -33,8 +33,10 @@ from pathlib import Path
 from lmforge.config import RecipeError, from_dict, read_toml
 from lmforge.data.dedup.stage import MinHashDedup
 from lmforge.data.extract import AssignIds, Extract
+from lmforge.data.http_status import HttpStatus
 from lmforge.data.langid import LanguageId
 from lmforge.data.longctx import LongContextStatistics, MinLength
+from lmforge.data.pii import MaskPII
 from lmforge.data.quality import Advertisement, Fluency
 from lmforge.data.readers import FORMATS
 from lmforge.data.rules.c4 import C4Rules
@@ -48,9 +50,9 @@ from lmforge.data.step import Step
 from lmforge.data.tokenize import Tokenize
 
 STEPS = {cls.name: cls for cls in (
-    Extract, LanguageId, AssignIds, EncodingRule, GopherQuality, GopherRepetition, C4Rules, FineWebRules,
+    HttpStatus, Extract, LanguageId, AssignIds, EncodingRule, GopherQuality, GopherRepetition, C4Rules, FineWebRules,
     ChineseQuality, ChineseRepetition, DomainBlocklist, WordBlocklist, Toxicity, Pornography, Advertisement,
-    Fluency, Tokenize, MinLength, LongContextStatistics, MinHashDedup)}
+    Fluency, Tokenize, MinLength, LongContextStatistics, MinHashDedup, MaskPII)}
 # Steps that load an lmforge model: imported on use only (lmforge.scorers may import lmforge.model).
 LAZY_STEPS = {"perplexity": "lmforge.scorers.perplexity:PerplexityFilter",
               "perplexity_gain": "lmforge.scorers.perplexity:PerplexityGainFilter"}

@@ -4,8 +4,11 @@ Paper: WanJuan-CC, arXiv 2402.19282; docs/papers.md §4.
 
 A reader turns one input file into documents and reports every damaged spot to the task's stats
 as an error with the file and byte offset (a truncated .gz, a broken WARC header, invalid UTF-8,
-an over-long line, an empty file), then carries on: bad input never stops a run. Files are split
-between tasks round-robin over the sorted list, so any executor gives a task the same files.
+an over-long line, an empty file), then carries on: bad input never stops a run. A corrupt gzip
+member of a WARC.gz is also a warning line (the file and the member's compressed offset) and
+counts in the stats' counters (`warc_gzip_members_skipped`, `warc_gzip_bytes_skipped`). Files
+are split between tasks round-robin over the sorted list, so any executor gives a task the same
+files.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import glob
 import gzip
 import io
 import json
+import logging
 import os
 import zlib
 from collections.abc import Iterator
@@ -23,7 +27,9 @@ from typing import ClassVar
 
 from lmforge.data.document import Document
 from lmforge.data.step import TaskStats
-from lmforge.data.warc import DUMP_RE, WarcError, decode_body, iter_warc
+from lmforge.data.warc import DUMP_RE, MemberSkipped, WarcError, decode_body, iter_warc
+
+log = logging.getLogger(__name__)
 
 FORMATS = ("warc", "jsonl", "parquet", "text")
 SUFFIXES = {"warc": (".warc", ".warc.gz"), "jsonl": (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json.gz"),
@@ -87,7 +93,8 @@ class Reader:
 
 @dataclass
 class WarcReader(Reader):
-    """HTML responses of a WARC file; the text is the decoded HTML until the extract step."""
+    """HTML responses of a WARC file; the text is the decoded HTML until the extract step, and
+    `metadata["http_status"]` the response's status code until the http_status step."""
 
     format: ClassVar[str] = "warc"
 
@@ -95,6 +102,10 @@ class WarcReader(Reader):
         m = DUMP_RE.search(path)
         dump = m.group(0) if m else ""
         for rec in iter_warc(path, self.max_doc_bytes):
+            if isinstance(rec, MemberSkipped):
+                log.warning("%s: %s", path, rec)
+                stats.extra["warc_gzip_members_skipped"] += 1
+                stats.extra["warc_gzip_bytes_skipped"] += rec.skipped
             if isinstance(rec, WarcError):
                 stats.error(path, rec.offset, str(rec))
                 continue
@@ -109,7 +120,8 @@ class WarcReader(Reader):
                 continue
             yield Document(text=decode_body(rec.body, content_type), url=rec.headers.get("warc-target-uri", ""),
                            dump=dump, metadata={"source": path, "offset": rec.offset,
-                                                "date": rec.headers.get("warc-date", ""), "html": True})
+                                                "date": rec.headers.get("warc-date", ""), "html": True,
+                                                "http_status": rec.http_status})
 
 
 @dataclass

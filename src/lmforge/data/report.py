@@ -6,10 +6,12 @@ for earlier stages they are estimated from each stage's characters per language 
 tokens-per-character that the tokenize stage measured for that language (marked "~").
 When the run's input folder holds a `truth.jsonl` (written by `demo-crawl`), each stage's drops
 are scored against the stage each planted page was meant to be dropped at, and the dedup
-clusters against the planted duplicate pairs. Those figures are labelled as what they are
-(`DEMO_TRUTH_NOTE`): the demo's generator wrote both the planted pages and their truth, so they
-show that each step works, not how well it filters a real crawl; the shipped classifiers' figures
-on labelled data the generator did not write are on their cards (`lmforge/data/assets/*.md`).
+clusters against the planted duplicate pairs; a truth file of another schema is named with its
+first bad line and missing field, and the truth section is skipped (`truth_skipped`). Those
+figures are labelled as what they are (`DEMO_TRUTH_NOTE`): the demo's generator wrote both the
+planted pages and their truth, so they show that each step works, not how well it filters a real
+crawl; the shipped classifiers' figures on labelled data the generator did not write are on their
+cards (`lmforge/data/assets/*.md`).
 """
 
 from __future__ import annotations
@@ -96,12 +98,37 @@ def _read_drops(run_dir: Path, stage: str) -> dict[str, tuple[str, str]]:
     return out
 
 
+TRUTH_FIELDS = ("url", "kind", "expected", "group", "jaccard")  # what `demo-crawl` writes on every line
+
+
+class TruthFileError(ValueError):
+    """A truth file of another schema: names the file, the line and the missing field."""
+
+
+def read_truth(path: Path) -> dict[str, dict]:
+    """url -> row of a truth.jsonl as `demo-crawl` writes it; TruthFileError on the first row that
+    is not a JSON object with every field of TRUTH_FIELDS."""
+    truth = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as e:
+            raise TruthFileError(f"{path}, line {n}: not JSON ({e})") from None
+        if not isinstance(row, dict):
+            raise TruthFileError(f"{path}, line {n}: expected a JSON object, found {type(row).__name__}")
+        missing = [f for f in TRUTH_FIELDS if f not in row]
+        if missing:
+            raise TruthFileError(f"{path}, line {n}: missing field {missing[0]!r} (a truth file as "
+                                 f"`lmforge data demo-crawl` writes it has {', '.join(TRUTH_FIELDS)} on every line)")
+        truth[row["url"]] = row
+    return truth
+
+
 def truth_scores(run_dir: Path, stage_names: list[str], truth_path: Path) -> dict:
     """Per-stage precision/recall of drops, and dedup pair precision/recall, against truth.jsonl."""
-    truth = {}
-    for line in truth_path.read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        truth[row["url"]] = row
+    truth = read_truth(truth_path)
     dropped_at = {}
     meta = json.loads((run_dir / "_pipeline.json").read_text())
     branches = set(meta.get("branches", []))
@@ -205,8 +232,12 @@ def build_report(run_dir: str | Path, truth: str | Path | None = None) -> dict:
     meta = json.loads((run_dir / "_pipeline.json").read_text())
     truth_path = Path(truth) if truth else Path(meta["input"]) / "truth.jsonl"
     if truth_path.is_file():
-        report["truth"] = truth_scores(run_dir, names, truth_path)
-        report["truth"]["measured_on"] = f"measured on {truth_path}" if truth else DEMO_TRUTH_NOTE
+        try:
+            report["truth"] = truth_scores(run_dir, names, truth_path)
+        except TruthFileError as e:  # another tool's truth.jsonl beside the input: report the rest
+            report["truth_skipped"] = f"{e}; the truth section is skipped"
+        else:
+            report["truth"]["measured_on"] = f"measured on {truth_path}" if truth else DEMO_TRUTH_NOTE
     return report
 
 
@@ -262,6 +293,18 @@ def print_report(report: dict, console=None) -> None:
             other = sum(n for lang, n in langs.items() if lang not in ("en", "zh"))
             by_lang.add_row(row["stage"], step, str(langs.get("en", 0)), str(langs.get("zh", 0)), str(other))
     console.print(by_lang)
+    counters = [(row["stage"], ", ".join(f"{k} {v:,}" for k, v in sorted(row["extra"].items())))
+                for row in report["funnel"] if row.get("extra")]
+    if counters:  # what steps count besides drops: PII replacements, skipped gzip members, tokens, ...
+        t = Table(title="step counters")
+        t.add_column("stage")
+        t.add_column("counters")
+        for stage, text in counters:
+            t.add_row(stage, text)
+        console.print(t)
+    if report.get("truth_skipped"):
+        console.print(f"truth: {report['truth_skipped']}", style="yellow", markup=False, highlight=False,
+                      soft_wrap=True)
     truth = report.get("truth")
     if truth:
         note = truth.get("measured_on", DEMO_TRUTH_NOTE)
