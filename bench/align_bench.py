@@ -11,8 +11,8 @@ measured side by side in one run and printed as ratios (issue goal: >= 1.2x on C
     conversation its own row, padded to the batch's longest), as many conversations per step as
     lmforge's rows hold on average. Both are TRL's prompt-completion form, `completion_only_loss`.
 (b) Reward model on the tasks' preference pairs, Bradley-Terry loss on both sides, the same pairs per
-    step: lmforge's RewardModel on [chosen, rejected] rows (the reward read at an appended EOS
-    token), TRL's RewardTrainer on the conversational pairs (LlamaForSequenceClassification,
+    step: lmforge's RewardModel on its sequences packed several to a row of seq_len tokens (the
+    reward read at each one's appended EOS token), TRL's RewardTrainer on the conversational pairs (LlamaForSequenceClassification,
     num_labels = 1, the reward read at the last token).
 
 Both sides: fp32 on the CPU, no activation checkpointing (TRL's configs default to gradient
@@ -135,12 +135,12 @@ def sft_lmforge(model_dir: Path, encoded, pad_id: int, args, info) -> Run:
 
 def rm_lmforge(model_dir: Path, encoded, pad_id: int, args, info) -> Run:
     cfg = _section(RMSection, model_dir, args, args.rm_lr, args.pairs, loss="bt")
-    loader = PairLoader(len(encoded), lambda idx: reward_batch([encoded[i] for i in idx], pad_id), cfg.global_batch,
-                        cfg.micro_batch, seed=cfg.seed)
+    loader = PairLoader(len(encoded), lambda idx: reward_batch([encoded[i] for i in idx], pad_id, cfg.seq_len),
+                        cfg.global_batch, cfg.micro_batch, seed=cfg.seed)
     model = RewardModel.from_lm(load_model(model_dir).float(), seed=cfg.seed).train()
     trainer = Trainer(model, cfg.train_section(), info, accum=loader.accum)
     seconds, fed = _lmforge_run(trainer, loader, RewardLoss("bt"), args.steps)
-    return Run(seconds, sum(int((b.seq_ends + 1).sum()) for b in fed), sum(len(b.seq_ends) // 2 for b in fed))
+    return Run(seconds, sum(int((b.input_ids != pad_id).sum()) for b in fed), sum(len(b.seq_ends) // 2 for b in fed))
 
 
 def _trl_run(trainer_cls, steps: int, **kw) -> Run:

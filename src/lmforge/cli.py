@@ -248,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("presets", help="list the model presets and their parameter counts")
     p.set_defaults(fn=_cmd_presets)
 
-    from lmforge.align.cli import register as register_align
+    from lmforge.lifecycle.align_cli import register as register_align
     from lmforge.data.cli import register as register_data
     from lmforge.eval.cli import register as register_eval
     from lmforge.serve.cli import register as register_serve

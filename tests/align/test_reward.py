@@ -47,3 +47,18 @@ def test_transformers_loads_the_export_as_a_sequence_classifier_with_the_same_sc
 def test_a_language_model_directory_is_not_a_reward_model(tiny_dir):
     with pytest.raises(ValueError, match="not a reward model"):
         load_reward_model(tiny_dir)
+
+
+def test_packed_rows_give_the_rewards_of_padded_rows(rm_dir, task_tokenizer):
+    from lmforge.align.pair_rows import reward_batch
+
+    rm, _ = rm_dir
+    seqs = [reward_ids(task_tokenizer, c) for c in CONVS * 3]
+    pairs = list(zip(seqs[0::2], seqs[1::2]))
+    padded = reward_batch(pairs, 0)
+    packed = reward_batch(pairs, 0, seq_len=2 * max(map(len, seqs)) + 1)
+    assert packed.input_ids.shape[0] < padded.input_ids.shape[0]  # several sequences share a row
+    with torch.no_grad():
+        a = rm(padded.input_ids, ends=padded.seq_ends, document_ids=padded.document_ids)
+        b = rm(packed.input_ids, ends=packed.seq_ends, document_ids=packed.document_ids)
+    assert torch.allclose(a, b, atol=1e-5)

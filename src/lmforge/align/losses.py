@@ -1,6 +1,7 @@
 """The alignment losses, as trainer losses (`lmforge.train.losses.LossFn`: they count pairs and return
-their batch's share of the global mean). Rows come in pairs: row 2i is the chosen answer, row 2i+1
-the rejected one, to the same prompt.
+their batch's share of the global mean). Sequences come in pairs: sequence 2i is the chosen answer,
+2i+1 the rejected one, to the same prompt (rows for DPO; reward tokens, `Batch.seq_ends`, for reward
+models, whose sequences may be packed several to a row).
 
 - `RewardLoss("bt")`: Bradley-Terry, -log sigmoid(r_chosen - r_rejected) (Ouyang et al. 2022).
 - `RewardLoss("cool")`: InternLM2's conditional reward model loss (arXiv 2403.17297, section 4.2;
@@ -55,9 +56,10 @@ def bt_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
 
 
 def _pairs(batch: Batch) -> int:
-    if batch.input_ids.shape[0] % 2:
-        raise ValueError("a preference batch needs an even number of rows (chosen, rejected, chosen, ...)")
-    return batch.input_ids.shape[0] // 2
+    n = batch.seq_ends.numel() if batch.seq_ends is not None else batch.input_ids.shape[0]
+    if n % 2:
+        raise ValueError("a preference batch needs an even number of sequences (chosen, rejected, chosen, ...)")
+    return n // 2
 
 
 @dataclass
@@ -84,7 +86,7 @@ class RewardLoss:
             loss = per_pair.sum() / divisor
             return loss, {self.log_key: loss.detach(), **parts}
 
-        return model(batch.input_ids, ends=batch.seq_ends, loss_fn=on_rewards)
+        return model(batch.input_ids, ends=batch.seq_ends, document_ids=batch.document_ids, loss_fn=on_rewards)
 
 
 def sequence_logps(hidden: torch.Tensor, head_weight: torch.Tensor, targets: torch.Tensor,

@@ -20,15 +20,36 @@ from lmforge.model.loss import IGNORE_INDEX
 from lmforge.train.batch import Batch
 
 
-def reward_batch(pairs: Sequence[tuple[list[int], list[int]]], pad_id: int) -> Batch:
-    """Rows for a reward model: each pair's chosen then rejected ids; `seq_ends` marks the reward token."""
+def reward_batch(pairs: Sequence[tuple[list[int], list[int]]], pad_id: int, seq_len: int | None = None) -> Batch:
+    """Rows for a reward model: each pair's chosen then rejected ids; `seq_ends` holds the flat position
+    (row * T + column) of each sequence's reward token, in that order. With `seq_len`, the sequences
+    are packed whole into rows of that length with document ids (no padding between them, attention
+    kept inside each); without, one sequence per row, right-padded to the longest."""
+    from lmforge.align.reward import pad_rows
+
     seqs = [s for pair in pairs for s in pair]
-    T = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), T), pad_id, dtype=torch.long)
+    if seq_len is None:
+        ids, ends = pad_rows(seqs, pad_id)
+        return Batch(ids, torch.full_like(ids, IGNORE_INDEX), torch.zeros_like(ids), seq_ends=ends)
+    if max(len(s) for s in seqs) > seq_len:
+        raise ValueError(f"a reward-model sequence is longer than seq_len = {seq_len}")
+    rows: list[list[int]] = [[]]
     for i, s in enumerate(seqs):
-        ids[i, :len(s)] = torch.tensor(s, dtype=torch.long)
-    return Batch(ids, torch.full_like(ids, IGNORE_INDEX), torch.zeros_like(ids),
-                 seq_ends=torch.tensor([len(s) - 1 for s in seqs], dtype=torch.long))
+        if sum(len(seqs[j]) for j in rows[-1]) + len(s) > seq_len:
+            rows.append([])
+        rows[-1].append(i)
+    ids = torch.full((len(rows), seq_len), pad_id, dtype=torch.long)
+    docs = torch.zeros((len(rows), seq_len), dtype=torch.long)
+    ends = torch.zeros(len(seqs), dtype=torch.long)
+    for r, members in enumerate(rows):
+        at = 0
+        for d, i in enumerate(members):
+            n = len(seqs[i])
+            ids[r, at:at + n], docs[r, at:at + n] = torch.tensor(seqs[i]), d
+            ends[i] = r * seq_len + at + n - 1
+            at += n
+        docs[r, at:] = len(members)  # padding: a document of its own
+    return Batch(ids, torch.full_like(ids, IGNORE_INDEX), docs, seq_ends=ends)
 
 
 def lm_pair_batch(pairs: Sequence[tuple[Encoded, Encoded]], pad_id: int,

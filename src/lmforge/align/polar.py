@@ -142,8 +142,8 @@ def train_polar(cfg: PolarSection, init: RewardModel, pairs, steps: int, out_dir
     """Train `init` with Bradley-Terry on `pairs` for `steps`; the trained model (also written to out_dir/model)."""
     from lmforge.train.trainer import Trainer
 
-    loader = PairLoader(len(pairs), lambda idx: reward_batch([pairs[i] for i in idx], pad), cfg.global_batch,
-                        cfg.micro_batch, info.dp_rank, info.dp_size, cfg.seed)
+    loader = PairLoader(len(pairs), lambda idx: reward_batch([pairs[i] for i in idx], pad, cfg.seq_len),
+                        cfg.global_batch, cfg.micro_batch, info.dp_rank, info.dp_size, cfg.seed)
     tc = dataclasses.replace(cfg.train_section(), steps=steps)
     trainer = Trainer(init.train(), tc, info, accum=loader.accum)
     result = fit(trainer, loader, RewardLoss("bt"), out_dir, resume=resume, console=console)

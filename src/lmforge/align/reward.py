@@ -48,10 +48,11 @@ class RewardModel(InternLM2):
         return super().linear_groups()[:-1]
 
     def forward(self, input_ids: torch.Tensor, *, ends: torch.Tensor, loss_fn=None, **kwargs):
-        """Rewards (B,) fp32 read at positions `ends` (B,) of rows `input_ids` (B, T); with loss_fn,
-        loss_fn(rewards) (run inside forward, where FSDP has the weights gathered)."""
+        """Rewards (N,) fp32 read at the flat positions `ends` (N,) of the rows `input_ids` (B, T)
+        (row * T + column: several sequences may be packed in a row, with `document_ids`); with
+        loss_fn, loss_fn(rewards) (run inside forward, where FSDP has the weights gathered)."""
         hidden = self.forward_hidden(input_ids, **kwargs)
-        h = hidden[torch.arange(hidden.shape[0], device=hidden.device), ends]
+        h = hidden.reshape(-1, hidden.shape[-1])[ends]
         rewards = self.score(h).squeeze(-1).float()
         return loss_fn(rewards) if loss_fn is not None else rewards
 
@@ -65,12 +66,13 @@ def reward_ids(tokenizer, messages: Sequence[dict]) -> list[int]:
 
 
 def pad_rows(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded rows (B, max len) and the index of each row's last real token (B,)."""
+    """Right-padded rows (B, max len) and the flat position (row * T + column) of each row's last real
+    token (B,), as `RewardModel.forward` reads it."""
     T = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), T), pad_id, dtype=torch.long)
     for i, s in enumerate(seqs):
         ids[i, :len(s)] = torch.tensor(s, dtype=torch.long)
-    return ids, torch.tensor([len(s) - 1 for s in seqs], dtype=torch.long)
+    return ids, torch.tensor([i * T + len(s) - 1 for i, s in enumerate(seqs)], dtype=torch.long)
 
 
 @torch.no_grad()

@@ -79,8 +79,8 @@ def train_member(cfg: RMSection, k: int, pairs: list[Pair], out_dir: Path, *, re
     encoded, dropped = encode_pairs(tok, pairs, cfg)
     pad = tok.pad_id or 0
     seed = cfg.seed + k
-    loader = PairLoader(len(encoded), lambda idx: reward_batch([encoded[i] for i in idx], pad), cfg.global_batch,
-                        cfg.micro_batch, info.dp_rank, info.dp_size, seed)
+    loader = PairLoader(len(encoded), lambda idx: reward_batch([encoded[i] for i in idx], pad, cfg.seq_len),
+                        cfg.global_batch, cfg.micro_batch, info.dp_rank, info.dp_size, seed)
     model = RewardModel.from_lm(load_model(cfg.init_from).float(), seed=seed).train()
     trainer = Trainer(model, dataclasses.replace(cfg.train_section(), seed=seed), info, accum=loader.accum)
     console.print(f"[bold]rm member {k}[/bold]: {len(encoded)} pairs ({dropped} longer than {cfg.seq_len} tokens "

@@ -1,6 +1,6 @@
 """`lmforge sft`, `rm`, `dpo`, `polar` and `rl`: a thin layer over lmforge.align.sft / rm / dpo / polar / rl.
 
-Each reads a recipe's section ([sft], [rm], [dpo]); the model to start from and the output folder
+Each reads its recipe section ([sft], [rm], [dpo], [polar], [rl]); the model to start from and the output folder
 default to the run folder of the same recipe, so after `lmforge run recipes/tiny.toml`:
 
     lmforge sft recipes/tiny.toml                 runs/tiny/pretrain/model -> runs/tiny/sft/model
