@@ -12,8 +12,9 @@ import numpy as np
 from lmforge.data.democrawl import BLOCKED
 from lmforge.data.report import build_report, plot_funnel
 from lmforge.data.document import Document
-from lmforge.data.safety import DomainBlocklist
+from lmforge.data.rules.encoding import encoding_damage
 from lmforge.data.step import TaskStats
+from lmforge.data.url_filter import UrlFilter
 from lmforge.shards import list_shards, open_shard
 from lmforge.tokenizer import Tokenizer
 
@@ -62,20 +63,32 @@ def test_every_blocklisted_domain_is_dropped(demo_run):
     blocked = {r["url"] for r in truth if r["kind"] == "blocked_domain"}
     assert blocked
     recipe_step = next(step for stage in demo_recipe(demo_run, demo_run)["stage"] for step in stage["steps"]
-                       if step["step"] == "domain_blocklist")
-    rule = DomainBlocklist(domains=recipe_step["domains"]).bind(TaskStats("t", 0))
+                       if step["step"] == "url_filter")
+    rule = UrlFilter(domains=recipe_step["domains"]).bind(TaskStats("t", 0))
     rule.setup()
-    assert all(rule.filter(Document("", url=f"https://{host}/")) == (False, "blocked_domain") for host in BLOCKED)
+    assert all(rule.filter(Document("", url=f"https://{host}/"))[1].startswith("url_domain:") for host in BLOCKED)
     # the shipped default is a real-world sample, not tuned to the demo: it blocks none of the demo's domains
-    shipped = DomainBlocklist().bind(TaskStats("t", 0))
+    shipped = UrlFilter().bind(TaskStats("t", 0))
     shipped.setup()
-    assert all(shipped.filter(Document("", url=f"https://{host}/")) is True for host in BLOCKED)
-    assert shipped.filter(Document("", url="https://www.pornhub.com/x")) == (False, "blocked_domain")
-    for stage in ("safe", "quality"):
-        assert all(rule.filter(Document(d["text"], url=d["url"])) is True for d in read_stage(demo_run, stage))
-    reached = {d["url"] for d in read_stage(demo_run, "dedup")} & blocked
-    drops = [json.loads(line) for f in (demo_run / "_drops" / "safe").glob("*.gz") for line in gzip.open(f, "rt")]
-    assert reached and reached <= {d["url"] for d in drops if d["reason"] == "blocked_domain"}
+    assert all(shipped.blocked_domain(host) is None for host in BLOCKED)
+    assert shipped.filter(Document("", url="https://www.pornhub.com/x")) == (False, "url_domain:pornhub.com")
+    # nothing else in the demo crawl is dropped by its URL, and every planted domain at the format stage
+    drops = [json.loads(line) for f in (demo_run / "_drops" / "format").glob("*.gz") for line in gzip.open(f, "rt")]
+    by_url = {d["url"] for d in drops if d["step"] == "url_filter"}
+    assert by_url == blocked
+    assert all(d["reason"].startswith("url_domain:") for d in drops if d["step"] == "url_filter")
+
+
+def test_pages_with_a_wrong_or_missing_charset_are_decoded(demo_run):
+    truth = [json.loads(line) for line in open(Path(json.loads((demo_run / "_pipeline.json").read_text())["input"])
+                                               / "truth.jsonl")]
+    wrong = {r["url"] for r in truth if r["kind"] == "wrong_charset"}
+    fmt = {row["stage"]: row for row in build_report(demo_run)["funnel"]}["format"]
+    assert fmt["extra"]["charset_detected"] == len(wrong) == 5
+    assert fmt["extra"]["charset_replaced"] == 4                       # the damaged UTF-8 pages
+    assert fmt["extra"]["charset_declared"] == 300 - 9
+    texts = {d["url"]: d["text"] for d in read_stage(demo_run, "format") if d["url"] in wrong}
+    assert len(texts) == len(wrong) and not any(encoding_damage(t) for t in texts.values())
 
 
 def test_planted_cases_land_where_expected(demo_run):
@@ -90,7 +103,8 @@ def test_planted_cases_land_where_expected(demo_run):
     for kind, most_kept in (("toxic", 0.4), ("porn", 0.15)):
         assert kinds[kind].get("kept", 0) <= most_kept * sum(kinds[kind].values()), (kind, kinds[kind])
     assert kinds["ad"].get("quality", 0) >= 0.6 * sum(kinds["ad"].values()), kinds["ad"]
-    assert kinds["blocked_domain"] == {"safe": sum(kinds["blocked_domain"].values())}
+    assert kinds["blocked_domain"] == {"format": sum(kinds["blocked_domain"].values())}
+    assert kinds["bad_encoding"].get("kept", 0) == 0
     assert kinds["clean"].get("kept", 0) >= 0.6 * sum(kinds["clean"].values())
     assert truth["stages"]["dedup"]["precision"] >= 0.95
 

@@ -145,7 +145,8 @@ def test_a_corrupt_gzip_member_is_skipped_and_the_rest_read(tmp_path, where, cap
     with caplog.at_level("WARNING", logger="lmforge.data.readers"):
         stats = format_stage(tmp_path / "crawl", tmp_path / "out", [{"step": "http_status"}, {"step": "extract"}])
     assert sorted(output_urls(tmp_path / "out")) == sorted(urls)
-    assert stats[0]["extra"] == {"warc_gzip_members_skipped": 1, "warc_gzip_bytes_skipped": starts[2] - starts[1]}
+    assert stats[0]["extra"] == {"warc_gzip_members_skipped": 1, "warc_gzip_bytes_skipped": starts[2] - starts[1],
+                                 "charset_declared": 4}
     assert [(e["file"], e["offset"]) for e in stats[0]["errors"]] == [(str(path), starts[1])]
     assert any(str(path) in r.message and f"byte {starts[1]}" in r.message for r in caplog.records)
 

@@ -5,13 +5,14 @@ Papers: WanJuan-CC, arXiv 2402.19282; InternLM2 report, arXiv 2403.17297, sectio
 Raw crawl files become tokenized, packed training shards through stages that each write their own
 output and statistics, in the papers' order:
 
-    format    WARC -> non-200 responses dropped -> main-text extraction (trafilatura / resiliparse)
+    format    WARC (charsets checked, detected, repaired) -> non-200 responses dropped -> URL filter
+              (domain lists, words in the URL) -> main-text extraction (trafilatura / resiliparse)
               -> language ID (pycld2) -> ids
     clean     Gopher quality + repetition, C4 and FineWeb line rules; character-based rules for Chinese;
               personal data (e-mail, phone, IP, card, Chinese ID) masked with typed placeholders
     dedup     exact (normalised-text hash) + MinHash LSH (5-grams, 128 hashes, threshold 0.7), keep the
               latest dump of each cluster
-    safe      domain blocklist, word blocklist, toxicity and pornography classifiers
+    safe      word blocklist, toxicity and pornography classifiers
     quality   advertisement and fluency classifiers, perplexity under an lmforge model
     tokenize  BOS + tokens + EOS per document -> `lmforge.shards`
     longctx   InternLM2's long-context selection (length, statistics, P(S2|S1) - P(S2))

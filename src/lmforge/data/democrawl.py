@@ -14,7 +14,10 @@ the truth recorded per URL in `truth.jsonl`:
     blocked_domain  a clean page served from a blocklisted domain (or its subdomain)
     gibberish       keyboard mash (rules catch it) and word salad (only a fluency model does)
     short           a page with a line or two of text
-    bad_encoding    UTF-8 bytes declared as Latin-1 (mojibake), or with invalid bytes (U+FFFD)
+    bad_encoding    UTF-8 with invalid bytes sprinkled in (U+FFFD once decoded)
+    wrong_charset   a page whose declared charset is wrong or missing: UTF-8 declared as Latin-1,
+                    GBK without a declaration, windows-1252 declared as UTF-8; the reader decodes
+                    it right (charset.py), so it is kept like a clean page
     mixed           English and Chinese paragraphs on one page
     long            a whole act (> 32 KB) for the long-context selection
 
@@ -43,12 +46,13 @@ DATES = {"CC-MAIN-2023-06": "2023-02-01", "CC-MAIN-2023-14": "2023-03-25", "CC-M
 BLOCKED = ["casino-jackpot-win.com", "free-xxx-tube.net", "www.hot-singles-now.biz", "shop.replica-watches-sale.top",
            "news.clickbait-farm.info", "www.du-bo-cheng.cn", "loan-shark-fast.com", "m.crypto-doubler.io"]
 NEAR_TARGETS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
-# Share of the pages of each kind (of n_pages); the rest are clean pages.
+# Share of the pages of each kind (of n_pages); the rest are clean pages. "bad_encoding" is split
+# between bad_encoding (damaged bytes) and wrong_charset pages.
 MIX = {"exact_dup": 0.08, "near_dup": 0.18, "ad": 0.05, "toxic": 0.04, "porn": 0.04, "blocked_domain": 0.04,
        "keyboard_mash": 0.02, "word_salad": 0.03, "short": 0.03, "bad_encoding": 0.03, "mixed": 0.02, "long": 0.02}
 EXPECTED = {"clean": "keep", "exact_dup": "dedup", "near_dup": "dedup", "ad": "quality", "toxic": "safe",
-            "porn": "safe", "blocked_domain": "safe", "keyboard_mash": "format|clean", "word_salad": "quality",
-            "short": "clean", "bad_encoding": "format|clean", "mixed": "keep", "long": "keep"}
+            "porn": "safe", "blocked_domain": "format", "keyboard_mash": "format|clean", "word_salad": "quality",
+            "short": "clean", "bad_encoding": "format|clean", "wrong_charset": "keep", "mixed": "keep", "long": "keep"}
 SPEAKER_RE = re.compile(r"^\s*([A-Z][A-Za-z. ]{0,20})\.\s+(.*)$")
 
 
@@ -62,7 +66,8 @@ class Page:
     paragraphs: list[str]
     group: str = ""
     jaccard: float | None = None
-    charset: str = "utf-8"
+    charset: str = "utf-8"      # the declared charset ("": none)
+    encoding: str = "utf-8"     # the charset of the bytes served
     corrupt: bool = False
 
 
@@ -172,7 +177,7 @@ def render_html(page: Page) -> str:
     site = page.url.split("/")[2]
     nav = "".join(f'<li><a href="/{i}">{escape(x)}</a></li>' for i, x in enumerate(NAV[lang]))
     body = "\n".join(f"<p>{escape(p)}</p>" for p in page.paragraphs)
-    meta = f'<meta charset="{page.charset}">'
+    meta = f'<meta charset="{page.charset}">' if page.charset else ""
     return (f"<!DOCTYPE html><html lang=\"{lang}\"><head>{meta}<title>{escape(page.title)}</title></head><body>"
             f'<header><div class="logo">{escape(site)}</div><nav><ul>{nav}</ul></nav></header>'
             f'<div class="cookie-banner">We use cookies to improve your experience. <button>Accept</button></div>'
@@ -183,7 +188,7 @@ def render_html(page: Page) -> str:
 
 
 def page_bytes(page: Page, rng: random.Random) -> bytes:
-    data = render_html(page).encode("utf-8")
+    data = render_html(page).encode(page.encoding, "xmlcharrefreplace")
     if page.corrupt:  # invalid UTF-8 sprinkled into the article text
         start = data.find(b"<article>")
         out = bytearray(data)
@@ -205,7 +210,8 @@ def write_warc(path: Path, pages: list[Page], dump: str, rng: random.Random) -> 
     writer.write_record(info)
     for page in pages:
         body = page_bytes(page, rng)
-        http = StatusAndHeaders("200 OK", [("Content-Type", f"text/html; charset={page.charset}"),
+        content_type = f"text/html; charset={page.charset}" if page.charset else "text/html"
+        http = StatusAndHeaders("200 OK", [("Content-Type", content_type),
                                            ("Content-Length", str(len(body)))], protocol="HTTP/1.1")
         record = writer.create_warc_record(page.url, "response", payload=io.BytesIO(body), http_headers=http,
                                            warc_headers_dict={"WARC-Date": DATES[dump] + "T12:00:00Z"})
@@ -291,9 +297,14 @@ def build_pages(n_pages: int, seed: int) -> list[Page]:
     for i in range(counts["bad_encoding"]):
         lang = "zh" if i % 2 == 0 else "en"
         paras = zh_pool.pop() if lang == "zh" else [p.replace("'", "’") for p in en_pool.pop()]
-        mojibake = i % 4 < 2
-        pages.append(Page(url(lang), rng.choice(DUMPS), "bad_encoding", lang, title(paras), paras,
-                          charset="iso-8859-1" if mojibake else "utf-8", corrupt=not mojibake))
+        if i % 4 >= 2:
+            pages.append(Page(url(lang), rng.choice(DUMPS), "bad_encoding", lang, title(paras), paras, corrupt=True))
+            continue
+        # served as (declared, bytes): UTF-8 as Latin-1 and GBK undeclared (Chinese), cp1252 as UTF-8
+        served = [("iso-8859-1", "utf-8"), ("", "gbk")][i // 4 % 2] if lang == "zh" else \
+            [("iso-8859-1", "utf-8"), ("utf-8", "cp1252")][i // 4 % 2]
+        pages.append(Page(url(lang), rng.choice(DUMPS), "wrong_charset", lang, title(paras), paras,
+                          charset=served[0], encoding=served[1]))
     for i in range(counts["mixed"]):
         paras = [p for pair in zip(en_pool.pop(), zh_pool.pop()) for p in pair]
         pages.append(Page(url("en"), rng.choice(DUMPS), "mixed", "mixed", title(paras), paras))

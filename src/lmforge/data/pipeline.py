@@ -44,15 +44,17 @@ from lmforge.data.rules.chinese import ChineseQuality, ChineseRepetition
 from lmforge.data.rules.encoding import EncodingRule
 from lmforge.data.rules.fineweb import FineWebRules
 from lmforge.data.rules.gopher import GopherQuality, GopherRepetition
-from lmforge.data.safety import DomainBlocklist, Pornography, Toxicity, WordBlocklist
+from lmforge.data.safety import Pornography, Toxicity, WordBlocklist
 from lmforge.data.stage import MapStage, Stage
 from lmforge.data.step import Step
 from lmforge.data.tokenize import Tokenize
+from lmforge.data.url_filter import UrlFilter
 
 STEPS = {cls.name: cls for cls in (
     HttpStatus, Extract, LanguageId, AssignIds, EncodingRule, GopherQuality, GopherRepetition, C4Rules, FineWebRules,
-    ChineseQuality, ChineseRepetition, DomainBlocklist, WordBlocklist, Toxicity, Pornography, Advertisement,
+    ChineseQuality, ChineseRepetition, UrlFilter, WordBlocklist, Toxicity, Pornography, Advertisement,
     Fluency, Tokenize, MinLength, LongContextStatistics, MinHashDedup, MaskPII)}
+STEPS["domain_blocklist"] = UrlFilter  # the step's earlier name: recipes written for it keep working
 # Steps that load an lmforge model: imported on use only (lmforge.scorers may import lmforge.model).
 LAZY_STEPS = {"perplexity": "lmforge.scorers.perplexity:PerplexityFilter",
               "perplexity_gain": "lmforge.scorers.perplexity:PerplexityGainFilter"}

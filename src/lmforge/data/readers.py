@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from lmforge.data.charset import decode_html
 from lmforge.data.document import Document
 from lmforge.data.step import TaskStats
-from lmforge.data.warc import DUMP_RE, MemberSkipped, WarcError, decode_body, iter_warc
+from lmforge.data.warc import DUMP_RE, MemberSkipped, WarcError, iter_warc
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,9 @@ class Reader:
 @dataclass
 class WarcReader(Reader):
     """HTML responses of a WARC file; the text is the decoded HTML until the extract step, and
-    `metadata["http_status"]` the response's status code until the http_status step."""
+    `metadata["http_status"]` the response's status code until the http_status step. How each
+    page's charset was decided is counted (`charset_declared`, `_detected`, `_repaired`,
+    `_replaced`; charset.py)."""
 
     format: ClassVar[str] = "warc"
 
@@ -118,7 +121,9 @@ class WarcReader(Reader):
             content_type = rec.http_headers.get("content-type", "")
             if content_type and "html" not in content_type:
                 continue
-            yield Document(text=decode_body(rec.body, content_type), url=rec.headers.get("warc-target-uri", ""),
+            decoded = decode_html(rec.body, content_type)
+            stats.extra[f"charset_{decoded.how}"] += 1
+            yield Document(text=decoded.text, url=rec.headers.get("warc-target-uri", ""),
                            dump=dump, metadata={"source": path, "offset": rec.offset,
                                                 "date": rec.headers.get("warc-date", ""), "html": True,
                                                 "http_status": rec.http_status})

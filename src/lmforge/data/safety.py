@@ -1,15 +1,13 @@
-"""The safe stage: domain blocklist, word blocklist, toxicity, pornography.
+"""The safe stage: word blocklist, toxicity, pornography.
 
 Paper: WanJuan-CC, arXiv 2402.19282, stage 4; docs/papers.md §4.
 
 WanJuan-CC blocks ~13M domains and 36,289 words, then scores every document with a toxicity and a
-pornography classifier (`toxic_score`, `porn_score`). The project ships a small hand-made sample of
-well-known adult and gambling domains (`assets/domain_blocklist.txt`, its card beside it), reads
-real lists from paths (`files`) and takes a recipe's own entries (`domains`: the demo recipe lists
-the demo crawl's planted domains there); a host is blocked when it or any parent domain is listed.
-Words come from glin-profanity's English and Chinese lists (read by path; MIT) plus user files,
-matched in one Aho-Corasick pass (pyahocorasick): Latin words must stand on word boundaries,
-Chinese words match anywhere.
+pornography classifier (`toxic_score`, `porn_score`). The domain blocklist is the `url_filter` step
+(url_filter.py), run before extraction as FineWeb runs it: a blocked page needs no parsing. Words
+come from glin-profanity's English and Chinese lists (read by path; MIT) plus user files, matched
+in one Aho-Corasick pass (pyahocorasick): Latin words must stand on word boundaries, Chinese words
+match anywhere.
 """
 
 from __future__ import annotations
@@ -19,22 +17,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
-from urllib.parse import urlsplit
 
-from lmforge.data.classifier import ASSETS
 from lmforge.data.document import Document
 from lmforge.data.score_filter import ScoreFilter
 from lmforge.data.step import Filter
 
 GLIN_LISTS = {"en": "english.json", "zh": "chinese.json"}
-
-
-def host_of(url: str) -> str:
-    try:
-        host = urlsplit(url).hostname or ""
-    except ValueError:
-        return ""
-    return host.lower().rstrip(".")
 
 
 def read_list(path: str | Path) -> list[str]:
@@ -44,28 +32,6 @@ def read_list(path: str | Path) -> list[str]:
         raise FileNotFoundError(f"{path}: blocklist file not found")
     lines = (line.split("#", 1)[0].strip().lower() for line in path.read_text(encoding="utf-8").splitlines())
     return [line for line in lines if line]
-
-
-@dataclass
-class DomainBlocklist(Filter):
-    name: ClassVar[str] = "domain_blocklist"
-    files: list[str] = field(default_factory=list)     # blocklist files, one domain a line
-    domains: list[str] = field(default_factory=list)   # entries written in the recipe itself
-    use_default: bool = True                           # the shipped assets/domain_blocklist.txt
-
-    def setup(self) -> None:
-        entries = read_list(ASSETS / "domain_blocklist.txt") if self.use_default else []
-        for f in self.files:
-            entries += read_list(f)
-        entries += [d.strip().lower() for d in self.domains if d.strip()]
-        self.blocked = frozenset(e.lstrip("*.") for e in entries)
-
-    def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        parts = host_of(doc.url).split(".")
-        # the host and each parent domain: a.b.example.com, b.example.com, example.com, com
-        if any(".".join(parts[i:]) in self.blocked for i in range(len(parts))):
-            return False, "blocked_domain"
-        return True
 
 
 def glin_words(language: str) -> list[str]:

@@ -24,7 +24,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 DUMP_RE = re.compile(r"CC-MAIN-\d{4}-\d{2}")
-CHARSET_RE = re.compile(rb"""charset\s*=\s*["']?([A-Za-z0-9_\-:.]+)""", re.I)
 MAX_HEADER_LINES = 256
 STATUS_RE = re.compile(rb"HTTP/\d(?:\.\d)?\s+(\d{3})(?:\s|$)")
 
@@ -201,16 +200,6 @@ def _parse_http(block: bytes) -> tuple[dict[str, str], bytes, int | None]:
         if colon:
             headers[name.strip().decode("latin-1").lower()] = value.strip().decode("latin-1")
     return headers, body, int(m.group(1)) if m else None
-
-
-def decode_body(body: bytes, content_type: str = "") -> str:
-    """HTML bytes -> str with the declared charset (HTTP header, else <meta>), UTF-8 by default."""
-    m = CHARSET_RE.search(content_type.encode("latin-1", "ignore")) or CHARSET_RE.search(body[:2048])
-    charset = m.group(1).decode("ascii").lower() if m else "utf-8"
-    try:
-        return body.decode(charset, errors="replace")
-    except LookupError:
-        return body.decode("utf-8", errors="replace")
 
 
 def iter_warc(path: str, max_record_bytes: int = 10_000_000) -> Iterator[WarcRecord | WarcError]:
