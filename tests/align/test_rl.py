@@ -135,3 +135,29 @@ def test_zero_learning_rate_leaves_the_policy_unchanged_and_the_stage_reports(ti
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert s["steps"] == 2 and s["accuracy_before"] == s["accuracy_after"]
     assert (tmp_path / "rl" / "curves.png").is_file()
+
+
+def test_a_step_raises_the_log_prob_of_answers_with_positive_advantage(tiny_dir):
+    from lmforge.align.config import RLSection
+    from lmforge.align.losses import token_logps
+    from lmforge.align.rl import rl_batch
+    from lmforge.align.rollout import rollout
+    from lmforge.generate.engine import Engine
+    from lmforge.model import load_model
+    from lmforge.tokenizer import Tokenizer
+    from lmforge.train.parallel import init_distributed
+    from lmforge.train.trainer import Trainer
+
+    tok = Tokenizer.load(tiny_dir)
+    trainer = Trainer(load_model(tiny_dir).float(), RLSection(init_from=str(tiny_dir), lr=1e-2).train_section(),
+                      init_distributed(device="cpu"))
+    model = trainer.model
+    prompts = [[{"role": "user", "content": "Add 2 and 3."}], [{"role": "user", "content": "Reverse: cat"}]]
+    rolls = rollout(Engine(model, tok, kv_blocks=64, max_batch=8), tok, prompts, group=4, max_new_tokens=6, seed=1)
+    adv = torch.tensor([1.0, -1.0, 1.0, -1.0, -1.0, 1.0, -1.0, 1.0])
+    batches = rl_batch(rolls, adv, model, None, 0, 8)
+    before = (token_logps(model, batches[0]) * batches[0].loss_mask).sum(1)
+    model.train()
+    trainer.step(batches, PolicyLoss(), 1e-2)
+    delta = (token_logps(model, batches[0]) * batches[0].loss_mask).sum(1) - before
+    assert delta[adv > 0].mean() > 0 > delta[adv < 0].mean()
