@@ -161,3 +161,26 @@ def test_a_step_raises_the_log_prob_of_answers_with_positive_advantage(tiny_dir)
     trainer.step(batches, PolicyLoss(), 1e-2)
     delta = (token_logps(model, batches[0]) * batches[0].loss_mask).sum(1) - before
     assert delta[adv > 0].mean() > 0 > delta[adv < 0].mean()
+
+
+def test_reward_models_can_give_the_reward_while_the_checkers_measure(tiny_dir, tmp_path):
+    import json
+
+    from lmforge.align.config import RLSection
+    from lmforge.align.reward import RewardModel, save_reward_model
+    from lmforge.align.rl import rl
+    from lmforge.model import load_model
+
+    dirs = []
+    for seed in (1, 2):
+        rm = RewardModel.from_lm(load_model(tiny_dir), seed=seed)
+        torch.nn.init.normal_(rm.score.weight)
+        dirs.append(str(save_reward_model(rm, tmp_path / f"rm{seed}", tiny_dir)))
+    cfg = RLSection(init_from=str(tiny_dir), steps=1, reward="rm", reward_models=dirs, global_batch=2, group=2,
+                    train_examples=8, eval_examples=4, max_new_tokens=4, eval_every=0, tensorboard=False)
+    rl(cfg, tmp_path / "rl", resume=False)
+    row = [json.loads(line) for line in (tmp_path / "rl" / "metrics.jsonl").read_text().splitlines()
+           if "reward" in json.loads(line)][0]
+    assert any(k.startswith("acc_") for k in row) and row["reward"] != row["accuracy"]
+    with pytest.raises(ValueError, match="reward_models"):
+        RLSection(reward="rm")

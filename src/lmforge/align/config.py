@@ -144,8 +144,15 @@ class RLSection(FinetuneSection):
     enabled: bool = False  # an `rl` stage in `lmforge run` (after sft)
     algorithm: str = "grpo"  # "grpo" or "rloo" (critic-free, group baselines)
     group: int = 8  # answers per prompt
-    reward: str = "checker"  # "checker": 1 correct, 0 wrong, malformed_reward malformed
+    reward: str = "checker"  # "checker": 1 correct, 0 wrong, malformed_reward malformed; "rm": reward models
     malformed_reward: float = -0.5
+    # reward = "rm": reward-model directories (`lmforge rm`'s member-k/model, or its soup), scored under
+    # COOL's per-domain system prompt when `conditioned`; several are combined by `combine` after
+    # standardising each member's scores over the step's answers (lmforge.align.ensemble).
+    reward_models: list[str] = field(default_factory=list)
+    conditioned: bool = True
+    combine: str = "mean_minus_std"
+    uncertainty: float = 1.0
     temperature: float = 1.0
     top_p: float = 1.0
     clip: float = 0.2
@@ -171,6 +178,10 @@ class RLSection(FinetuneSection):
         super().__post_init__()
         check_fields(self, {"group": ">= 1", "temperature": "> 0", "top_p": "(0, 1]", "clip": ">= 0", "kl": ">= 0",
                             "eval_every": ">= 0"},
-                     {"algorithm": ("grpo", "rloo"), "reward": ("checker",), "aggregate": ("token", "sequence")})
+                     {"algorithm": ("grpo", "rloo"), "reward": ("checker", "rm"), "aggregate": ("token", "sequence"),
+                      "combine": ("mean", "min", "mean_minus_std")})
+        if self.reward == "rm" and not self.reward_models:
+            raise ValueError("reward = 'rm' needs reward_models: the reward-model directories `lmforge rm` wrote "
+                             "(e.g. runs/tiny/rm/member-1/model)")
         if self.algorithm == "rloo" and self.group < 2:
             raise ValueError("algorithm = 'rloo' needs group >= 2 (a leave-one-out baseline)")

@@ -5,7 +5,9 @@ the online setting; docs/papers.md §7).
 Each step: `global_batch` prompts of the built-in tasks are answered `group` times by the inference
 engine, which decodes with the trainer's own module (rollout and training colocated in one
 process); each answer's reward is its checker's verdict (1 correct, 0 wrong, `malformed_reward`
-malformed); group baselines give advantages (GRPO: standardised within the group; RLOO: leave one
+malformed) or, with `reward = "rm"`, the score of the reward model(s) `lmforge rm` trained (an
+ensemble combined by its rule), while the checkers still measure accuracy (per task too), so a
+reward model that is being gamed shows as reward up, accuracy down; group baselines give advantages (GRPO: standardised within the group; RLOO: leave one
 out); the log-probs of the sampling policy (and of the frozen starting policy, for the KL term) are
 computed; one optimizer step on the clipped surrogate (`PolicyLoss`); then the engine is told the
 weights changed. Held-out greedy accuracy is measured every `eval_every` steps, so reward and
@@ -40,10 +42,41 @@ from lmforge.train.schedule import lr_at
 from lmforge.train.trainer import _StopFlag
 
 
+def task_accuracy_parts(examples, verdicts: torch.Tensor, group: int) -> dict[str, float]:
+    """The rollouts' accuracy per task ("acc_<task>"), the checkers' verdicts whatever the reward was."""
+    out: dict[str, list[float]] = {}
+    for i, v in enumerate(verdicts.tolist()):
+        out.setdefault(f"acc_{examples[i // group].task}", []).append(float(v == 1))
+    return {k: sum(v) / len(v) for k, v in out.items()}
+
+
 def checker_rewards(examples, answers: list[str], group: int, malformed: float) -> torch.Tensor:
     """The reward of answer i to example i // group: 1 correct, 0 wrong, `malformed` malformed."""
     value = {"correct": 1.0, "wrong": 0.0, "malformed": malformed}
     return torch.tensor([value[check(examples[i // group], a)] for i, a in enumerate(answers)])
+
+
+class RMRewards:
+    """Rewards from one or more reward models (an ensemble combined by `combine`)."""
+
+    def __init__(self, cfg: RLSection, tokenizer):
+        from lmforge.align.reward import load_reward_model
+
+        self.members = [load_reward_model(d) for d in cfg.reward_models]
+        self.cfg, self.tokenizer = cfg, tokenizer
+
+    def __call__(self, examples, answers: list[str], group: int) -> torch.Tensor:
+        from lmforge.align.ensemble import combine, standardise
+        from lmforge.align.preferences import conditioned, domain_of, plain
+        from lmforge.align.reward import score
+
+        render = conditioned if self.cfg.conditioned else plain
+        convs = [render([{"role": "user", "content": examples[i // group].prompt}], a, domain_of(examples[i // group]))
+                 for i, a in enumerate(answers)]
+        scores = torch.stack([score(rm, self.tokenizer, convs) for rm in self.members])
+        if len(self.members) == 1:
+            return scores[0]
+        return combine(standardise(scores), self.cfg.combine, self.cfg.uncertainty)
 
 
 def rl_batch(rollouts, advantages: torch.Tensor, policy, reference, pad: int, micro_batch: int) -> list[Batch]:
@@ -84,6 +117,7 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
     engine = Engine(model, tok, kv_blocks=max(256, cfg.global_batch * cfg.group * 8), block_size=16,
                     max_batch=cfg.global_batch * cfg.group)
     loss_fn = PolicyLoss(cfg.clip, cfg.kl, cfg.aggregate, cfg.kl_weighted)
+    rm_rewards = RMRewards(cfg, tok) if cfg.reward == "rm" else None
     pad = tok.pad_id or 0
     system = cfg.system_prompt or None
     order = np.random.default_rng(cfg.seed).permutation(len(train))
@@ -117,7 +151,9 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
             rolls = rollout(engine, tok, prompts, cfg.group, cfg.max_new_tokens, cfg.temperature, cfg.top_p,
                             seed=cfg.seed * 1_000_003 + step * len(prompts) * cfg.group)
             t_roll = time.perf_counter() - t0
-            rewards = checker_rewards(examples, [r.text for r in rolls], cfg.group, cfg.malformed_reward)
+            answers = [r.text for r in rolls]
+            verdicts = checker_rewards(examples, answers, cfg.group, cfg.malformed_reward)
+            rewards = verdicts if rm_rewards is None else rm_rewards(examples, answers, cfg.group)
             adv = (grpo_advantages(rewards, cfg.group) if cfg.algorithm == "grpo"
                    else rloo_advantages(rewards, cfg.group))
             batches = rl_batch(rolls, adv, model, reference, pad, cfg.micro_batch)
@@ -129,7 +165,8 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
             step += 1
             new_tokens = sum(len(r.completion) for r in rolls)
             row = {"step": step, "loss": stats.loss, "lr": lr, "grad_norm": stats.grad_norm,
-                   "reward": float(rewards.mean()), "accuracy": float((rewards == 1).float().mean()),
+                   "reward": float(rewards.mean()), "accuracy": float((verdicts == 1).float().mean()),
+                   **task_accuracy_parts(examples, verdicts, cfg.group),
                    "response_len": new_tokens / len(rolls), **{k: v for k, v in stats.parts.items() if k != "pg"},
                    "rollout_s": t_roll, "train_s": time.perf_counter() - t0 - t_roll,
                    "rollout_tokens_per_s": new_tokens / max(t_roll, 1e-9),
