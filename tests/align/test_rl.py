@@ -184,3 +184,29 @@ def test_reward_models_can_give_the_reward_while_the_checkers_measure(tiny_dir, 
     assert any(k.startswith("acc_") for k in row) and row["reward"] != row["accuracy"]
     with pytest.raises(ValueError, match="reward_models"):
         RLSection(reward="rm")
+
+
+def test_best_of_groups_keeps_only_groups_with_a_standout():
+    from lmforge.align.rl import best_of_groups
+
+    r = torch.tensor([0.0, 1.0, 0.0, 0.5, 0.5, 0.5, -1.0, 0.2, 0.9])
+    assert best_of_groups(r, 3) == [1, 8]  # the middle group's answers are all equal
+
+
+def test_rft_with_polar_rewards_trains_on_the_best_answers(tiny_dir, tmp_path):
+    from lmforge.align.config import RLSection
+    from lmforge.align.reward import RewardModel, save_reward_model
+    from lmforge.align.rl import rl
+    from lmforge.model import load_model
+
+    rm = RewardModel.from_lm(load_model(tiny_dir), seed=4)
+    torch.nn.init.normal_(rm.score.weight)
+    polar_dir = save_reward_model(rm, tmp_path / "polar", tiny_dir)
+    cfg = RLSection(init_from=str(tiny_dir), steps=2, algorithm="rft", reward="polar", polar_model=str(polar_dir),
+                    lr=1e-2, global_batch=2, group=3, train_examples=8, eval_examples=4, max_new_tokens=4,
+                    eval_every=0, tensorboard=False)
+    s = rl(cfg, tmp_path / "rl", resume=False)
+    a, b = load_model(tiny_dir).state_dict(), load_model(tmp_path / "rl" / "model").state_dict()
+    assert s["steps"] == 2 and any(not torch.equal(a[k], b[k]) for k in a)  # it learned something
+    with pytest.raises(ValueError, match="polar_model"):
+        RLSection(reward="polar")

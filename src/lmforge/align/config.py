@@ -142,7 +142,7 @@ class RLSection(FinetuneSection):
     `global_batch` is the number of prompts per step; each is answered `group` times."""
 
     enabled: bool = False  # an `rl` stage in `lmforge run` (after sft)
-    algorithm: str = "grpo"  # "grpo" or "rloo" (critic-free, group baselines)
+    algorithm: str = "grpo"  # "grpo" or "rloo" (critic-free, group baselines), "rft" (best of group)
     group: int = 8  # answers per prompt
     reward: str = "checker"  # "checker": 1 correct, 0 wrong, malformed_reward malformed; "rm": reward models
     malformed_reward: float = -0.5
@@ -151,6 +151,7 @@ class RLSection(FinetuneSection):
     # standardising each member's scores over the step's answers (lmforge.align.ensemble).
     reward_models: list[str] = field(default_factory=list)
     conditioned: bool = True
+    polar_model: str = ""  # reward = "polar": a POLAR model (`lmforge polar`'s finetune/model)
     combine: str = "mean_minus_std"
     uncertainty: float = 1.0
     temperature: float = 1.0
@@ -178,8 +179,11 @@ class RLSection(FinetuneSection):
         super().__post_init__()
         check_fields(self, {"group": ">= 1", "temperature": "> 0", "top_p": "(0, 1]", "clip": ">= 0", "kl": ">= 0",
                             "eval_every": ">= 0"},
-                     {"algorithm": ("grpo", "rloo"), "reward": ("checker", "rm"), "aggregate": ("token", "sequence"),
+                     {"algorithm": ("grpo", "rloo", "rft"), "reward": ("checker", "rm", "polar"), "aggregate": ("token", "sequence"),
                       "combine": ("mean", "min", "mean_minus_std")})
+        if self.reward == "polar" and not self.polar_model:
+            raise ValueError("reward = 'polar' needs polar_model: the directory `lmforge polar` wrote "
+                             "(e.g. runs/tiny/polar/finetune/model)")
         if self.reward == "rm" and not self.reward_models:
             raise ValueError("reward = 'rm' needs reward_models: the reward-model directories `lmforge rm` wrote "
                              "(e.g. runs/tiny/rm/member-1/model)")

@@ -2,16 +2,23 @@
 al., arXiv 2402.03300; RLOO, Ahmadian et al., arXiv 2402.14740; InternLM2 report section 4.2 for
 the online setting; docs/papers.md §7).
 
-Each step: `global_batch` prompts of the built-in tasks are answered `group` times by the inference
-engine, which decodes with the trainer's own module (rollout and training colocated in one
-process); each answer's reward is its checker's verdict (1 correct, 0 wrong, `malformed_reward`
-malformed) or, with `reward = "rm"`, the score of the reward model(s) `lmforge rm` trained (an
-ensemble combined by its rule), while the checkers still measure accuracy (per task too), so a
-reward model that is being gamed shows as reward up, accuracy down; group baselines give advantages (GRPO: standardised within the group; RLOO: leave one
-out); the log-probs of the sampling policy (and of the frozen starting policy, for the KL term) are
-computed; one optimizer step on the clipped surrogate (`PolicyLoss`); then the engine is told the
-weights changed. Held-out greedy accuracy is measured every `eval_every` steps, so reward and
-accuracy are seen side by side (reward up while accuracy falls is reward hacking).
+Each step:
+1. `global_batch` prompts of the built-in tasks are answered `group` times by the inference engine,
+   which decodes with the trainer's own module (rollout and training colocated in one process).
+2. Each answer's reward is its checker's verdict (1 correct, 0 wrong, `malformed_reward` malformed);
+   or, with `reward = "rm"`, the score of the reward model(s) `lmforge rm` trained (an ensemble
+   combined by its rule); or, with `reward = "polar"`, a POLAR model's score against the task's
+   reference answer. The checkers measure accuracy whatever the reward (per task too), so a reward
+   model being gamed shows as reward up, accuracy down.
+3. GRPO / RLOO: group baselines give advantages (GRPO standardised within the group, RLOO leave one
+   out); the log-probs of the sampling policy (and of the frozen starting policy, for the KL term)
+   are computed; one optimizer step on the clipped surrogate (`PolicyLoss`).
+   RFT (`algorithm = "rft"`, rejection sampling): the next-token loss on each group's best answer,
+   when it beats the group's mean (with POLAR rewards, POLAR's reinforcement fine-tuning).
+4. The engine is told the weights changed.
+
+Held-out greedy accuracy is measured every `eval_every` steps, so reward and accuracy are seen side
+by side (reward up while accuracy falls is reward hacking).
 
     out_dir/metrics.jsonl (reward, accuracy, KL, length, rollout vs train seconds), checkpoints/,
     model/ (HF InternLM2 + tokenizer), rl.json (summary), curves.png (reward and accuracy)
@@ -39,7 +46,8 @@ from lmforge.atomic import write_json
 from lmforge.train.batch import Batch
 from lmforge.train.metrics import MetricsLogger
 from lmforge.train.schedule import lr_at
-from lmforge.train.trainer import _StopFlag
+from lmforge.train.losses import NextTokenLoss
+from lmforge.train.trainer import StepStats, _StopFlag
 
 
 def task_accuracy_parts(examples, verdicts: torch.Tensor, group: int) -> dict[str, float]:
@@ -79,6 +87,30 @@ class RMRewards:
         return combine(standardise(scores), self.cfg.combine, self.cfg.uncertainty)
 
 
+class PolarRewards:
+    """POLAR rewards: each answer scored against the task's reference answer (lmforge.align.polar)."""
+
+    def __init__(self, cfg: RLSection, tokenizer):
+        from lmforge.align.reward import load_reward_model
+
+        self.rm, self.tokenizer = load_reward_model(cfg.polar_model), tokenizer
+
+    def __call__(self, examples, answers: list[str], group: int) -> torch.Tensor:
+        from lmforge.align.polar import polar_score
+
+        return torch.cat([polar_score(self.rm, self.tokenizer, [{"role": "user", "content": examples[j].prompt}],
+                                      examples[j].answer, answers[j * group:(j + 1) * group])
+                          for j in range(len(answers) // group)])
+
+
+def best_of_groups(rewards: torch.Tensor, group: int) -> list[int]:
+    """The index of each group's best answer, for the groups whose best beats the group's mean."""
+    r = rewards.view(-1, group)
+    best = r.argmax(1)
+    keep = r.max(1).values > r.mean(1)
+    return [int(j * group + best[j]) for j in range(r.shape[0]) if keep[j]]
+
+
 def rl_batch(rollouts, advantages: torch.Tensor, policy, reference, pad: int, micro_batch: int) -> list[Batch]:
     """Micro-batches of the rollouts' rows with advantages, the sampling policy's log-probs and (with a
     reference) the reference's."""
@@ -116,8 +148,8 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
     model = trainer.model
     engine = Engine(model, tok, kv_blocks=max(256, cfg.global_batch * cfg.group * 8), block_size=16,
                     max_batch=cfg.global_batch * cfg.group)
-    loss_fn = PolicyLoss(cfg.clip, cfg.kl, cfg.aggregate, cfg.kl_weighted)
-    rm_rewards = RMRewards(cfg, tok) if cfg.reward == "rm" else None
+    loss_fn = NextTokenLoss() if cfg.algorithm == "rft" else PolicyLoss(cfg.clip, cfg.kl, cfg.aggregate, cfg.kl_weighted)
+    rm_rewards = {"rm": RMRewards, "polar": PolarRewards}[cfg.reward](cfg, tok) if cfg.reward != "checker" else None
     pad = tok.pad_id or 0
     system = cfg.system_prompt or None
     order = np.random.default_rng(cfg.seed).permutation(len(train))
@@ -154,13 +186,20 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
             answers = [r.text for r in rolls]
             verdicts = checker_rewards(examples, answers, cfg.group, cfg.malformed_reward)
             rewards = verdicts if rm_rewards is None else rm_rewards(examples, answers, cfg.group)
-            adv = (grpo_advantages(rewards, cfg.group) if cfg.algorithm == "grpo"
-                   else rloo_advantages(rewards, cfg.group))
-            batches = rl_batch(rolls, adv, model, reference, pad, cfg.micro_batch)
+            if cfg.algorithm == "rft":  # rejection sampling: learn each group's best answer, when it stands out
+                best = best_of_groups(rewards, cfg.group)
+                batches = [lm_batch([rolls[i].encoded() for i in best[s:s + cfg.micro_batch]], pad)
+                           for s in range(0, len(best), cfg.micro_batch)]
+            else:
+                adv = (grpo_advantages(rewards, cfg.group) if cfg.algorithm == "grpo"
+                       else rloo_advantages(rewards, cfg.group))
+                batches = rl_batch(rolls, adv, model, reference, pad, cfg.micro_batch)
             model.train()
             lr = lr_at(step, peak=cfg.lr, total=cfg.steps, warmup=cfg.warmup_steps, schedule=cfg.schedule,
                        min_ratio=cfg.min_lr_ratio)
-            stats = trainer.step(batches, loss_fn, lr)
+            stats = trainer.step(batches, loss_fn, lr) if batches else None
+            if stats is None:  # no group had a best answer: nothing to learn this step
+                stats = StepStats(0.0, {}, None, "no group had a best answer")
             engine.weights_updated()
             step += 1
             new_tokens = sum(len(r.completion) for r in rolls)
