@@ -191,6 +191,7 @@ def test_best_of_groups_keeps_only_groups_with_a_standout():
 
     r = torch.tensor([0.0, 1.0, 0.0, 0.5, 0.5, 0.5, -1.0, 0.2, 0.9])
     assert best_of_groups(r, 3) == [1, 8]  # the middle group's answers are all equal
+    assert best_of_groups(r, 3, min_reward=1.0) == [1]  # checker rewards: only correct answers
 
 
 def test_rft_with_polar_rewards_trains_on_the_best_answers(tiny_dir, tmp_path):

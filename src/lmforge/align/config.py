@@ -152,6 +152,9 @@ class RLSection(FinetuneSection):
     reward_models: list[str] = field(default_factory=list)
     conditioned: bool = True
     polar_model: str = ""  # reward = "polar": a POLAR model (`lmforge polar`'s finetune/model)
+    # rft: a group's best answer is learned when it beats the group's mean and scores at least this;
+    # unset: 1.0 (correct answers only) with checker rewards, no floor with reward models' scores
+    rft_min_reward: float | None = None
     combine: str = "mean_minus_std"
     uncertainty: float = 1.0
     temperature: float = 1.0

@@ -14,7 +14,8 @@ Each step:
    out); the log-probs of the sampling policy (and of the frozen starting policy, for the KL term)
    are computed; one optimizer step on the clipped surrogate (`PolicyLoss`).
    RFT (`algorithm = "rft"`, rejection sampling): the next-token loss on each group's best answer,
-   when it beats the group's mean (with POLAR rewards, POLAR's reinforcement fine-tuning).
+   when it beats the group's mean and reaches `rft_min_reward` (checker rewards: correct answers
+   only; with POLAR rewards, POLAR's reinforcement fine-tuning).
 4. The engine is told the weights changed.
 
 Held-out greedy accuracy is measured every `eval_every` steps, so reward and accuracy are seen side
@@ -103,11 +104,14 @@ class PolarRewards:
                           for j in range(len(answers) // group)])
 
 
-def best_of_groups(rewards: torch.Tensor, group: int) -> list[int]:
-    """The index of each group's best answer, for the groups whose best beats the group's mean."""
+def best_of_groups(rewards: torch.Tensor, group: int, min_reward: float | None = None) -> list[int]:
+    """The index of each group's best answer, for the groups whose best beats the group's mean (and
+    reaches `min_reward`)."""
     r = rewards.view(-1, group)
     best = r.argmax(1)
     keep = r.max(1).values > r.mean(1)
+    if min_reward is not None:
+        keep &= r.max(1).values >= min_reward
     return [int(j * group + best[j]) for j in range(r.shape[0]) if keep[j]]
 
 
@@ -187,7 +191,9 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
             verdicts = checker_rewards(examples, answers, cfg.group, cfg.malformed_reward)
             rewards = verdicts if rm_rewards is None else rm_rewards(examples, answers, cfg.group)
             if cfg.algorithm == "rft":  # rejection sampling: learn each group's best answer, when it stands out
-                best = best_of_groups(rewards, cfg.group)
+                floor = cfg.rft_min_reward if cfg.rft_min_reward is not None else (
+                    1.0 if cfg.reward == "checker" else None)
+                best = best_of_groups(rewards, cfg.group, floor)
                 batches = [lm_batch([rolls[i].encoded() for i in best[s:s + cfg.micro_batch]], pad)
                            for s in range(0, len(best), cfg.micro_batch)]
             else:
