@@ -20,6 +20,15 @@ the truth recorded per URL in `truth.jsonl`:
                     it right (charset.py), so it is kept like a clean page
     mixed           English and Chinese paragraphs on one page
     long            a whole act (> 32 KB) for the long-context selection
+    http_error      an article served with status 404, 301 or 500 (not a page: dropped at format)
+    url_word        a clean article whose URL holds a banned word (porn in a host label, xxx in the
+                    path) or two soft words (hot + teen): dropped at format by the URL filter
+    pii             a clean article with a sentence of e-mail addresses, phone numbers and IP
+                    addresses: kept, and its truth row lists the planted values under "pii"
+                    (type -> strings) so a test can check that none of them is left after masking
+
+The last three are ordinary clean pages turned into their kind after everything else is planted
+(with their own random stream), so the rest of the crawl is the same as without them.
 
 Each truth row has the stage expected to drop the page ("keep" for pages that should survive;
 "format|clean" where either is right: language ID already rejects mojibake and keyboard mash).
@@ -52,7 +61,12 @@ MIX = {"exact_dup": 0.08, "near_dup": 0.18, "ad": 0.05, "toxic": 0.04, "porn": 0
        "keyboard_mash": 0.02, "word_salad": 0.03, "short": 0.03, "bad_encoding": 0.03, "mixed": 0.02, "long": 0.02}
 EXPECTED = {"clean": "keep", "exact_dup": "dedup", "near_dup": "dedup", "ad": "quality", "toxic": "safe",
             "porn": "safe", "blocked_domain": "format", "keyboard_mash": "format|clean", "word_salad": "quality",
-            "short": "clean", "bad_encoding": "format|clean", "wrong_charset": "keep", "mixed": "keep", "long": "keep"}
+            "short": "clean", "bad_encoding": "format|clean", "wrong_charset": "keep", "mixed": "keep", "long": "keep",
+            "http_error": "format", "url_word": "format", "pii": "keep"}
+# Share of the pages of each kind made from clean pages that belong to no duplicate group.
+CONVERTED = {"http_error": 0.01, "url_word": 0.01, "pii": 0.01}
+HTTP_ERRORS = (404, 301, 500)
+STATUS_LINES = {200: "200 OK", 301: "301 Moved Permanently", 404: "404 Not Found", 500: "500 Internal Server Error"}
 SPEAKER_RE = re.compile(r"^\s*([A-Z][A-Za-z. ]{0,20})\.\s+(.*)$")
 
 
@@ -69,6 +83,8 @@ class Page:
     charset: str = "utf-8"      # the declared charset ("": none)
     encoding: str = "utf-8"     # the charset of the bytes served
     corrupt: bool = False
+    status: int = 200           # the HTTP status served
+    pii: dict | None = None     # planted personal data, type -> the values written into the page
 
 
 # ---- text sources ----------------------------------------------------------------------------
@@ -211,8 +227,10 @@ def write_warc(path: Path, pages: list[Page], dump: str, rng: random.Random) -> 
     for page in pages:
         body = page_bytes(page, rng)
         content_type = f"text/html; charset={page.charset}" if page.charset else "text/html"
-        http = StatusAndHeaders("200 OK", [("Content-Type", content_type),
-                                           ("Content-Length", str(len(body)))], protocol="HTTP/1.1")
+        headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+        if page.status == 301:
+            headers.append(("Location", page.url.replace("/article/", "/articles/")))
+        http = StatusAndHeaders(STATUS_LINES[page.status], headers, protocol="HTTP/1.1")
         record = writer.create_warc_record(page.url, "response", payload=io.BytesIO(body), http_headers=http,
                                            warc_headers_dict={"WARC-Date": DATES[dump] + "T12:00:00Z"})
         writer.write_record(record)
@@ -310,7 +328,49 @@ def build_pages(n_pages: int, seed: int) -> list[Page]:
         pages.append(Page(url("en"), rng.choice(DUMPS), "mixed", "mixed", title(paras), paras))
     for passage in long_passages(random.Random(seed + 3), counts["long"]):
         pages.append(Page(url("en"), rng.choice(DUMPS), "long", "en", title(passage), passage))
+    convert_clean_pages([p for p in clean if not p.group], n_pages, random.Random(seed + 4))
     return pages
+
+
+PII_SENTENCES = {
+    "en": ["For tickets write to {email} or call {phone}; the box office answers until nine.",
+           "Readers who found an error wrote to {email} from the address {ip}, and the editor phoned back on {phone}."],
+    "zh": ["读者来信请寄 {email}，或致电 {phone}，编辑部工作日均有人值守。",
+           "本文作者的邮箱是 {email}，报料电话 {phone}，投稿系统的服务器地址为 {ip}。"],
+}
+
+
+def pii_values(lang: str, k: int) -> dict[str, str]:
+    """An e-mail address, a phone number and an IPv4 address, different for each k (all masked by `pii`)."""
+    if lang == "zh":
+        return {"email": f"li.na{k}@people-mail.cn", "phone": f"139-1234-{5600 + k}", "ip": f"81.2.69.{100 + k}"}
+    return {"email": f"m.hughes{k}@riverside-mail.org", "phone": f"+44 20 7946 {400 + k:04d}",
+            "ip": f"172.16.{k}.25"}
+
+
+def convert_clean_pages(candidates: list[Page], n_pages: int, rng: random.Random) -> None:
+    """Turn a few clean pages into http_error, url_word and pii pages (module docstring)."""
+    counts = {k: max(1, round(v * n_pages)) for k, v in CONVERTED.items()}
+    chosen = rng.sample(candidates, min(len(candidates), sum(counts.values())))
+    for kind, n in counts.items():
+        for i in range(n):
+            if not chosen:
+                return
+            page = chosen.pop()
+            page.kind = kind
+            if kind == "http_error":
+                page.status = HTTP_ERRORS[i % len(HTTP_ERRORS)]
+            elif kind == "url_word":
+                scheme, _, host, path = page.url.split("/", 3)
+                serial = path.rsplit("/", 1)[1].split(".")[0]
+                page.url = [f"https://www.freeporn-clips{serial}.net/{path}", f"https://{host}/xxx/{path}",
+                            f"https://{host}/hot-teen-pics/{path}"][i % 3]
+            else:
+                lang = "zh" if page.lang == "zh" else "en"
+                values = pii_values(lang, i + 1)
+                sentence = PII_SENTENCES[lang][i % 2].format(**values)
+                page.pii = {t: [v] for t, v in values.items() if "{" + t + "}" in PII_SENTENCES[lang][i % 2]}
+                page.paragraphs = page.paragraphs[:1] + [sentence] + page.paragraphs[1:]
 
 
 def write_demo_crawl(out: str | Path, n_pages: int = DEMO_CRAWL_PAGES, seed: int = 0,
@@ -340,8 +400,11 @@ def write_demo_crawl(out: str | Path, n_pages: int = DEMO_CRAWL_PAGES, seed: int
             expected = "keep"
         if p.kind == "near_dup" and (p.jaccard or 0) < 0.7:
             expected = "keep"
-        rows.append({"url": p.url, "dump": p.dump, "kind": p.kind, "lang": p.lang, "group": p.group,
-                     "jaccard": p.jaccard, "expected": expected, "chars": sum(map(len, p.paragraphs))})
+        row = {"url": p.url, "dump": p.dump, "kind": p.kind, "lang": p.lang, "group": p.group,
+               "jaccard": p.jaccard, "expected": expected, "chars": sum(map(len, p.paragraphs))}
+        if p.pii:
+            row["pii"] = p.pii
+        rows.append(row)
     write_atomic(out / "truth.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     counts: dict[str, int] = {}
     for r in rows:
