@@ -211,3 +211,44 @@ def test_rft_with_polar_rewards_trains_on_the_best_answers(tiny_dir, tmp_path):
     assert s["steps"] == 2 and any(not torch.equal(a[k], b[k]) for k in a)  # it learned something
     with pytest.raises(ValueError, match="polar_model"):
         RLSection(reward="polar")
+
+
+def test_ppo_warms_the_critic_up_alone_then_moves_the_policy(tiny_dir, tmp_path):
+    import json
+
+    from lmforge.align.config import RLSection
+    from lmforge.align.reward import RewardModel, save_reward_model
+    from lmforge.align.rl import rl
+    from lmforge.model import load_model
+
+    rm_dir = save_reward_model(RewardModel.from_lm(load_model(tiny_dir), seed=5), tmp_path / "rm", tiny_dir)
+    base = dict(init_from=str(tiny_dir), algorithm="ppo", reward="rm", reward_models=[str(rm_dir)], kl=0.01,
+                lr=1e-2, critic_lr=1e-2, global_batch=2, group=2, train_examples=8, eval_examples=4,
+                max_new_tokens=4, eval_every=0, tensorboard=False)
+    rl(RLSection(steps=2, critic_warmup=2, **base), tmp_path / "warm", resume=False)
+    a = load_model(tiny_dir).state_dict()
+    assert all(torch.equal(a[k], v) for k, v in load_model(tmp_path / "warm" / "model").state_dict().items())
+    rows = [json.loads(line) for line in (tmp_path / "warm" / "metrics.jsonl").read_text().splitlines()]
+    assert all("vf" in r for r in rows if "reward" in r)  # the critic trained at every step
+    rl(RLSection(steps=2, critic_warmup=1, **base), tmp_path / "ppo", resume=False)
+    b = load_model(tmp_path / "ppo" / "model").state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # after the warm-up the policy moves
+
+
+def test_value_loss_is_zero_at_the_critics_own_values_and_half_squared_error_otherwise(tiny_dir):
+    from lmforge.align.chat_rows import Encoded
+    from lmforge.align.losses import ValueLoss, token_values
+    from lmforge.align.pair_rows import lm_batch
+    from lmforge.align.reward import RewardModel
+    from lmforge.model import load_model
+
+    critic = RewardModel.from_lm(load_model(tiny_dir), seed=0)
+    torch.nn.init.normal_(critic.score.weight)
+    b = lm_batch([Encoded(list(range(3, 12)), [False] * 5 + [True] * 4),
+                  Encoded(list(range(20, 26)), [False] * 4 + [True] * 2)], 0)
+    b.rewards = token_values(critic, b)
+    loss, _ = ValueLoss()(critic, b, ValueLoss().count(b))
+    assert float(loss) == pytest.approx(0.0, abs=1e-10)
+    b.rewards = b.rewards + b.loss_mask.float()  # every return 1 above its value
+    loss, _ = ValueLoss()(critic, b, ValueLoss().count(b))
+    assert float(loss) == pytest.approx(0.5, abs=1e-5)

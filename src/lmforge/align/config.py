@@ -142,7 +142,15 @@ class RLSection(FinetuneSection):
     `global_batch` is the number of prompts per step; each is answered `group` times."""
 
     enabled: bool = False  # an `rl` stage in `lmforge run` (after sft)
-    algorithm: str = "grpo"  # "grpo" or "rloo" (critic-free, group baselines), "rft" (best of group)
+    algorithm: str = "grpo"  # "grpo" / "rloo" (critic-free, group baselines), "rft" (best of group), "ppo"
+    # ppo (COOL RLHF's settings, InternLM2 section 4.2): a critic initialised from the (first) reward
+    # model, or from the policy with a fresh head, trained alone for `critic_warmup` steps; the KL to
+    # the starting policy (`kl`, COOL: 0.01) enters the per-token reward; GAE with gamma 1 and
+    # lambda `gae_lambda` (0.99); no advantage normalisation, no value clipping. The pre-training
+    # loss mixed into the policy's (COOL: 0.5) is not built yet.
+    critic_warmup: int = 50
+    critic_lr: float = 1e-3
+    gae_lambda: float = 0.99
     group: int = 8  # answers per prompt
     reward: str = "checker"  # "checker": 1 correct, 0 wrong, malformed_reward malformed; "rm": reward models
     malformed_reward: float = -0.5
@@ -180,9 +188,10 @@ class RLSection(FinetuneSection):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_fields(self, {"group": ">= 1", "temperature": "> 0", "top_p": "(0, 1]", "clip": ">= 0", "kl": ">= 0",
+        check_fields(self, {"critic_warmup": ">= 0", "critic_lr": ">= 0", "gae_lambda": "[0, 1]",
+                            "group": ">= 1", "temperature": "> 0", "top_p": "(0, 1]", "clip": ">= 0", "kl": ">= 0",
                             "eval_every": ">= 0"},
-                     {"algorithm": ("grpo", "rloo", "rft"), "reward": ("checker", "rm", "polar"), "aggregate": ("token", "sequence"),
+                     {"algorithm": ("grpo", "rloo", "rft", "ppo"), "reward": ("checker", "rm", "polar"), "aggregate": ("token", "sequence"),
                       "combine": ("mean", "min", "mean_minus_std")})
         if self.reward == "polar" and not self.polar_model:
             raise ValueError("reward = 'polar' needs polar_model: the directory `lmforge polar` wrote "

@@ -153,7 +153,8 @@ class PolicyLoss:
             rows = mask.nonzero()[:, 0]
             logp, _ = target_logprobs(hidden[mask], weight, batch.targets[mask])
             ratio = torch.exp(logp - batch.old_logps[mask].to(logp))
-            adv = batch.advantages.to(logp)[rows]
+            adv = batch.advantages.to(logp)
+            adv = adv[mask] if adv.dim() == 2 else adv[rows]  # per token (PPO's GAE) or per answer
             per_token = -torch.minimum(ratio * adv, ratio.clamp(1 - self.clip, 1 + self.clip) * adv)
             parts = {"clipfrac": ((ratio - 1).abs() > self.clip).float().sum().detach()}
             if self.beta:
@@ -185,3 +186,41 @@ def token_logps(model, batch: Batch) -> torch.Tensor:
         return out
 
     return model(batch.input_ids, document_ids=batch.document_ids, loss_fn=head).cpu()
+
+
+@dataclass
+class ValueLoss:
+    """PPO's critic loss: 0.5 (V(s_t) - R_t)^2 over the completion tokens, no value clipping (COOL RLHF's
+    setting; InternLM2 report section 4.2). The critic is a `RewardModel` read at every completion
+    position; `Batch.rewards` (B, L) holds the returns."""
+
+    log_key: str = "vf"
+
+    def count(self, batch: Batch) -> int:
+        return int(batch.loss_mask.sum())
+
+    def __call__(self, model, batch: Batch, divisor: float):
+        mask = batch.loss_mask
+        T = mask.shape[1]
+        # the value of the state before target t is read at input position t (the token that predicts it)
+        ends = (mask.nonzero()[:, 0] * T + mask.nonzero()[:, 1]).to(batch.input_ids.device)
+
+        def on_values(v: torch.Tensor):
+            err = v - batch.rewards.to(v)[mask]
+            loss = 0.5 * (err ** 2).sum() / divisor
+            return loss, {self.log_key: loss.detach()}
+
+        return model(batch.input_ids, ends=ends, document_ids=batch.document_ids, loss_fn=on_values)
+
+
+@torch.no_grad()
+def token_values(critic, batch: Batch) -> torch.Tensor:
+    """V at every masked position of the batch (B, L), fp32 (0 elsewhere)."""
+    mask = batch.loss_mask
+    T = mask.shape[1]
+    idx = mask.nonzero()
+    out = torch.zeros(mask.shape, dtype=torch.float32)
+    if len(idx):
+        v = critic(batch.input_ids, ends=idx[:, 0] * T + idx[:, 1], document_ids=batch.document_ids)
+        out[mask] = v.float().cpu()
+    return out

@@ -13,6 +13,10 @@ Each step:
 3. GRPO / RLOO: group baselines give advantages (GRPO standardised within the group, RLOO leave one
    out); the log-probs of the sampling policy (and of the frozen starting policy, for the KL term)
    are computed; one optimizer step on the clipped surrogate (`PolicyLoss`).
+   PPO (`algorithm = "ppo"`, COOL RLHF's settings): a critic (from the reward model) gives values,
+   the KL to the starting policy enters the per-token reward, GAE gives per-token advantages and
+   returns; the critic is trained on the returns, alone for its first `critic_warmup` steps, then
+   the policy with the clipped surrogate (no advantage normalisation, no value clipping).
    RFT (`algorithm = "rft"`, rejection sampling): the next-token loss on each group's best answer,
    when it beats the group's mean and reaches `rft_min_reward` (checker rewards: correct answers
    only; with POLAR rewards, POLAR's reinforcement fine-tuning).
@@ -39,7 +43,7 @@ from rich.console import Console
 from lmforge.align.advantages import grpo_advantages, rloo_advantages
 from lmforge.align.config import RLSection
 from lmforge.align.loop import setup
-from lmforge.align.losses import PolicyLoss, token_logps
+from lmforge.align.losses import PolicyLoss, ValueLoss, token_logps, token_values
 from lmforge.align.pair_rows import lm_batch
 from lmforge.align.rollout import rollout
 from lmforge.align.tasks import check
@@ -115,6 +119,38 @@ def best_of_groups(rewards: torch.Tensor, group: int, min_reward: float | None =
     return [int(j * group + best[j]) for j in range(r.shape[0]) if keep[j]]
 
 
+def build_critic(cfg: RLSection):
+    """PPO's critic: the first reward model (COOL: the critic starts from the RM), else the policy's
+    blocks with a fresh value head."""
+    from lmforge.align.reward import RewardModel, load_reward_model
+    from lmforge.model import load_model
+
+    if cfg.reward_models:
+        return load_reward_model(cfg.reward_models[0]).train()
+    return RewardModel.from_lm(load_model(cfg.init_from).float(), seed=cfg.seed).train()
+
+
+@torch.no_grad()
+def ppo_targets(batches: list[Batch], rewards: torch.Tensor, critic, cfg: RLSection) -> None:
+    """Per-token rewards (the answer's reward at its last token, minus kl * (log pi_old - log ref) at
+    every token), the critic's values, then GAE: sets each batch's `advantages` (B, L) and its
+    returns in `rewards` (B, L)."""
+    from lmforge.align.advantages import gae
+
+    at = 0
+    for b in batches:
+        mask = b.loss_mask
+        n = mask.shape[0]
+        token_r = torch.zeros(mask.shape)
+        last = mask.shape[1] - 1 - mask.flip(1).float().argmax(1)  # each row's last answer token
+        token_r[torch.arange(n), last] = rewards[at:at + n].float()
+        if b.ref_logps is not None and cfg.kl:
+            token_r -= cfg.kl * (b.old_logps - b.ref_logps) * mask
+        values = token_values(critic, b)
+        b.advantages, b.rewards = gae(token_r, values, mask, gamma=1.0, lam=cfg.gae_lambda)
+        at += n
+
+
 def rl_batch(rollouts, advantages: torch.Tensor, policy, reference, pad: int, micro_batch: int) -> list[Batch]:
     """Micro-batches of the rollouts' rows with advantages, the sampling policy's log-probs and (with a
     reference) the reference's."""
@@ -152,7 +188,14 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
     model = trainer.model
     engine = Engine(model, tok, kv_blocks=max(256, cfg.global_batch * cfg.group * 8), block_size=16,
                     max_batch=cfg.global_batch * cfg.group)
-    loss_fn = NextTokenLoss() if cfg.algorithm == "rft" else PolicyLoss(cfg.clip, cfg.kl, cfg.aggregate, cfg.kl_weighted)
+    # PPO puts the KL into the reward (COOL); GRPO / RLOO into the loss
+    loss_fn = NextTokenLoss() if cfg.algorithm == "rft" else PolicyLoss(
+        cfg.clip, 0.0 if cfg.algorithm == "ppo" else cfg.kl, cfg.aggregate, cfg.kl_weighted)
+    critic = critic_trainer = None
+    if cfg.algorithm == "ppo":
+        critic = build_critic(cfg)
+        critic_trainer = Trainer(critic, dataclasses.replace(cfg.train_section(), lr=cfg.critic_lr), info)
+        critic = critic_trainer.model
     rm_rewards = {"rm": RMRewards, "polar": PolarRewards}[cfg.reward](cfg, tok) if cfg.reward != "checker" else None
     pad = tok.pad_id or 0
     system = cfg.system_prompt or None
@@ -168,6 +211,8 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
     step, before = 0, None
     if resume and (state := trainer.restore(ckpt_root)) is not None:
         step, before = state["step"], state["before"]
+        if critic_trainer is not None:
+            critic_trainer.restore(ckpt_root / "critic")
         console.print(f"[green]resumed rl from {state['path']} (step {step})[/green]")
     logger = MetricsLogger(out_dir, info.is_main, cfg.tensorboard, console, resume_step=step or None)
     if before is None:
@@ -190,7 +235,14 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
             answers = [r.text for r in rolls]
             verdicts = checker_rewards(examples, answers, cfg.group, cfg.malformed_reward)
             rewards = verdicts if rm_rewards is None else rm_rewards(examples, answers, cfg.group)
-            if cfg.algorithm == "rft":  # rejection sampling: learn each group's best answer, when it stands out
+            critic_stats = None
+            if cfg.algorithm == "ppo":
+                batches = rl_batch(rolls, torch.zeros(len(rolls)), model, reference, pad, cfg.micro_batch)
+                ppo_targets(batches, rewards, critic, cfg)
+                critic_stats = critic_trainer.step(batches, ValueLoss(), cfg.critic_lr)
+                if step < cfg.critic_warmup:  # the critic learns alone first (COOL: 50 iterations)
+                    batches = []
+            elif cfg.algorithm == "rft":  # rejection sampling: learn each group's best answer, when it stands out
                 floor = cfg.rft_min_reward if cfg.rft_min_reward is not None else (
                     1.0 if cfg.reward == "checker" else None)
                 best = best_of_groups(rewards, cfg.group, floor)
@@ -204,8 +256,10 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
             lr = lr_at(step, peak=cfg.lr, total=cfg.steps, warmup=cfg.warmup_steps, schedule=cfg.schedule,
                        min_ratio=cfg.min_lr_ratio)
             stats = trainer.step(batches, loss_fn, lr) if batches else None
-            if stats is None:  # no group had a best answer: nothing to learn this step
-                stats = StepStats(0.0, {}, None, "no group had a best answer")
+            if stats is None:  # RFT with no standout answer, or PPO's critic warm-up: the policy stays
+                stats = StepStats(0.0, {}, None, "no policy update this step")
+            if critic_stats is not None:
+                stats.parts["vf"] = critic_stats.loss
             engine.weights_updated()
             step += 1
             new_tokens = sum(len(r.completion) for r in rolls)
@@ -221,6 +275,8 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
                 logger.log({"step": step, "heldout_acc": held_out()["accuracy"]["all"]})
             if step % cfg.ckpt_every == 0 or step == cfg.steps or stop.requested:
                 trainer.save(ckpt_root, step, {"before": before})
+                if critic_trainer is not None:
+                    critic_trainer.save(ckpt_root / "critic", step, {})
             if stop.requested:
                 interrupted = True
                 console.print(f"[yellow]SIGTERM: checkpoint written at step {step}; rerun to resume[/yellow]")
