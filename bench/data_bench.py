@@ -33,6 +33,7 @@ as throughput (above 1: lmforge is faster).
     .venv/bin/python bench/data_bench.py                    # 600 pages, 3000 dedup documents, 9 repeats
     .venv/bin/python bench/data_bench.py --quick            # 200 pages, 1000 documents, 1 repeat
     .venv/bin/python bench/data_bench.py --markdown out.md  # also write the table and settings as Markdown
+    .venv/bin/python bench/data_bench.py --part dedup       # the MinHash rows only (about 2 minutes)
 """
 
 from __future__ import annotations
@@ -211,9 +212,9 @@ def shingle_strings(text: str, n: int = DEDUP.ngram) -> list[bytes]:
     return [" ".join(gram).encode() for gram in zip(*(units[i:] for i in range(n)))]
 
 
-def lmforge_shingles(text: str) -> np.ndarray:
-    """lmforge's 32-bit shingle hashes of a text, as `mh.text_signature` computes them."""
-    return mh.shingle_hashes(mh.unit_hashes(mh.normalize(text)), DEDUP.ngram)
+def lmforge_shingles(texts: list[str]) -> list[np.ndarray]:
+    """lmforge's 32-bit shingle hashes of each text (`mh.texts_shingles`: all texts at once)."""
+    return mh.texts_shingles(texts, DEDUP.ngram)[0]
 
 
 def datasketch_shingles(text: str) -> list[int]:
@@ -222,7 +223,7 @@ def datasketch_shingles(text: str) -> list[int]:
 
 def lmforge_dedup(docs: list, from_text: bool) -> set[tuple[int, int]]:
     a, b = mh.permutations(DEDUP.num_perm, DEDUP.seed)
-    sig = np.stack([mh.minhash_signature(lmforge_shingles(d) if from_text else d, a, b) for d in docs])
+    sig = mh.minhash_signatures(lmforge_shingles(docs) if from_text else docs, a, b)
     keys = mh.band_keys(sig, DEDUP.bands, DEDUP.rows)
     edges = np.unique(np.concatenate([candidate_pairs(keys[:, j]) for j in range(DEDUP.bands)]), axis=0)
     edges = edges[(sig[edges[:, 0]] == sig[edges[:, 1]]).mean(axis=1) >= DEDUP.threshold]
@@ -255,18 +256,57 @@ def pairs_of(labels: np.ndarray) -> set[tuple[int, int]]:
     return {(a, b) for g in groups.values() for k, a in enumerate(g) for b in g[k + 1:]}
 
 
-def exact_jaccard(texts: list[str], pairs: set[tuple[int, int]]) -> float:
-    """Share of the reported pairs whose exact 5-gram Jaccard is >= 0.7 (a precision check)."""
-    if not pairs:
-        return float("nan")
-    sets = {}
-    ok = 0
-    for i, j in pairs:
-        for k in (i, j):
-            if k not in sets:
-                sets[k] = set(shingle_strings(texts[k]))
-        ok += len(sets[i] & sets[j]) / len(sets[i] | sets[j]) >= DEDUP.threshold
-    return ok / len(pairs)
+def near_duplicate_documents(n_sources: int, variants: int, seed: int = 11) -> list[str]:
+    """The second set: passages of the embedded corpora (Shakespeare, People's Daily; 2 English to
+    1 Chinese), each followed by `variants` copies with k random units (words; characters for
+    Chinese) replaced by random units of the corpus, k uniform in [0, 12%] of the passage: a unit
+    changes up to 5 shingles, so exact 5-gram Jaccard runs from 1 to well below the 0.7 threshold."""
+    from lmforge import corpora
+
+    rng = np.random.default_rng(seed)
+    words = corpora.english_text(3_000_000).split()
+    chars = [c for c in corpora.chinese_news_text(600_000) if not c.isspace()]
+    docs = []
+    for src in range(n_sources):
+        units, sep = (chars, "") if src % 3 == 2 else (words, " ")
+        length = int(rng.integers(150, 400))
+        start = int(rng.integers(0, len(units) - length))
+        base = units[start:start + length]
+        docs.append(sep.join(base))
+        for _ in range(variants):
+            variant = list(base)
+            for j in rng.choice(length, size=int(rng.integers(0, int(0.12 * length) + 1)), replace=False):
+                variant[j] = units[int(rng.integers(0, len(units)))]
+            docs.append(sep.join(variant))
+    order = rng.permutation(len(docs))  # copies are not neighbours
+    return [docs[i] for i in order]
+
+
+def true_pairs(texts: list[str]) -> set[tuple[int, int]]:
+    """All pairs (i < j) whose exact Jaccard of 5-gram sets (`shingle_strings`) is >= the threshold:
+    intersections for all pairs at once as a sparse product of the document x shingle matrix."""
+    from scipy import sparse
+
+    ids: dict[bytes, int] = {}
+    rows, cols = [], []
+    for d, text in enumerate(texts):
+        grams = {ids.setdefault(g, len(ids)) for g in shingle_strings(text)}
+        rows += [d] * len(grams)
+        cols += grams
+    x = sparse.csr_matrix((np.ones(len(rows), np.int32), (rows, cols)), shape=(len(texts), len(ids)))
+    inter = sparse.triu(x @ x.T, k=1).tocoo()
+    size = np.asarray(x.sum(axis=1)).ravel()
+    jaccard = inter.data / (size[inter.row] + size[inter.col] - inter.data)
+    keep = jaccard >= DEDUP.threshold
+    return set(zip(inter.row[keep].tolist(), inter.col[keep].tolist()))
+
+
+def recall_precision(found: set[tuple[int, int]], truth: set[tuple[int, int]]) -> str:
+    """recall: pairs with exact J >= t that end in one cluster; precision: pairs of a cluster with J >= t."""
+    hits = len(found & truth)
+    recall = hits / len(truth) if truth else float("nan")
+    precision = hits / len(found) if found else float("nan")
+    return f"{len(found)} pairs; recall {100 * recall:.1f}%, precision {100 * precision:.1f}%"
 
 
 # ---- settings, printed under the table -------------------------------------------------------
@@ -282,7 +322,7 @@ def settings(args: argparse.Namespace, shingling: dict[str, float]) -> list[str]
     options = ", ".join(f"{k}={v}" for k, v in TRAFILATURA_OPTIONS.items())
     traf = TRAFILATURA_OPTIONS
     resiliparse = ", ".join(f"{k}={v}" for k, v in RESILIPARSE_OPTIONS.items())
-    return [
+    pipeline = [
         f"pipeline, both sides: {args.pages} demo-crawl pages (seed 3), 1 task, 1 worker; extraction "
         f"trafilatura {version('trafilatura')} extract({options}) or resiliparse {version('resiliparse')} "
         f"extract_plain_text({resiliparse}); the same pycld2 language ID (en/zh, score >= 0.5); rules "
@@ -296,17 +336,23 @@ def settings(args: argparse.Namespace, shingling: dict[str, float]) -> list[str]
         f"timeout={EXTRACT_TIMEOUT}) or a BaseExtractor calling resiliparse, in its extraction sandbox "
         f"(a child process); MinhashConfig({cfg}): signatures, {cfg.num_buckets} bucket tasks, clusters, "
         "filter; whitespace word tokenizer (spaCy absent); JSONL.gz at gzip level 9 (its default)",
+    ]
+    dedup = [
         f"dedup, both sides: {args.docs} documents, {DEDUP.num_perm} hashes, {DEDUP.ngram}-grams, "
         f"t={DEDUP.threshold}, {DEDUP.bands} bands x {DEDUP.rows} rows, candidates verified on signatures, "
-        "the same union-find",
-        f"dedup, lmforge: numpy shingle hashes, multiply-shift hash family; shingling alone "
-        f"{shingling['lmforge']:.2f} s",
+        "the same union-find; recall and precision on pairs against exact 5-gram Jaccard >= t (all pairs, "
+        "sparse product), a pair found when both documents end in one cluster",
+        f"dedup, near-duplicate set: {args.docs // 5} passages of Shakespeare / People's Daily (2:1), "
+        "150-400 units each, and 4 copies of each with 0-12% of the units replaced at random (seed 11)",
+        f"dedup, lmforge: texts_shingles and minhash_signatures (numpy passes over all documents at once), "
+        f"multiply-shift hash family; shingling alone {shingling.get('lmforge', 0):.2f} s",
         f"dedup, datasketch {version('datasketch')}: MinHash.bulk(num_perm={DEDUP.num_perm}, "
         "hashfunc=xxhash.xxh32_intdigest; from hashes: hashfunc=int), scheme affine32 (its default), "
         f"MinHashLSH(threshold={DEDUP.threshold}, num_perm={DEDUP.num_perm}, weights={LSH_WEIGHTS}) -> "
         f"{lsh.b} x {lsh.r}, insertion_session, query, MinHash.jaccard; shingling (Python n-grams + xxh32) "
-        f"alone {shingling['datasketch']:.2f} s",
+        f"alone {shingling.get('datasketch', 0):.2f} s",
     ]
+    return (pipeline if args.part != "dedup" else []) + (dedup if args.part != "pipeline" else [])
 
 
 # ---- driver ----------------------------------------------------------------------------------
@@ -318,33 +364,9 @@ def timed(fn, *args) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pages", type=int, default=600)
-    parser.add_argument("--docs", type=int, default=3000)
-    parser.add_argument("--repeats", type=int, default=9)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--markdown")
-    args = parser.parse_args()
-    if args.quick:
-        args.pages, args.docs, args.repeats = 200, 1000, 1
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from loguru import logger
-
-    logger.remove()
-    patch_datatrove_tokenizer()
+def pipeline_rows(args: argparse.Namespace) -> list[tuple]:
+    """Whole pipeline, lmforge vs datatrove, each extractor."""
     from lmforge.data.democrawl import write_demo_crawl
-    from lmforge.data.extract import extract_main_text
-    from lmforge.data.langid import detect_language
-
-    # import everything both sides use before any timing (trafilatura alone takes ~1 s to import)
-    for backend in ("trafilatura", "resiliparse"):
-        extract_main_text("<html><body><p>warm up</p></body></html>", backend)
-    detect_language("warm up")
-    import datasketch  # noqa: F401
-    import datatrove.pipeline.dedup  # noqa: F401
-    import datatrove.pipeline.extractors  # noqa: F401
-    import datatrove.pipeline.filters  # noqa: F401
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -366,14 +388,23 @@ def main() -> None:
                 rows.append(("pipeline: WARC -> extract -> langid -> rules -> MinHash dedup", name,
                              f"{n_pages / statistics.median(times[name]):,.1f} docs/s/core", f"kept {kept[name]}",
                              paired_ratio(times[ours], times[peer]) if name == ours else "1.00"))
+    return rows
 
+
+def dedup_rows(args: argparse.Namespace, shingling: dict[str, float]) -> list[tuple]:
+    """MinHash LSH, lmforge vs datasketch: the bench's texts from text and from shingle hashes, and
+    the near-duplicate set from text; recall and precision against exact Jaccard."""
+    rows = []
     texts = dedup_documents(args.docs)
-    shingling = {}
-    shingling["lmforge"], ours_shingles = timed(lambda: [lmforge_shingles(t) for t in texts])
+    near = near_duplicate_documents(args.docs // 5, 4)
+    truth = {"bench": true_pairs(texts), "near": true_pairs(near)}
+    shingling["lmforge"], ours_shingles = timed(lmforge_shingles, texts)
     shingling["datasketch"], their_shingles = timed(lambda: [datasketch_shingles(t) for t in texts])
-    inputs_of = {"from text": (texts, texts), "from 32-bit shingle hashes": (ours_shingles, their_shingles)}
+    inputs_of = {"from text": (texts, texts), "from 32-bit shingle hashes": (ours_shingles, their_shingles),
+                 "from text, near-duplicate set": (near, near)}
     for label, inputs in inputs_of.items():
-        from_text = label == "from text"
+        from_text = label != "from 32-bit shingle hashes"
+        docs_of_label = inputs[0] if from_text else texts
         dtimes: dict[str, list[float]] = {"lmforge": [], "datasketch": []}
         found = {}
         for r in range(args.repeats):
@@ -383,16 +414,51 @@ def main() -> None:
                 dtimes[name].append(seconds)
         for name in ("lmforge", "datasketch"):
             t = statistics.median(dtimes[name])
-            rows.append((f"MinHash LSH dedup {label}, {len(texts)} docs, {DEDUP.num_perm} hashes, "
+            rows.append((f"MinHash LSH dedup {label}, {len(docs_of_label)} docs, {DEDUP.num_perm} hashes, "
                          f"{DEDUP.ngram}-grams, t={DEDUP.threshold}", name,
-                         f"{t:.2f} s ({len(texts) / t:,.0f} docs/s)",
-                         f"{len(found[name])} pairs, {100 * exact_jaccard(texts, found[name]):.0f}% with J>=0.7",
+                         f"{t:.2f} s ({len(docs_of_label) / t:,.0f} docs/s)",
+                         recall_precision(found[name], truth["near" if "near" in label else "bench"]),
                          paired_ratio(dtimes["lmforge"], dtimes["datasketch"]) if name == "lmforge" else "1.00"))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pages", type=int, default=600)
+    parser.add_argument("--docs", type=int, default=3000)
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--markdown")
+    parser.add_argument("--part", choices=("all", "pipeline", "dedup"), default="all")
+    args = parser.parse_args()
+    if args.quick:
+        args.pages, args.docs, args.repeats = 200, 1000, 1
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from loguru import logger
+
+    logger.remove()
+    patch_datatrove_tokenizer()
+    from lmforge.data.extract import extract_main_text
+    from lmforge.data.langid import detect_language
+
+    # import everything both sides use before any timing (trafilatura alone takes ~1 s to import)
+    for backend in ("trafilatura", "resiliparse"):
+        extract_main_text("<html><body><p>warm up</p></body></html>", backend)
+    detect_language("warm up")
+    mh.normalize("warm up")  # both dedup sides normalise with it; it builds its table on the first call
+    import datasketch  # noqa: F401
+    import datatrove.pipeline.dedup  # noqa: F401
+    import datatrove.pipeline.extractors  # noqa: F401
+    import datatrove.pipeline.filters  # noqa: F401
+
+    shingling: dict[str, float] = {}
+    rows = pipeline_rows(args) if args.part != "dedup" else []
+    rows += dedup_rows(args, shingling) if args.part != "pipeline" else []
 
     header = ("benchmark", "implementation", "throughput", "output", "ratio (lmforge/peer) [95% CI]")
     notes = settings(args, shingling)
     print(f"machine: {cpu_name()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end; "
-          f"{args.pages} pages, {args.repeats} repeats (medians; ratio = median of the per-repeat ratios)")
+          f"{args.pages if args.part != 'dedup' else 0} pages, {args.repeats} repeats (medians; ratio = median of the per-repeat ratios)")
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     for row in (header, *rows):
         print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))

@@ -138,3 +138,58 @@ def test_bucket_pairs():
     keys = np.array([5, 7, 5, 9, 7, 5], dtype=np.uint64)
     assert sorted(map(tuple, candidate_pairs(keys).tolist())) == [(0, 2), (0, 5), (1, 4), (2, 5)]
     assert sorted(map(tuple, same_value_pairs(keys).tolist())) == [(0, 2), (0, 5), (1, 4)]
+
+
+@pytest.mark.parametrize("family", mh.FAMILIES)
+def test_batched_signatures_equal_the_per_document_formula(family, monkeypatch):
+    monkeypatch.setattr(mh, "BLOCK", 50)  # small blocks: documents fall on both sides of block edges
+    rng = np.random.default_rng(4)
+    docs = [rng.integers(0, 1 << 32, int(n), dtype=np.uint64) for n in rng.integers(0, 120, 40)]
+    docs[3] = docs[17] = np.zeros(0, np.uint64)
+    docs.append(rng.integers(0, 1 << 32, 400, dtype=np.uint64))  # longer than a block
+    a, b = mh.permutations(64, seed=2, family=family)
+    ref = np.stack([mh.minhash_signature(d, a, b, family) for d in docs])
+    assert (mh.minhash_signatures(docs, a, b, family) == ref).all()
+    assert mh.minhash_signatures([], a, b, family).shape == (0, 64)
+
+
+def test_normalize_is_nfkc_lower_and_one_space_per_separator_run():
+    import unicodedata
+
+    texts = ["Hello, World!", "  \t a\u3000b\u00a0 ", "ＡＢＣ，１２３。", "İstanbul ß ﬁ", "x\U0001F600y",
+             "a\x1cb\x85c\u2028d", "\u200bzero\u200bwidth", "\U00030001 \U000E0001 end .", "...", ""]
+    # random mixes of ideographs with what NFKC composes, decomposes or reorders next to them
+    tricky = "中文字e\u0301\u0327\u0300ａ，。１ﬁ\u1100\u1161\u11a8가\uf900\u2f00\u3000 .Åa\u030a"
+    rng = np.random.default_rng(0)
+    texts += ["".join(rng.choice(list(tricky), size=int(rng.integers(1, 30)))) for _ in range(300)]
+    for text in texts:
+        cats = [(c, unicodedata.category(c)) for c in unicodedata.normalize("NFKC", text).lower()]
+        folded = "".join(" " if (cat[0] in "PSZ" or cat in ("Cc", "Cf")) and ord(c) < 0x30000 else c
+                         for c, cat in cats)
+        assert mh.normalize(text) == " ".join(folded.split()), text
+    shingles, exact = mh.text_shingles("To be, or NOT to be!")
+    assert exact == int(mh.mix64(np.array([mh.hash_string("to be or not to be")], np.uint64))[0])
+    assert (shingles == mh.shingle_hashes(mh.unit_hashes("to be or not to be"))).all()
+
+
+def test_bucket_pairs_star_for_big_buckets(monkeypatch):
+    import lmforge.data.dedup.stage as stage
+
+    monkeypatch.setattr(stage, "MAX_ALL_PAIRS", 3)
+    keys = np.array([4, 1, 4, 1, 4, 4, 2, 1], dtype=np.uint64)
+    assert sorted(map(tuple, candidate_pairs(keys).tolist())) == [(0, 2), (0, 4), (0, 5), (1, 3), (1, 7), (3, 7)]
+
+
+def test_texts_shingles_equal_one_text_at_a_time():
+    from lmforge import corpora
+
+    words = corpora.english_text(20_000).split()
+    texts = [" ".join(words[i * 37:i * 37 + int(n)]) for i, n in enumerate(range(0, 120, 7))]
+    texts += ["", "中华人民共和国成立了。", "中文", "Hello, 世界!", "a b", "...", corpora.chinese_news_text(800)]
+    for ngram in (5, 3):
+        shingles, exact = mh.texts_shingles(texts, ngram)
+        assert len(shingles) == len(texts) and exact.dtype == np.uint64
+        for text, x, h in zip(texts, shingles, exact):
+            ref, ref_exact = mh.text_shingles(text, ngram)
+            assert x.shape == ref.shape and (x == ref).all() and int(h) == ref_exact, text[:40]
+    assert mh.texts_shingles([])[0] == []

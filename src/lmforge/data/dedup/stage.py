@@ -26,8 +26,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from lmforge.data.dedup.minhash import (FAMILIES, band_keys, hash_string, normalize, optimal_bands,
-                                        permutations, text_signature)
+from lmforge.data.dedup.minhash import (FAMILIES, band_keys, hash_string, minhash_signatures, normalize,
+                                        optimal_bands, permutations, texts_shingles)
 from lmforge.data.dedup.unionfind import connected_components
 from lmforge.data.stage import Phase, Stage
 from lmforge.data.step import Step, TaskStats, Timer
@@ -35,6 +35,7 @@ from lmforge.data.writers import ShardedWriter, open_atomic, write_file
 
 EXACT, FUZZY = 0, 1
 REASONS = {EXACT: "duplicate_exact", FUZZY: "duplicate_near"}
+SIGNATURE_BATCH = 1024  # texts per `texts_shingles` call (its arrays take ~60 bytes per character)
 MAX_ALL_PAIRS = 32  # buckets up to this size verify every pair; larger ones pair with their first member
 
 
@@ -97,19 +98,29 @@ class DedupStage(Stage):
     def _signatures(self, rank: int, stats: TaskStats) -> None:
         p = self.params
         a, b = permutations(p.num_perm, p.seed, p.hash_family)
-        sigs, exact, ids, dumps, dates, urls = [], [], [], [], [], []
+        sigs, exact, texts, ids, dumps, dates, urls = [], [], [], [], [], [], []
+
+        def flush() -> None:  # texts in batches: `texts_shingles` and `minhash_signatures` are fastest in bulk
+            x, h = texts_shingles(texts, p.ngram)
+            sigs.append(minhash_signatures(x, a, b, p.hash_family))
+            exact.extend(h.tolist())
+            texts.clear()
         for doc in self.read(self.my_files(rank), stats):
             if p.fuzzy:
-                sig, h = text_signature(doc.text, a, b, p.ngram, p.hash_family)
+                texts.append(doc.text)
+                if len(texts) == SIGNATURE_BATCH:
+                    flush()
             else:
-                sig, h = np.zeros(p.num_perm, np.uint64), hash_string(normalize(doc.text))
-            sigs.append(sig)
-            exact.append(h)
+                exact.append(hash_string(normalize(doc.text)))
             ids.append(doc.id)
             dumps.append(doc.dump)
             dates.append(str(doc.metadata.get("date", "")))
             urls.append(doc.url)
-        sig = np.stack(sigs) if sigs else np.zeros((0, p.num_perm), np.uint64)
+        if p.fuzzy:
+            flush()
+            sig = np.concatenate(sigs)
+        else:
+            sig = np.zeros((len(ids), p.num_perm), np.uint64)
         keys = band_keys(sig, p.bands, p.rows) if p.fuzzy else np.zeros((len(ids), 0), np.uint64)
         strings = {name: np.asarray(v, dtype=str) for name, v in
                    (("ids", ids), ("dumps", dumps), ("dates", dates), ("urls", urls))}
@@ -189,19 +200,28 @@ class DedupStage(Stage):
 
 
 def candidate_pairs(keys: np.ndarray) -> np.ndarray:
-    """Pairs (i < j) of documents whose band key is equal: all pairs in small buckets, a star in big ones."""
-    order = np.argsort(keys, kind="stable")
+    """Pairs (i < j) of documents whose band key is equal: all pairs in small buckets, a star in big ones.
+
+    No Python loop per bucket: after sorting by (key, document), the pairs of the small buckets
+    are (p, p + d) for d = 1 .. MAX_ALL_PAIRS - 1 wherever p + d is still in p's bucket.
+    """
+    order = np.lexsort((np.arange(len(keys)), keys))
     k = keys[order]
     starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
     lengths = np.diff(np.r_[starts, len(k)])
+    size = np.repeat(lengths, lengths)                       # bucket size at each sorted position
+    end = np.repeat(starts + lengths, lengths)               # one past the bucket's last position
+    pos = np.arange(len(k))
     out = []
-    for s, m in zip(starts[lengths > 1], lengths[lengths > 1]):
-        members = np.sort(order[s:s + m])
-        if m <= MAX_ALL_PAIRS:
-            i, j = np.triu_indices(m, 1)
-            out.append(np.stack([members[i], members[j]], 1))
-        else:
-            out.append(np.stack([np.full(m - 1, members[0]), members[1:]], 1))
+    small = np.flatnonzero((size > 1) & (size <= MAX_ALL_PAIRS))
+    for d in range(1, int(size[small].max(initial=1))):
+        p = small[small + d < end[small]]
+        out.append(np.stack([order[p], order[p + d]], 1))
+    big = starts[lengths > MAX_ALL_PAIRS]                    # star: first member with every other
+    if big.size:
+        p = pos[(size > MAX_ALL_PAIRS) & ~np.isin(pos, big)]
+        first = np.repeat(big, lengths[lengths > MAX_ALL_PAIRS] - 1)
+        out.append(np.stack([order[first], order[p]], 1))
     return np.concatenate(out).astype(np.int64) if out else np.zeros((0, 2), np.int64)
 
 
