@@ -180,6 +180,8 @@ CASES = [
     (["dpo", MICRO, "--init-from", "{good}", "--set", "dpo.data='{missing}'"], "no such file"),
     (["polar", "{truncated.toml}"], "truncated.toml"),
     (["rl", MICRO, "--init-from", "{good}", "--set", "rl.group=0"], "group"),
+    (["rl", MICRO, "--init-from", "{good}", "--set", "rl.reward='rm'", "--set", "rl.reward_models=['{missing}']"],
+     "rl.reward_models"),
     (["serve", "--no-such-flag"], "error:"),
     (["serve", "{missing}"], "missing"),
     (["serve", "{empty_dir}"], "config.json"),

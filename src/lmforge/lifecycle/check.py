@@ -125,6 +125,12 @@ def check_align(recipe: Recipe, world: int, sections: tuple[str, ...] = ("sft", 
             if world > 1:
                 raise RecipeError(f"rl runs rollouts and training in one process, but {world} were started; run "
                                   "`lmforge rl` without torchrun")
+            used = {"rm": ("reward_models", section.reward_models),
+                    "polar": ("polar_model", [section.polar_model])}.get(section.reward, ("", []))
+            for d in used[1]:
+                if not (Path(d) / "config.json").is_file():
+                    raise RecipeError(f"rl.{used[0]}: {d!r} is not a model directory (no config.json); give "
+                                      "what `lmforge rm` or `lmforge polar` wrote")
             continue
         if section.global_batch % (section.micro_batch * world):
             raise RecipeError(f"{name}.global_batch = {section.global_batch}: must be a multiple of micro_batch x "
