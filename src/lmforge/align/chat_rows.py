@@ -41,8 +41,9 @@ def assistant_spans(tokenizer, messages: Sequence[dict]) -> tuple[str, list[tupl
         if m["role"] != "assistant":
             continue
         start = len(tokenizer.render_chat(messages[:i], add_generation_prompt=True))
-        end = len(tokenizer.render_chat(messages[:i + 1], add_generation_prompt=False))
-        if not text.startswith(tokenizer.render_chat(messages[:i + 1], add_generation_prompt=False)):
+        through = tokenizer.render_chat(messages[:i + 1], add_generation_prompt=False)
+        end = len(through)
+        if not text.startswith(through):
             raise ValueError("the chat template does not render a conversation's turns as prefixes of the "
                              "whole; the assistant turns cannot be located")
         spans.append((start, end))

@@ -11,7 +11,6 @@ Metrics go to metrics.jsonl and TensorBoard like pre-training's.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,10 +48,8 @@ class LoopResult:
     seconds: float
 
 
-def fit(trainer: Trainer, loader, loss_fn, out_dir: Path, *, resume: bool, console: Console,
-        evaluate: Callable[[int], dict] | None = None, eval_every: int = 0) -> LoopResult:
-    """Train `trainer.tc.steps` optimizer steps; `evaluate(step)` adds held-out metrics every
-    `eval_every` steps and at the end."""
+def fit(trainer: Trainer, loader, loss_fn, out_dir: Path, *, resume: bool, console: Console) -> LoopResult:
+    """Train `trainer.tc.steps` optimizer steps from the last checkpoint (with `resume`) on."""
     tc, info = trainer.tc, trainer.info
     began = time.perf_counter()
     ckpt_root = out_dir / "checkpoints"
@@ -77,8 +74,6 @@ def fit(trainer: Trainer, loader, loss_fn, out_dir: Path, *, resume: bool, conso
                     "lr": lr, "grad_norm": stats.grad_norm, "tokens_per_s": tokens * info.dp_size / (time.perf_counter() - t0),
                     "skipped": stats.skip_reason is not None, "skip_reason": stats.skip_reason}
             logger.log(last, print_line=step % tc.log_every == 0 or done)
-            if evaluate is not None and eval_every and (step % eval_every == 0 or done):
-                logger.log({"step": step, **evaluate(step)})
             stop_now = all_reduce_sum(float(stop.requested), info) > 0
             if step % tc.ckpt_every == 0 or done or stop_now:
                 trainer.save(ckpt_root, step, {"loader": loader.state_dict()})

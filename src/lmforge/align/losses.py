@@ -201,9 +201,7 @@ class ValueLoss:
 
     def __call__(self, model, batch: Batch, divisor: float):
         mask = batch.loss_mask
-        T = mask.shape[1]
-        # the value of the state before target t is read at input position t (the token that predicts it)
-        ends = (mask.nonzero()[:, 0] * T + mask.nonzero()[:, 1]).to(batch.input_ids.device)
+        ends = masked_positions(mask).to(batch.input_ids.device)
 
         def on_values(v: torch.Tensor):
             err = v - batch.rewards.to(v)[mask]
@@ -213,14 +211,17 @@ class ValueLoss:
         return model(batch.input_ids, ends=ends, document_ids=batch.document_ids, loss_fn=on_values)
 
 
+def masked_positions(mask: torch.Tensor) -> torch.Tensor:
+    """The flat positions (row * L + column) of a (B, L) mask's True entries, in row-major order: where
+    a critic reads V(s_t), the state before target t being input position t (the token that predicts it)."""
+    return mask.reshape(-1).nonzero()[:, 0]
+
+
 @torch.no_grad()
 def token_values(critic, batch: Batch) -> torch.Tensor:
     """V at every masked position of the batch (B, L), fp32 (0 elsewhere)."""
     mask = batch.loss_mask
-    T = mask.shape[1]
-    idx = mask.nonzero()
     out = torch.zeros(mask.shape, dtype=torch.float32)
-    if len(idx):
-        v = critic(batch.input_ids, ends=idx[:, 0] * T + idx[:, 1], document_ids=batch.document_ids)
-        out[mask] = v.float().cpu()
+    if mask.any():
+        out[mask] = critic(batch.input_ids, ends=masked_positions(mask), document_ids=batch.document_ids).float().cpu()
     return out

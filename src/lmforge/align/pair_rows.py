@@ -34,10 +34,13 @@ def reward_batch(pairs: Sequence[tuple[list[int], list[int]]], pad_id: int, seq_
     if max(len(s) for s in seqs) > seq_len:
         raise ValueError(f"a reward-model sequence is longer than seq_len = {seq_len}")
     rows: list[list[int]] = [[]]
+    used = 0  # tokens in the last row
     for i, s in enumerate(seqs):
-        if sum(len(seqs[j]) for j in rows[-1]) + len(s) > seq_len:
+        if used + len(s) > seq_len:
             rows.append([])
+            used = 0
         rows[-1].append(i)
+        used += len(s)
     ids = torch.full((len(rows), seq_len), pad_id, dtype=torch.long)
     docs = torch.zeros((len(rows), seq_len), dtype=torch.long)
     ends = torch.zeros(len(seqs), dtype=torch.long)

@@ -38,10 +38,10 @@ from rich.console import Console
 from rich.table import Table
 
 from lmforge.align.config import PolarSection
-from lmforge.align.loop import fit, setup
+from lmforge.align.loop import setup
 from lmforge.align.losses import RewardLoss
-from lmforge.align.pair_rows import PairLoader, reward_batch
-from lmforge.align.reward import RewardModel, save_reward_model
+from lmforge.align.reward import RewardModel
+from lmforge.align.rm import train_reward_model
 from lmforge.align.tasks import TASKS, Example
 from lmforge.atomic import write_json
 
@@ -54,15 +54,11 @@ def polar_ids(tokenizer, prompt: list[dict], reference: str, candidate: str) -> 
     return conv(reference) + conv(candidate) + [tokenizer.eos_id]
 
 
-@torch.no_grad()
 def polar_score(rm: RewardModel, tokenizer, prompt: list[dict], reference: str, candidates: list[str]) -> torch.Tensor:
     """The reward of each candidate against the reference, (N,) fp32 (what RFT / PPO with POLAR use)."""
-    from lmforge.align.reward import pad_rows
+    from lmforge.align.reward import score_ids
 
-    rm.eval()
-    device = next(rm.parameters()).device
-    ids, ends = pad_rows([polar_ids(tokenizer, prompt, reference, c) for c in candidates], tokenizer.pad_id or 0)
-    return rm(ids.to(device), ends=ends.to(device)).cpu()
+    return score_ids(rm, [polar_ids(tokenizer, prompt, reference, c) for c in candidates], tokenizer.pad_id or 0)
 
 
 def load_policy(path: str, device: str = "cpu"):
@@ -89,9 +85,9 @@ def sample_pool(cfg: PolarSection, prompts: list[list[dict]], console: Console, 
     for path in cfg.policies:
         model, tok = load_policy(path, device)
         for t in cfg.temperatures:
-            first = generate_answers(model, tok, prompts, cfg.max_new_tokens, temperature=t, seed=cfg.seed)
-            second = generate_answers(model, tok, prompts, cfg.max_new_tokens, temperature=t, seed=cfg.seed + 1)
-            pool.append({"policy": path, "temperature": t, "answers": [list(p) for p in zip(first, second)]})
+            answers = generate_answers(model, tok, prompts, cfg.max_new_tokens, temperature=t, group=2, seed=cfg.seed)
+            pool.append({"policy": path, "temperature": t,
+                         "answers": [answers[i:i + 2] for i in range(0, len(answers), 2)]})
             console.print(f"  pool: {path} at T={t}: {len(prompts)} prompts x 2 answers")
     return pool
 
@@ -137,28 +133,6 @@ def triple_pairs(tok, triples, seq_len: int) -> list[tuple[list[int], list[int]]
     return out
 
 
-def train_polar(cfg: PolarSection, init: RewardModel, pairs, steps: int, out_dir: Path, *, resume: bool,
-                console: Console, info, tokenizer_dir: str, pad: int) -> RewardModel:
-    """Train `init` with Bradley-Terry on `pairs` for `steps`; the trained model (also written to out_dir/model)."""
-    from lmforge.train.trainer import Trainer
-
-    loader = PairLoader(len(pairs), lambda idx: reward_batch([pairs[i] for i in idx], pad, cfg.seq_len),
-                        cfg.global_batch, cfg.micro_batch, info.dp_rank, info.dp_size, cfg.seed)
-    tc = dataclasses.replace(cfg.train_section(), steps=steps)
-    trainer = Trainer(init.train(), tc, info, accum=loader.accum)
-    result = fit(trainer, loader, RewardLoss("bt"), out_dir, resume=resume, console=console)
-    trainer.close()
-    if result.interrupted:
-        raise InterruptedError(f"polar stopped at step {result.steps} of {out_dir.name}; rerun to resume")
-    full = trainer.full_state_dict()
-    with torch.device("meta"):
-        rm = RewardModel(init.cfg)
-    rm.load_state_dict({k: v.float() for k, v in full.items()}, assign=True)
-    if info.is_main:
-        save_reward_model(rm, out_dir / "model", tokenizer_dir)
-    return rm
-
-
 def triple_accuracy(rm: RewardModel, tok, triples) -> dict[str, float]:
     """Held-out: share of triples with r(A, correct) > r(A, wrong), and with r(A, wrong) > r(A, malformed)."""
     hits = torch.zeros(2)
@@ -202,13 +176,17 @@ def polar(cfg: PolarSection, out_dir: str | Path, *, resume: bool = True, consol
     def fresh() -> RewardModel:
         return RewardModel.from_lm(load_model(cfg.init_from).float(), seed=cfg.seed)
 
-    kw = dict(resume=resume, console=console, info=info, tokenizer_dir=cfg.init_from, pad=tok.pad_id or 0)
-    pretrained = train_polar(cfg, fresh(), pre_pairs, cfg.pretrain_steps, out_dir / "pretrain", **kw) \
-        if cfg.pretrain_steps and pre_pairs else fresh()
+    def train(model: RewardModel, pairs, steps: int, part: str) -> RewardModel:
+        return train_reward_model(cfg, model, pairs, RewardLoss("bt"), out_dir / part, seed=cfg.seed,
+                                  pad=tok.pad_id or 0, resume=resume, console=console, info=info,
+                                  name=f"polar ({part})", steps=steps)
+
+    pretrained = train(fresh(), pre_pairs, cfg.pretrain_steps, "pretrain") if cfg.pretrain_steps and pre_pairs \
+        else fresh()
     accuracy = {"pre-trained only": triple_accuracy(pretrained, tok, held_out)}
-    tuned = train_polar(cfg, pretrained, fine_pairs, cfg.steps, out_dir / "finetune", **kw)
+    tuned = train(pretrained, fine_pairs, cfg.steps, "finetune")
     accuracy["POLAR (pre-trained + fine-tuned)"] = triple_accuracy(tuned, tok, held_out)
-    baseline = train_polar(cfg, fresh(), fine_pairs, cfg.steps, out_dir / "finetune-only", **kw)
+    baseline = train(fresh(), fine_pairs, cfg.steps, "finetune-only")
     accuracy["fine-tuned only"] = triple_accuracy(baseline, tok, held_out)
     summary = {"policies": [{"policy": p["policy"], "temperature": p["temperature"]} for p in pool],
                "pretraining_pairs": len(pre_pairs), "finetuning_pairs": len(fine_pairs),

@@ -76,16 +76,20 @@ def pad_rows(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
 
 
 @torch.no_grad()
-def score(rm: RewardModel, tokenizer, conversations: Sequence[Sequence[dict]], batch: int = 32) -> torch.Tensor:
-    """The reward of each conversation (its last message the answer being judged), (N,) fp32."""
+def score_ids(rm: RewardModel, seqs: Sequence[Sequence[int]], pad_id: int, batch: int = 32) -> torch.Tensor:
+    """The reward of each token sequence (ending with its reward token), (N,) fp32, in padded batches."""
     rm.eval()
     device = next(rm.parameters()).device
-    seqs = [reward_ids(tokenizer, c) for c in conversations]
     out = []
     for i in range(0, len(seqs), batch):
-        ids, ends = pad_rows(seqs[i:i + batch], tokenizer.pad_id or 0)
+        ids, ends = pad_rows(seqs[i:i + batch], pad_id)
         out.append(rm(ids.to(device), ends=ends.to(device)).cpu())
     return torch.cat(out) if out else torch.zeros(0)
+
+
+def score(rm: RewardModel, tokenizer, conversations: Sequence[Sequence[dict]], batch: int = 32) -> torch.Tensor:
+    """The reward of each conversation (its last message the answer being judged), (N,) fp32."""
+    return score_ids(rm, [reward_ids(tokenizer, c) for c in conversations], tokenizer.pad_id or 0, batch)
 
 
 def save_reward_model(rm: RewardModel, path: str | Path, tokenizer_dir: str | Path | None = None) -> Path:

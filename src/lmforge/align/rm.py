@@ -68,34 +68,45 @@ def encode_pairs(tok, pairs: list[Pair], cfg: RMSection) -> tuple[list[tuple[lis
     return out, dropped
 
 
+def train_reward_model(cfg, model: RewardModel, pairs: list[tuple[list[int], list[int]]], loss, out_dir: Path, *,
+                       seed: int, pad: int, resume: bool, console: Console, info, name: str,
+                       steps: int | None = None) -> RewardModel:
+    """Train `model` on encoded (chosen, rejected) pairs with `loss` for `steps` (default cfg.steps);
+    the trained model, also exported to out_dir/model with the tokenizer of cfg.init_from. Reward
+    models and POLAR's pre-training and fine-tuning all train here."""
+    from lmforge.train.trainer import Trainer
+
+    loader = PairLoader(len(pairs), lambda idx: reward_batch([pairs[i] for i in idx], pad, cfg.seq_len),
+                        cfg.global_batch, cfg.micro_batch, info.dp_rank, info.dp_size, seed)
+    tc = dataclasses.replace(cfg.train_section(), seed=seed, steps=steps or cfg.steps)
+    trainer = Trainer(model.train(), tc, info, accum=loader.accum)
+    result = fit(trainer, loader, loss, out_dir, resume=resume, console=console)
+    trainer.close()
+    if result.interrupted:
+        raise InterruptedError(f"{name} stopped at step {result.steps}; rerun to resume")
+    full = trainer.full_state_dict(every_rank=True)  # POLAR fine-tunes its pre-trained model on every rank
+    with torch.device("meta"):
+        trained = RewardModel(model.cfg)
+    trained.load_state_dict({k: v.float() for k, v in full.items()}, assign=True)
+    if info.is_main:
+        save_reward_model(trained, out_dir / "model", cfg.init_from)
+    return trained
+
+
 def train_member(cfg: RMSection, k: int, pairs: list[Pair], out_dir: Path, *, resume: bool, console: Console,
                  info) -> Path:
     """Train reward model k (seed cfg.seed + k) on `pairs`; its exported directory."""
     from lmforge.model import load_model
     from lmforge.tokenizer import Tokenizer
-    from lmforge.train.trainer import Trainer
 
     tok = Tokenizer.load(cfg.init_from)
     encoded, dropped = encode_pairs(tok, pairs, cfg)
-    pad = tok.pad_id or 0
     seed = cfg.seed + k
-    loader = PairLoader(len(encoded), lambda idx: reward_batch([encoded[i] for i in idx], pad, cfg.seq_len),
-                        cfg.global_batch, cfg.micro_batch, info.dp_rank, info.dp_size, seed)
-    model = RewardModel.from_lm(load_model(cfg.init_from).float(), seed=seed).train()
-    trainer = Trainer(model, dataclasses.replace(cfg.train_section(), seed=seed), info, accum=loader.accum)
     console.print(f"[bold]rm member {k}[/bold]: {len(encoded)} pairs ({dropped} longer than {cfg.seq_len} tokens "
                   f"dropped), loss {cfg.loss}, {cfg.steps} steps x {cfg.global_batch} pairs")
-    loss = RewardLoss(cfg.loss, cfg.focal_gamma, cfg.barrier, cfg.barrier_bound)
-    result = fit(trainer, loader, loss, out_dir, resume=resume, console=console)
-    trainer.close()
-    if result.interrupted:
-        raise InterruptedError(f"rm member {k} stopped at step {result.steps}; rerun to resume")
-    full = trainer.full_state_dict()
-    if info.is_main:
-        with torch.device("meta"):
-            plain_rm = RewardModel(model.cfg)
-        plain_rm.load_state_dict({n: v.float() for n, v in full.items()}, assign=True)
-        save_reward_model(plain_rm, out_dir / "model", cfg.init_from)
+    train_reward_model(cfg, RewardModel.from_lm(load_model(cfg.init_from).float(), seed=seed), encoded,
+                       RewardLoss(cfg.loss, cfg.focal_gamma, cfg.barrier, cfg.barrier_bound), out_dir, seed=seed,
+                       pad=tok.pad_id or 0, resume=resume, console=console, info=info, name=f"rm member {k}")
     return out_dir / "model"
 
 
@@ -106,7 +117,7 @@ def pair_scores(rm: RewardModel, tok, pairs: list[Pair], cfg: RMSection) -> torc
     return score(rm, tok, convs).view(-1, 2).t()
 
 
-def evaluate(member_dirs: list[Path], soup_dir: Path | None, tok, probes: dict[str, list[Pair]],
+def evaluate(members: list[RewardModel], souped: RewardModel | None, tok, probes: dict[str, list[Pair]],
              cfg: RMSection) -> dict:
     """Pairwise accuracy (share of pairs whose chosen answer scores higher) of each member, each
     ensemble rule and the soup, on each probe set."""
@@ -114,7 +125,7 @@ def evaluate(member_dirs: list[Path], soup_dir: Path | None, tok, probes: dict[s
     for name, pairs in probes.items():
         if not pairs:
             continue
-        scores = torch.stack([pair_scores(load_reward_model(d), tok, pairs, cfg) for d in member_dirs])  # (K, 2, N)
+        scores = torch.stack([pair_scores(m, tok, pairs, cfg) for m in members])  # (K, 2, N)
         K, _, N = scores.shape
         flat = standardise(scores.reshape(K, 2 * N)).reshape(K, 2, N)
         row = {f"member {k}": float((scores[k, 0] > scores[k, 1]).float().mean()) for k in range(K)}
@@ -122,8 +133,8 @@ def evaluate(member_dirs: list[Path], soup_dir: Path | None, tok, probes: dict[s
             for how in ("mean", "min", "mean_minus_std"):
                 c = combine(flat.reshape(K, 2 * N), how, cfg.uncertainty).reshape(2, N)
                 row[f"ensemble {how}"] = float((c[0] > c[1]).float().mean())
-        if soup_dir is not None:
-            s = pair_scores(load_reward_model(soup_dir), tok, pairs, cfg)
+        if souped is not None:
+            s = pair_scores(souped, tok, pairs, cfg)
             row["soup"] = float((s[0] > s[1]).float().mean())
         out[name] = row
     return out
@@ -145,16 +156,15 @@ def rm(cfg: RMSection, out_dir: str | Path, *, resume: bool = True, console: Con
     summary = {"pairs": len(train), "held_out_pairs": len(test), "biased_pairs": len(biased), "loss": cfg.loss,
                "members": [str(d) for d in member_dirs], "config": dataclasses.asdict(cfg)}
     if info.is_main:
-        soup_dir = None
+        members = [load_reward_model(d) for d in member_dirs]
+        soup_rm = None
         if cfg.ensemble > 1:
-            souped = soup([load_reward_model(d).state_dict() for d in member_dirs])
             with torch.device("meta"):
-                soup_rm = RewardModel(load_reward_model(member_dirs[0]).cfg)
-            soup_rm.load_state_dict(souped, assign=True)
-            soup_dir = save_reward_model(soup_rm, out_dir / "soup", cfg.init_from)
-            summary["soup"] = str(soup_dir)
+                soup_rm = RewardModel(members[0].cfg)
+            soup_rm.load_state_dict(soup([m.state_dict() for m in members]), assign=True)
+            summary["soup"] = str(save_reward_model(soup_rm, out_dir / "soup", cfg.init_from))
         tok = Tokenizer.load(cfg.init_from)
-        summary["accuracy"] = evaluate(member_dirs, soup_dir, tok, {"held_out": test, "exploit": exploit}, cfg)
+        summary["accuracy"] = evaluate(members, soup_rm, tok, {"held_out": test, "exploit": exploit}, cfg)
         summary["seconds"] = time.perf_counter() - began
         write_json(out_dir / "rm.json", summary)
         print_rm_accuracy(summary["accuracy"], console)

@@ -95,8 +95,9 @@ def windows(n_tokens: int, context: int, stride: int) -> list[tuple[int, int, in
 @torch.inference_mode()
 def bits_per_byte(logprobs: LogprobsFn, ids: Sequence[int], n_bytes: int, vocab_size: int, context: int,
                   stride: int | None = None, batch_size: int = 16, device: torch.device | str = "cpu",
-                  progress: Callable[[int], None] | None = None) -> BitsPerByte:
-    """Bits per byte of a tokenized text of `n_bytes` UTF-8 bytes, scored by `logprobs` in windows."""
+                  progress: Callable[[int, int], None] | None = None) -> BitsPerByte:
+    """Bits per byte of a tokenized text of `n_bytes` UTF-8 bytes, scored by `logprobs` in windows;
+    `progress(windows scored, windows in all)` after each batch."""
     stride = stride or max(1, context // 2)
     spans = windows(len(ids), context, stride)
     ids_t = torch.tensor(list(ids), dtype=torch.long)
@@ -116,7 +117,7 @@ def bits_per_byte(logprobs: LogprobsFn, ids: Sequence[int], n_bytes: int, vocab_
             for row, (b, _, first) in zip(lp, same):
                 nats -= float(row[first - b - 1:].sum())
         if progress is not None:
-            progress(len(group))
+            progress(len(group), len(spans))
     bits = nats / math.log(2) + math.log2(vocab_size)
     return BitsPerByte(bpb=bits / n_bytes, bits=bits, bytes=n_bytes, tokens=len(ids), windows=len(spans),
                        context=context, stride=stride, vocab_size=vocab_size)
@@ -171,11 +172,10 @@ def run_bpb(checkpoint: str | Path, files: Sequence[str], *, context: int | None
     with Progress(transient=True) as bar:
         for name, text in texts.items():
             ids = encode_lossless(lm.tokenizer, text, name)
-            task = bar.add_task(f"bpb {Path(name).name}", total=len(windows(len(ids), context,
-                                                                            stride or max(1, context // 2))))
+            task = bar.add_task(f"bpb {Path(name).name}", total=None)
             r = bits_per_byte(model_logprobs(lm.model), ids, len(text.encode("utf-8")), lm.tokenizer.vocab_size,
                               context, stride, batch_size=batch_size, device=next(lm.model.parameters()).device,
-                              progress=lambda n, t=task: bar.advance(t, n))
+                              progress=lambda n, total, t=task: bar.update(t, total=total, advance=n))
             results[name] = r.as_dict()
     table = Table(title=f"bits per byte: {checkpoint} (context {context})")
     for col in ("text", "bytes", "tokens", "bytes/token", "bits/token", "bits/byte"):

@@ -221,11 +221,14 @@ class Trainer:
         self.spike.load_state_dict(state["spike"])
         return {**state, "path": latest}
 
-    def full_state_dict(self) -> dict[str, torch.Tensor]:
-        """The whole model's weights on the CPU (a collective under FSDP2: every rank must call it)."""
+    def full_state_dict(self, every_rank: bool = False) -> dict[str, torch.Tensor]:
+        """The whole model's weights (a collective under FSDP2: every rank must call it): on rank 0's CPU
+        only, or with `every_rank` on every rank (for a model that trains on after this)."""
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-        return get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        full = get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True,
+                                                                         cpu_offload=not every_rank))
+        return {k: v.cpu() for k, v in full.items()} if every_rank else full
 
     def export(self, out: Path, tokenizer_dir: str = "") -> Path:
         """Gather the full weights (a collective under FSDP2) and write an InternLM2 HF checkpoint
