@@ -6,6 +6,7 @@ Paper: WanJuan-CC, arXiv 2402.19282; docs/papers.md §4.
     lmforge data run RECIPE [--set k=v] [--executor local|ray] [--workers N]
     lmforge data report RUN_DIR [--truth truth.jsonl]
     lmforge data train-classifier --input labelled.jsonl --out model.npz [--backend linear|fasttext]
+    lmforge data mimg DOCS.jsonl --out mimg.jsonl [--base-url URL]   multi-hop QA data (lmforge.data.mimg)
 
 `register(subparsers)` adds the `data` command to the main `lmforge` parser; `main()` runs it alone
 (`python -m lmforge.data.cli ...`).
@@ -85,6 +86,10 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="model path: .npz (linear) or .ftz/.bin (fasttext)")
     p.add_argument("--backend", choices=["linear", "fasttext"], default="linear")
     p.set_defaults(fn=lambda a: _done(train_classifier(a.input, a.out, a.backend)))
+
+    from lmforge.data.mimg.cli import register as register_mimg
+
+    register_mimg(actions)
     return data
 
 

@@ -10,7 +10,8 @@ Paper: InternLM2 report, arXiv 2403.17297; docs/papers.md §9.
 - `harness`: batched, cached (resumable) evaluation; `results`: the results JSON; `report`: tables
   and side-by-side comparison; `sandbox`: isolated execution of generated code;
 - `niah`, `passkey`, `haystack`, `heatmap`: Needle-in-a-Haystack (NeedleBench), its prompts and
-  heatmap;
+  heatmap; `niah_multi`, `multi_needles`: its multi-needle retrieval and multi-hop reasoning;
+- `longtask`, `longmetrics`: LongBench-style long-context task files and their metrics;
 - `perplexity`: held-out perplexity per language and position; `scaling`: scaling-law fits;
 - `cli.register`: the `lmforge eval` command.
 """

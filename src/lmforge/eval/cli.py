@@ -2,6 +2,8 @@
 
     lmforge eval run CHECKPOINT --tasks mmlu,gsm8k --limit 20    -> harness.run_eval
     lmforge eval niah CHECKPOINT --haystack en,zh,passkey         -> niah.run_niah_checkpoint
+    lmforge eval niah CHECKPOINT --variant multi_hop --hops 2,3   -> (multi-needle / multi-hop NIAH)
+    lmforge eval long FILE.jsonl CHECKPOINT --metric qa_f1        -> longtask.run_long_checkpoint
     lmforge eval ppl CHECKPOINT --lang en,zh                      -> perplexity.run_perplexity
     lmforge eval bpb CHECKPOINT --text heldout.txt                -> bpb.run_bpb
     lmforge eval compare runs/a/eval/model runs/b/eval/model      -> report.compare
@@ -18,7 +20,8 @@ from __future__ import annotations
 import argparse
 
 from lmforge.config import positive_int
-from lmforge.eval import niah
+from lmforge.eval import longtask, niah
+from lmforge.eval.longmetrics import METRICS
 
 
 def _csv(text: str) -> list[str]:
@@ -47,7 +50,18 @@ def _cmd_niah(args) -> int:
 
     run_niah_checkpoint(args.checkpoint, kinds=_csv(args.haystack), lengths=args.lengths, depths=args.depths,
                         repeats=args.repeats, out=args.out, tokenizer=args.tokenizer, device=args.device,
-                        max_new_tokens=args.max_new_tokens, seed=args.seed)
+                        max_new_tokens=args.max_new_tokens, seed=args.seed, variant=args.variant,
+                        needles=args.needles, hops=args.hops)
+    return 0
+
+
+def _cmd_long(args) -> int:
+    from lmforge.eval.longtask import run_long_checkpoint
+
+    template = args.template.replace("\\n", "\n") if args.template else None  # a shell's literal \n
+    run_long_checkpoint(args.file, args.checkpoint, metric=args.metric, template=template,
+                        max_length=args.max_length, max_new_tokens=args.max_new_tokens, buckets=args.buckets,
+                        limit=args.limit, out=args.out, tokenizer=args.tokenizer, device=args.device)
     return 0
 
 
@@ -134,10 +148,38 @@ def register(subparsers) -> argparse.ArgumentParser:
     n.add_argument("--depths", type=positive_int, default=niah.DEPTHS,
                    help="number of depths from 0 to 100%% (default: %(default)s)")
     n.add_argument("--repeats", type=positive_int, default=niah.REPEATS, help="needles per cell (default: %(default)s)")
-    n.add_argument("--max-new-tokens", type=positive_int, default=niah.MAX_NEW_TOKENS)
+    n.add_argument("--variant", default="single", choices=("single",) + niah.VARIANTS,
+                   help="single needle, NeedleBench's multi-needle retrieval or multi-hop reasoning "
+                        "(default: %(default)s)")
+    n.add_argument("--needles", type=positive_int, default=niah.NEEDLE_COUNT,
+                   help="multi_needle: facts hidden and asked for at once (default: %(default)s)")
+    n.add_argument("--hops", type=_ints, default=list(niah.HOPS),
+                   help="multi_hop: chain lengths, one heatmap row each (default: 2,3,4)")
+    n.add_argument("--max-new-tokens", type=positive_int, default=niah.MAX_NEW_TOKENS,
+                   help="per answer asked for (default: %(default)s)")
     n.add_argument("--seed", type=int, default=niah.SEED)
     n.add_argument("--out", default=None, help="output folder (default: <checkpoint>/../eval/<name>)")
     n.set_defaults(fn=_cmd_niah)
+
+    g = sub.add_parser("long", help="LongBench-style long-context QA from a JSONL task file, by length bucket",
+                       description="Each JSONL record has context, input (the question) and answers (a list); "
+                                   "optional id, length, all_classes. Prompts longer than --max-length lose "
+                                   "their middle (LongBench's truncation).")
+    g.add_argument("file", help="the task file (JSON lines)")
+    _common(g)
+    g.add_argument("--metric", default="qa_f1", choices=sorted(METRICS),
+                   help="scoring of a completion against the answers (default: %(default)s)")
+    g.add_argument("--template", default=None,
+                   help="prompt with {context} and {input}; \\n is a newline "
+                        "(default: a plain read-then-answer prompt)")
+    g.add_argument("--max-length", type=positive_int, default=None,
+                   help="longest prompt in tokens, new tokens included (default: the model's window)")
+    g.add_argument("--max-new-tokens", type=positive_int, default=longtask.MAX_NEW_TOKENS)
+    g.add_argument("--buckets", type=_ints, default=None,
+                   help="length bucket edges in tokens (default: 4000,8000 -> 0-4k, 4k-8k, 8k+)")
+    g.add_argument("--limit", type=positive_int, default=None, help="first N records")
+    g.add_argument("--out", default=None, help="output folder (default: <checkpoint>/../eval/<name>)")
+    g.set_defaults(fn=_cmd_long)
 
     q = sub.add_parser("ppl", help="held-out perplexity per language and by position")
     _common(q)

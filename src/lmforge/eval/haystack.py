@@ -10,11 +10,13 @@ the format it is scored on. Each kind has a haystack and a (header, footer) temp
 
 A prompt is the header, the haystack cut to a length in the model's tokens with the needle
 inserted at a depth of 0..100% (moved back to the nearest sentence end), and the footer with the
-question.
+question. Multi-needle and multi-hop NIAH (`lmforge.eval.niah_multi`) insert several needles,
+each at its own depth, into one haystack.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 
 KINDS = ("en", "zh", "passkey")
@@ -47,20 +49,41 @@ def haystack_source(kind: str) -> str:
 
 def insert_needle(haystack: str, needle: str, depth: float) -> str:
     """Put `needle` at `depth` percent of `haystack`, moved back to just after a sentence end."""
-    at = int(len(haystack) * depth / 100)
-    while at > 0 and haystack[at - 1] not in SENTENCE_ENDS:
-        at -= 1
-    sep = "" if any("\u4e00" <= ch <= "\u9fff" for ch in needle) else " "
-    before, after = haystack[:at].rstrip(" "), haystack[at:].lstrip(" ")
-    return f"{before}{sep if before else ''}{needle}{sep if after else ''}{after}"
+    return insert_needles(haystack, [needle], [depth])
 
 
-def build_prompt(tokenizer, kind: str, needle_text: str, question: str, length: int, depth: float,
-                 offset: int = 0) -> str:
-    """A prompt of about `length` tokens: header, haystack with the needle at `depth`, question."""
+def insert_needles(haystack: str, needles: Sequence[str], depths: Sequence[float]) -> str:
+    """Put each needle at its depth (percent of the haystack as given, each moved back to just
+    after a sentence end); needles at the same point keep their order. Multi-needle NIAH uses it."""
+    if len(needles) != len(depths):
+        raise ValueError(f"{len(needles)} needles but {len(depths)} depths")
+    cuts = []
+    for depth in depths:
+        at = int(len(haystack) * depth / 100)
+        while at > 0 and haystack[at - 1] not in SENTENCE_ENDS:
+            at -= 1
+        cuts.append(at)
+    order = sorted(range(len(needles)), key=lambda i: cuts[i])  # stable: equal cuts keep their order
+    sep = "" if any("\u4e00" <= ch <= "\u9fff" for n in needles for ch in n) else " "
+    parts, start = [], 0
+    for i in order:  # the text between needles loses its spaces on the needles' sides only
+        text = haystack[start:cuts[i]]
+        parts += [text.rstrip(" ") if start == 0 else text.strip(" "), needles[i]]
+        start = cuts[i]
+    parts.append(haystack[start:].lstrip(" "))
+    return sep.join(p for p in parts if p)
+
+
+def build_prompt(tokenizer, kind: str, needle_text: str | Sequence[str], question: str, length: int,
+                 depth: float | Sequence[float], offset: int = 0) -> str:
+    """A prompt of about `length` tokens: header, haystack with the needle at `depth`, question.
+
+    Several needles (multi-needle and multi-hop NIAH) come as a list with a list of depths."""
+    needles = [needle_text] if isinstance(needle_text, str) else list(needle_text)
+    depths = [depth] if isinstance(depth, (int, float)) else list(depth)
     header, footer = TEMPLATES[kind]
     footer = footer.format(question=question)
-    fixed = len(tokenizer.encode(header + footer + needle_text)) + 2  # + BOS and a separator
+    fixed = len(tokenizer.encode(header + footer + " ".join(needles))) + 1 + len(needles)  # + BOS, separators
     budget = max(length - fixed, 0)
     source = haystack_source(kind)
     start = offset % len(source)
@@ -69,4 +92,4 @@ def build_prompt(tokenizer, kind: str, needle_text: str, question: str, length: 
     chars = 8 * budget + 64  # more than `budget` tokens of text in any language
     text = (source[start:] + "\n" + source) * (1 + chars // max(len(source), 1))
     hay = tokenizer.decode(tokenizer.encode(text[:chars])[:budget]) if budget else ""
-    return header + insert_needle(hay, needle_text, depth) + footer
+    return header + insert_needles(hay, needles, depths) + footer

@@ -19,8 +19,10 @@ def _length_label(n: int) -> str:
 
 
 def plot_heatmap(scores: Sequence[Sequence[float]], depths: Sequence[float], lengths: Sequence[int],
-                 path: str | Path, title: str, window: int | None = None) -> Path:
-    """Write a PNG of `scores[depth][length]` (0..100) and return its path."""
+                 path: str | Path, title: str, window: int | None = None, *,
+                 row_labels: Sequence[str] | None = None, ylabel: str = "needle depth") -> Path:
+    """Write a PNG of `scores[depth][length]` (0..100) and return its path; rows other than depths
+    (multi-hop NIAH's hop counts) come with their own `row_labels` and `ylabel`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -36,9 +38,9 @@ def plot_heatmap(scores: Sequence[Sequence[float]], depths: Sequence[float], len
         for j, v in enumerate(row):
             ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=8, color="black")
     ax.set_xticks(range(len(lengths)), [_length_label(n) for n in lengths])
-    ax.set_yticks(range(len(depths)), [f"{d:.0f}%" for d in depths])
+    ax.set_yticks(range(len(depths)), row_labels or [f"{d:.0f}%" for d in depths])
     ax.set_xlabel("context length (tokens)")
-    ax.set_ylabel("needle depth")
+    ax.set_ylabel(ylabel)
     if window is not None and lengths and window < max(lengths):
         # Between the last length inside the window and the first beyond it.
         inside = sum(1 for n in lengths if n <= window)

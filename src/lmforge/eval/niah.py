@@ -14,6 +14,8 @@ red -> green depth x length heatmap with the average.
 
 `kind="passkey"` swaps in the pass-key task (lmforge.eval.passkey) that a tiny model can learn,
 and also records the log-likelihood of the right answer, which moves before exact retrieval does.
+`variant="multi_needle"` / `"multi_hop"` runs NeedleBench's multi-needle retrieval and reasoning
+instead (lmforge.eval.niah_multi), on any of the three haystacks.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from lmforge.eval.haystack import KINDS, build_prompt, haystack_source
 from lmforge.eval.heatmap import plot_heatmap
 from lmforge.eval.lm import LanguageModel
 from lmforge.eval.metrics import mean, needle_score
+from lmforge.eval.multi_needles import EN_ITEMS, EN_NAMES, ZH_ITEMS, ZH_NAMES
+from lmforge.eval.niah_multi import HOPS, NEEDLE_COUNT, VARIANTS, cell_means, run_niah_variant
 from lmforge.generate import SamplingParams
 
 # The defaults of `lmforge eval niah` and of the functions here (a recipe's [eval] section sets
@@ -39,11 +43,9 @@ REPEATS = 3  # needles per cell
 MAX_NEW_TOKENS = 16
 SEED = 0
 
+# The first names and items of the multi-needle pools: single-needle grids draw what they always did.
+_EN_NAMES, _EN_ITEMS, _ZH_NAMES, _ZH_ITEMS = EN_NAMES[:10], EN_ITEMS[:6], ZH_NAMES[:8], ZH_ITEMS[:6]
 # Needle templates: (fact, question, answer) with slots filled at random per repeat.
-_EN_NAMES = ["Ada", "Boris", "Chloe", "Darius", "Elena", "Farid", "Greta", "Hiro", "Imani", "Jonas"]
-_EN_ITEMS = ["purple basil", "smoked paprika", "wild fennel", "black garlic", "lemon myrtle", "star anise"]
-_ZH_NAMES = ["张伟", "李娜", "王芳", "刘洋", "陈静", "杨磊", "赵敏", "黄勇"]
-_ZH_ITEMS = ["桂花", "陈皮", "花椒", "枸杞", "八角", "山楂"]
 NEEDLES = {
     "en": [("The secret ingredient of {name}'s famous soup is {item}.",
             "What is the secret ingredient of {name}'s famous soup?", "{item}"),
@@ -82,11 +84,19 @@ def depth_grid(n: int = DEPTHS) -> list[int]:
 def run_niah(lm: LanguageModel, tokenizer, *, lengths: Sequence[int], depths: Sequence[float] | None = None,
              repeats: int = REPEATS, kind: str = "en", max_new_tokens: int = MAX_NEW_TOKENS, seed: int = SEED,
              out_dir: str | Path | None = None, window: int | None = None,
-             answer_logprob: bool | None = None) -> dict:
-    """Score `lm` on the lengths x depths grid; writes niah_<kind>.json and .png into out_dir."""
+             answer_logprob: bool | None = None, variant: str = "single", needles: int = NEEDLE_COUNT,
+             hops: Sequence[int] = HOPS) -> dict:
+    """Score `lm` on the lengths x depths grid; writes niah_<kind>.json and .png into out_dir.
+
+    variant: "single" (one needle), "multi_needle" (`needles` facts, all asked for) or
+    "multi_hop" (chains of each length in `hops`); the latter two write niah_<kind>_<variant>.*."""
     if kind not in KINDS:
         raise ValueError(f"NIAH kind {kind!r}: expected one of {KINDS}")
     depths = list(depths) if depths is not None else depth_grid()
+    if variant != "single":
+        return run_niah_variant(lm, tokenizer, variant=variant, lengths=lengths, depths=depths, repeats=repeats,
+                                kind=kind, needles=needles, hops=hops, seed=seed, out_dir=out_dir, window=window,
+                                max_new_tokens=max_new_tokens)
     answer_logprob = kind == "passkey" if answer_logprob is None else answer_logprob
     rng = random.Random(seed)
     items = []
@@ -110,10 +120,8 @@ def run_niah(lm: LanguageModel, tokenizer, *, lengths: Sequence[int], depths: Se
     for it, text, (lp, _) in zip(items, completions, logprobs):
         it.update(completion=text, score=needle_score(text, it["answer"]), exact=float(it["answer"] in text),
                   prompt_tokens=len(tokenizer.encode(it["prompt"])) + 1, answer_logprob=lp)
-    grid = [[mean([it["score"] for it in items if it["length"] == n and it["depth"] == d]) for n in lengths]
-            for d in depths]
-    exact = [[mean([it["exact"] for it in items if it["length"] == n and it["depth"] == d]) for n in lengths]
-             for d in depths]
+    grid = cell_means(items, "depth", depths, lengths)
+    exact = cell_means(items, "depth", depths, lengths, "exact")
     result = {"kind": kind, "model": getattr(lm, "name", "model"), "lengths": list(lengths), "depths": depths,
               "repeats": repeats, "window": window, "scores": grid, "exact": exact,
               "average": mean([it["score"] for it in items]), "exact_average": mean([it["exact"] for it in items]),
@@ -147,8 +155,11 @@ def _window_at_least(lm: LanguageModel, tokens: int):
 def run_niah_checkpoint(checkpoint: str | Path, *, kinds: Sequence[str] = KINDS, lengths: Sequence[int] | None = None,
                         depths: int = DEPTHS, repeats: int = REPEATS, out: str | Path | None = None,
                         tokenizer: str | Path | None = None, device: str = "auto",
-                        max_new_tokens: int = MAX_NEW_TOKENS, seed: int = SEED) -> dict:
+                        max_new_tokens: int = MAX_NEW_TOKENS, seed: int = SEED, variant: str = "single",
+                        needles: int = NEEDLE_COUNT, hops: Sequence[int] = HOPS) -> dict:
     """`lmforge eval niah`: the grid on a checkpoint (default lengths: 1/4, 1/2, 1 and 2 x its window)."""
+    if variant not in ("single",) + VARIANTS:
+        raise ValueError(f"NIAH variant {variant!r}: expected one of {('single',) + VARIANTS}")
     from lmforge.eval.lm import load_lm
 
     checkpoint = Path(checkpoint)
@@ -159,7 +170,9 @@ def run_niah_checkpoint(checkpoint: str | Path, *, kinds: Sequence[str] = KINDS,
     results = {}
     for kind in kinds:
         r = run_niah(lm, lm.tokenizer, lengths=lengths, depths=depth_grid(depths), repeats=repeats, kind=kind,
-                     max_new_tokens=max_new_tokens, seed=seed, out_dir=out, window=window)
-        print(f"NIAH {kind}: average {r['average']:.1f}, exact {100 * r['exact_average']:.1f}% -> {r['heatmap']}")
+                     max_new_tokens=max_new_tokens, seed=seed, out_dir=out, window=window, variant=variant,
+                     needles=needles, hops=hops)
+        print(f"NIAH {kind} {variant}: average {r['average']:.1f}, exact {100 * r['exact_average']:.1f}% "
+              f"-> {r['heatmap']}")
         results[kind] = r
     return results
