@@ -92,10 +92,12 @@ def num_params(cfg: ModelConfig, *, embeddings: bool = True) -> int:
 
 def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
     """Training FLOPs per token (forward + backward = 3x forward), the PaLM appendix-B count used
-    for MFU: 6 * non-embedding params + 6 * vocab * dim (LM head) + 12 * layers * dim * seq
-    (attention scores and values, causal not halved, as PaLM and nanochat count it)."""
+    for MFU: 6 * non-embedding params + 6 * vocab * dim (LM head) + 6 * layers * dim * seq for the
+    attention scores and values. PaLM and nanochat write 12 * layers * dim * seq, which counts
+    every query against every key; a causal model computes half of those (FlashAttention's
+    convention), so counting them twice would credit work that is never done."""
     n = num_params(cfg, embeddings=False)
-    return 6.0 * (n + cfg.vocab_size * cfg.dim) + 12.0 * cfg.n_layers * cfg.head_dim * cfg.n_heads * seq_len
+    return 6.0 * (n + cfg.vocab_size * cfg.dim) + 6.0 * cfg.n_layers * cfg.head_dim * cfg.n_heads * seq_len
 
 
 # Released InternLM2 dimensions (InternLM2 report, arXiv 2403.17297; docs/papers.md §1). 1.8B and 20B
