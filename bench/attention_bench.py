@@ -21,10 +21,10 @@ import time
 
 import torch
 from rich.console import Console
-from rich.table import Table
 
 from lmforge.machine import cpu_name
 from memory import current_rss, peak_rss, reset_peak_rss
+from tables import print_table
 from lmforge.model.attention import _flex_block_mask
 
 
@@ -100,17 +100,7 @@ def main() -> None:
         rows.append((f"{T:,}", f"{ours['s'] * 1e3:,.1f}", f"{ref['s'] * 1e3:,.1f}", f"{ref['s'] / ours['s']:,.0f}x",
                      f"{ours['peak'] / 2**20:,.1f}", f"{ref['peak'] / 2**20:,.0f}"))
     cols = ("tokens", "lmforge ms", "create_block_mask ms", "speed-up", "lmforge peak MB", "create_block_mask peak MB")
-    table = Table(title="FlexAttention block mask of one packed row")
-    for col in cols:
-        table.add_column(col, justify="right")
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
-    if args.markdown:
-        lines = ["| " + " | ".join(cols) + " |", "|" + "---:|" * len(cols)]
-        lines += ["| " + " | ".join(r) + " |" for r in rows]
-        with open(args.markdown, "w") as f:
-            f.write("\n".join(lines) + "\n")
+    print_table(console, "FlexAttention block mask of one packed row", cols, rows, args.markdown)
 
 
 if __name__ == "__main__":

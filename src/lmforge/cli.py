@@ -160,6 +160,18 @@ def _cmd_presets(args) -> int:
     return 0
 
 
+def _cmd_seqpar_cost(args) -> int:
+    from lmforge.model.config import preset
+    from lmforge.train.seqpar.cost import cost_table, split_costs
+
+    costs = split_costs(preset(args.preset), args.seq_len, args.sp, micro_batch=args.micro_batch,
+                        double_ring_window=args.window)
+    print(f"{args.preset}: {args.micro_batch} x {args.seq_len:,} tokens over {args.sp} sequence-parallel ranks, "
+          "per device and training step (bf16, no recomputation)")
+    print(cost_table(costs))
+    return 0
+
+
 def _cmd_planned(args) -> int:
     what, issue = PLANNED[args.command]
     where = f" (issue #{issue})" if issue else ""
@@ -247,6 +259,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("presets", help="list the model presets and their parameter counts")
     p.set_defaults(fn=_cmd_presets)
+    p = sub.add_parser("seqpar-cost", help="activation memory and traffic per device of each head x context split "
+                       "(LoongTrain 2D sequence parallelism)")
+    p.add_argument("--preset", default="internlm2-7b", help="model preset (default: %(default)s)")
+    p.add_argument("--seq-len", type=int, default=131072, help="tokens per row (default: %(default)s)")
+    p.add_argument("--sp", type=int, default=8, help="sequence-parallel ranks, head x context (default: %(default)s)")
+    p.add_argument("--micro-batch", type=int, default=1, help="rows per step (default: %(default)s)")
+    p.add_argument("--window", type=int, default=None, help="double-ring window (default: one plain ring)")
+    p.set_defaults(fn=_cmd_seqpar_cost)
 
     from lmforge.lifecycle.align_cli import register as register_align
     from lmforge.data.cli import register as register_data

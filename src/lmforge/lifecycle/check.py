@@ -56,11 +56,12 @@ def check_device(name: str, world: int) -> None:
 
 
 def check_train(recipe: Recipe, world: int) -> None:
-    """The batch split over the data-parallel processes, and AdaLomo's single process."""
+    """The processes arranged as dp x head x context, the batch split over the data-parallel ones,
+    and AdaLomo's single process."""
     from lmforge.train.config import check_batches
 
     try:
-        check_batches(recipe.train, world)
+        check_batches(recipe.train, world_size=world)
     except ValueError as e:
         raise RecipeError(f"train.{e}") from None
     if recipe.train.optimizer in ("adalomo", "muon") and world > 1:
@@ -155,7 +156,7 @@ def check_run_recipe(recipe: Recipe, recipe_dir: Path | None = None) -> None:
                                   f"({', '.join(map(repr, SHARD_SPLITS))}) or a folder of shards")
     check_eval(recipe)
     check_align(recipe, world, tuple(s for s in ("sft", "rm", "polar", "rl") if getattr(recipe, s).enabled))
-    for name in ("rm", "polar", "rl"):
+    for name in ("rm", "polar", "rl", "mimg"):
         if getattr(recipe, name).enabled and not recipe.sft.enabled:
             raise RecipeError(f"{name}.enabled = true needs sft.enabled = true: it starts from the SFT model")
 

@@ -9,7 +9,10 @@ docs/papers.md §1, §3):
 - untied output head, optionally Baichuan 2's NormHead (rows of the head normalised);
 - one forward for training, prefill, decoding and scoring: a KV cache decides positions, mask and
   RoPE from outside (lmforge.model.cache), a loss over the head runs inside forward as a callable,
-  and the decode step's matmul kernels are a property of the linear layers (lmforge.model.linear).
+  and the decode step's matmul kernels are a property of the linear layers (lmforge.model.linear);
+- each attention layer's core (q, k, v, mask) -> out is an attribute, `attend` by default, so that
+  a parallelism applied from outside can swap it (lmforge.train.seqpar: 2D sequence parallelism),
+  with the positions and mask passed to forward by the caller.
 
 Module and parameter names mirror the InternLM2 checkpoints (`tok_embeddings`, `attention.wqkv`,
 `feed_forward.w1`, ...), so the Hugging Face format is this state dict with a `model.` prefix.
@@ -63,6 +66,7 @@ class Attention(nn.Module):
         self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
         self.wqkv = Linear(cfg.dim, (cfg.n_heads + 2 * cfg.n_kv_heads) * cfg.head_dim)
         self.wo = Linear(cfg.n_heads * cfg.head_dim, cfg.dim)
+        self.core = attend  # (q, k, v, mask) -> out; swapped from outside for a distributed attention
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: AttentionMask,
                 kv_cache: KVCacheProtocol | None = None) -> torch.Tensor:
@@ -70,7 +74,7 @@ class Attention(nn.Module):
         q, k, v = qkv_heads(self.wqkv(x), cos, sin, self.n_kv_heads, self.head_dim)
         if kv_cache is not None:
             k, v = kv_cache.update(self.layer_idx, k, v)
-        out = attend(q, k, v, mask)
+        out = self.core(q, k, v, mask)
         return self.wo(out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
 
 
@@ -126,8 +130,8 @@ class InternLM2(nn.Module):
 
     def forward_hidden(self, input_ids: torch.Tensor | None = None, *, inputs_embeds: torch.Tensor | None = None,
                        position_ids: torch.Tensor | None = None, document_ids: torch.Tensor | None = None,
-                       rope_len: int | None = None, kv_cache: KVCacheProtocol | None = None,
-                       padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+                       rope_len: int | torch.Tensor | None = None, kv_cache: KVCacheProtocol | None = None,
+                       padding_mask: torch.Tensor | None = None, mask: object | None = None) -> torch.Tensor:
         """Final normalised hidden states (B, T, dim): the one forward of training, prefill, decoding
         and scoring.
 
@@ -139,15 +143,17 @@ class InternLM2(nn.Module):
         that sets the dynamic-NTK base; default max(position_ids) + 1.
         kv_cache: a cache that decides positions, mask and RoPE itself (`lmforge.model.cache`);
         padding_mask (B, T) marks the real tokens of a right-padded batch fed to it.
+        mask: what every layer's attention core gets, built by the caller (a sequence-parallel core
+        takes the whole rows' documents, not this shard's); default `build_mask(document_ids)`.
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         h = self.tok_embeddings(input_ids) if inputs_embeds is None else inputs_embeds
         B, T = h.shape[:2]
         if kv_cache is not None:
-            if position_ids is not None or document_ids is not None:
-                raise ValueError("with a kv_cache the cache decides positions and documents; "
-                                 "pass neither position_ids nor document_ids")
+            if position_ids is not None or document_ids is not None or mask is not None:
+                raise ValueError("with a kv_cache the cache decides positions, documents and mask; "
+                                 "pass none of position_ids, document_ids and mask")
             step = kv_cache.prepare(T, padding_mask)
             mask = step.mask
             if step.inv_freq is not None:
@@ -155,7 +161,8 @@ class InternLM2(nn.Module):
             else:
                 cos, sin = rope_cos_sin(self.cfg, step.positions, step.rope_len)
         else:
-            mask = build_mask(document_ids, T, self.cfg.attn_backend, h.device, compute_dtype(h))
+            if mask is None:
+                mask = build_mask(document_ids, T, self.cfg.attn_backend, h.device, compute_dtype(h))
             if position_ids is None:
                 if document_ids is None:
                     position_ids, rope_len = torch.arange(T, device=h.device).expand(B, T), rope_len or T

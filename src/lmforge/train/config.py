@@ -2,8 +2,10 @@
 where the report gives them (AdamW 0.9 / 0.95 / 1e-8, weight decay 0.1, cosine to 10%; InternLM2
 report, arXiv 2403.17297; docs/papers.md §2). `[[train.stages]]` entries run one after another,
 each continuing from the previous stage's weights with its own length, RoPE base and schedule (the
-4k -> 32k recipe, scaled down). Every value is checked when the section is built: ranges and
-choices here, the batch split over the data-parallel processes by `check_batches`."""
+4k -> 32k recipe, scaled down). `sequence_parallel` splits every row over head x context
+processes (LoongTrain, arXiv 2406.18485; docs/papers.md §5, docs/sequence_parallel.md). Every value
+is checked when the section is built: ranges and choices here, each stage's sequence length
+against the split, the batch split over the data-parallel processes by `check_batches`."""
 
 from __future__ import annotations
 
@@ -11,10 +13,38 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from lmforge.config import check_fields
+from lmforge.train.seqpar.layout import check_seq_len, check_window, factor_world
+from lmforge.train.seqpar.mesh import PLACEMENTS
 
 # The allowed values of the settings that a stage can override too (see `check_fields`).
 STAGE_RANGES = {"steps": ">= 1", "seq_len": ">= 1", "lr": ">= 0", "warmup_steps": ">= 0", "global_batch": ">= 1",
                 "micro_batch": ">= 1", "val_every": ">= 0", "ckpt_every": ">= 1"}
+
+
+@dataclass
+class SequenceParallelSection:
+    """LoongTrain's 2D sequence parallelism: each row's tokens split over head x context processes
+    (`lmforge.train.seqpar`); the processes left over (world / (head x context)) are data parallel."""
+
+    head: int = 1  # head-parallel (Ulysses all-to-all) group size; divides n_heads
+    context: int = 1  # context-parallel (ring attention) group size
+    placement: str = "head_first"  # "head_first": head groups on consecutive ranks; or "context_first"
+    double_ring_window: int = 0  # ranks per inner ring of the double ring (divides context); 0: one ring
+
+    def __post_init__(self) -> None:
+        check_fields(self, {"head": ">= 1", "context": ">= 1", "double_ring_window": ">= 0"},
+                     {"placement": PLACEMENTS})
+        if self.double_ring_window:
+            check_window(self.context, self.double_ring_window)
+
+    @property
+    def size(self) -> int:
+        return self.head * self.context
+
+    @property
+    def window(self) -> int | None:
+        """The double ring's window as `SequenceParallelGroups` takes it (None: one plain ring)."""
+        return self.double_ring_window or None
 
 
 @dataclass
@@ -34,6 +64,7 @@ class TrainStageSection:
     val_shards: str | None = None
     val_every: int | None = None
     ckpt_every: int | None = None
+    sequence_parallel: SequenceParallelSection | None = None  # e.g. only the long-context stage
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name or self.name.startswith("."):
@@ -82,6 +113,7 @@ class TrainSection:
     spike_window: int = 50  # loss/grad-norm history for the z-score
     spike_zscore: float = 6.0  # skip the update beyond this many standard deviations; 0 disables
     tensorboard: bool = True
+    sequence_parallel: SequenceParallelSection = field(default_factory=SequenceParallelSection)
     stages: list[TrainStageSection] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -97,15 +129,43 @@ class TrainSection:
             raise ValueError(f"stages: two stages are named {next(n for n in names if names.count(n) > 1)!r}; "
                              "each writes its own folder")
         check_batches(self)
+        check_sequence_split(self)
 
 
-def check_batches(train: TrainSection, dp_size: int = 1) -> None:
-    """Each stage's global batch must split into micro-batches over the `dp_size` data-parallel processes."""
+def stage_value(train: TrainSection, stage: TrainStageSection | None, name: str):
+    """A stage's setting, or the train section's where the stage leaves it unset."""
+    value = None if stage is None else getattr(stage, name)
+    return getattr(train, name) if value is None else value
+
+
+def check_sequence_split(train: TrainSection) -> None:
+    """Each stage's rows must split into the zigzag shards of its head x context processes."""
     for stage in train.stages or [None]:
-        gb = stage.global_batch if stage and stage.global_batch is not None else train.global_batch
-        mb = stage.micro_batch if stage and stage.micro_batch is not None else train.micro_batch
-        if gb % (mb * dp_size):
+        sp, seq_len = stage_value(train, stage, "sequence_parallel"), stage_value(train, stage, "seq_len")
+        if sp.size == 1:
+            continue
+        try:
+            check_seq_len(seq_len, sp.head, sp.context)
+        except ValueError as e:
             where = f" (stage {stage.name!r})" if stage else ""
+            raise ValueError(f"seq_len = {seq_len}{where} with sequence_parallel = {{ head = {sp.head}, "
+                             f"context = {sp.context} }}: {e}") from None
+
+
+def check_batches(train: TrainSection, dp_size: int = 1, *, world_size: int | None = None) -> None:
+    """Each stage's global batch must split into micro-batches over the `dp_size` data-parallel
+    processes; with `world_size`, over those that each stage's sequence_parallel leaves (and the
+    world must factor into dp x head x context)."""
+    for stage in train.stages or [None]:
+        gb, mb = stage_value(train, stage, "global_batch"), stage_value(train, stage, "micro_batch")
+        where = f" (stage {stage.name!r})" if stage else ""
+        if world_size is not None:
+            sp = stage_value(train, stage, "sequence_parallel")
+            try:
+                dp_size = factor_world(world_size, sp.head, sp.context)
+            except ValueError as e:
+                raise ValueError(f"sequence_parallel{where}: {e}") from None
+        if gb % (mb * dp_size):
             raise ValueError(f"global_batch = {gb}{where}: must be a multiple of micro_batch x data-parallel "
                              f"processes = {mb} x {dp_size}")
 

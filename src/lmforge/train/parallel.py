@@ -1,18 +1,24 @@
-"""Parallelism applied from outside the model (torchtitan's split; InternEvo).
+"""Parallelism applied from outside the model (torchtitan's split; InternEvo, LoongTrain).
 
-Paper: InternLM2 report, arXiv 2403.17297 (InternEvo); docs/papers.md §2.
+Papers: InternLM2 report, arXiv 2403.17297 (InternEvo); LoongTrain, arXiv 2406.18485;
+docs/papers.md §2, §5.
 
 `init_distributed` joins the process group that `torchrun` describes (gloo on CPU, NCCL on GPU)
 and builds one `DeviceMesh` up front whose dimensions are named, as torchtitan's `ParallelDims`
-does: `dp` (data parallel, sharded by FSDP2), then `head` and `context`, the two dimensions of
-LoongTrain's 2D sequence parallelism (arXiv 2406.18485; docs/papers.md §5; size 1 until it is
-built). The loader and the loss reductions use the `dp` dimension only.
+does: `dp` (data parallel), then `head` and `context`, the two dimensions of LoongTrain's 2D
+sequence parallelism (`lmforge.train.seqpar`), laid out head-first or context-first. The loader
+splits rows over `dp`; the trainer splits each row's tokens over head x context.
 
-`parallelize` wraps a plain InternLM2 in activation checkpointing, torch.compile and FSDP2
-(`fully_shard` per transformer block, then the root) over the `dp` dimension. FSDP2 sums the
-gradients of the dp ranks instead of averaging them: every loss is divided by the count of the
-whole global batch (tokens, pairs), so no process count enters the maths. The model code itself
-never imports torch.distributed.
+`parallelize` wraps a plain InternLM2 in 2D sequence parallelism (each attention layer's core
+swapped for the 2D attention, RoPE positions and masks from the whole rows), activation
+checkpointing, torch.compile and FSDP2 (`fully_shard` per transformer block, then the root). FSDP2
+shards over every process, dp x head x context flattened, as torchtitan does for context
+parallelism: every process computes the gradient of its own tokens' share of the loss, and the
+exact gradient of a replicated parameter is the sum of them all, which is what FSDP2's
+reduce-scatter over all processes computes (no separate all-reduce over the sequence-parallel
+group). FSDP2 sums instead of averaging: every loss is divided by the count of the whole global
+batch (tokens, pairs), so no process count enters the maths. The model code itself never imports
+torch.distributed.
 """
 
 from __future__ import annotations
@@ -24,30 +30,10 @@ import torch
 import torch.distributed as dist
 
 from lmforge.machine import resolve_device
+from lmforge.train.dims import MESH_DIMS, ParallelDims
+from lmforge.train.seqpar import SequenceParallelGroups, apply_sequence_parallel, factor_world, sequence_parallel_mesh
 
-MESH_DIMS = ("dp", "head", "context")
-
-
-@dataclass(frozen=True)
-class ParallelDims:
-    """How the processes are arranged: dp x head x context = the number of processes."""
-
-    dp: int = 1
-    head: int = 1
-    context: int = 1
-
-    def __post_init__(self) -> None:
-        for name in MESH_DIMS:
-            if getattr(self, name) < 1:
-                raise ValueError(f"parallel dimension {name}={getattr(self, name)} must be >= 1")
-
-    @property
-    def world_size(self) -> int:
-        return self.dp * self.head * self.context
-
-    @property
-    def sizes(self) -> tuple[int, int, int]:
-        return self.dp, self.head, self.context
+__all__ = ["MESH_DIMS", "DistInfo", "ParallelDims", "all_reduce_sum", "barrier", "init_distributed", "parallelize"]
 
 
 @dataclass
@@ -78,6 +64,12 @@ class DistInfo:
     def dp_group(self):
         return self.mesh["dp"].get_group() if self.mesh is not None else None
 
+    def sequence_parallel_groups(self, double_ring_window: int | None = None) -> SequenceParallelGroups | None:
+        """This process's head group and context ring; None without sequence parallelism."""
+        if self.dims.sequence_parallel == 1:
+            return None
+        return SequenceParallelGroups.from_mesh(self.mesh, double_ring_window)
+
 
 def process_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     """The device of this process for a `run.device` value ("auto", "cpu", "cuda", "cuda:N"): a GPU
@@ -88,12 +80,15 @@ def process_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     return device
 
 
-def init_distributed(dims: ParallelDims | None = None, device: str = "auto") -> DistInfo:
-    """Join `torchrun`'s process group and build the device mesh; `dims` default: all processes dp.
-    `device` is honoured as given ("cpu" trains on the CPU even where a GPU is present)."""
+def init_distributed(dims: ParallelDims | None = None, device: str = "auto", *, head: int = 1, context: int = 1,
+                     placement: str = "head_first") -> DistInfo:
+    """Join `torchrun`'s process group and build the device mesh; `dims` default: head x context
+    sequence parallel, dp the rest (an error when the processes do not factor so). `placement`:
+    "head_first" or "context_first" (which groups hold consecutive ranks). `device` is honoured as
+    given ("cpu" trains on the CPU even where a GPU is present)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    dims = dims or ParallelDims(dp=world)
+    dims = dims or ParallelDims(factor_world(world, head, context), head, context)
     if dims.world_size != world:
         raise ValueError(f"parallel dimensions dp x head x context = {' x '.join(map(str, dims.sizes))} = "
                          f"{dims.world_size}, but {world} process(es) were started")
@@ -105,19 +100,18 @@ def init_distributed(dims: ParallelDims | None = None, device: str = "auto") -> 
     if world > 1:
         if not dist.is_initialized():
             dist.init_process_group(backend="nccl" if cuda else "gloo", device_id=device if cuda else None)
-        from torch.distributed.device_mesh import init_device_mesh
-
-        mesh = init_device_mesh(device.type, dims.sizes, mesh_dim_names=MESH_DIMS)
+        mesh = sequence_parallel_mesh(dims, placement, device.type)
     rank = dist.get_rank() if dist.is_initialized() else 0
     return DistInfo(rank=rank, world_size=world, local_rank=local, device=device, dims=dims, mesh=mesh)
 
 
 def all_reduce_sum(x: float | int, info: DistInfo) -> float:
-    """The sum of `x` over the data-parallel ranks."""
-    if info.dp_size == 1:
+    """The sum of `x` over every process: each holds a share of the global batch (its dp rank's
+    rows; with sequence parallelism, its tokens of them)."""
+    if info.world_size == 1:
         return float(x)
     t = torch.tensor([float(x)], dtype=torch.float64, device=info.device)
-    dist.all_reduce(t, group=info.dp_group())
+    dist.all_reduce(t)
     return float(t.item())
 
 
@@ -141,23 +135,29 @@ def apply_activation_checkpointing(model: torch.nn.Module, mode: str, every: int
 
 
 def parallelize(model: torch.nn.Module, info: DistInfo, *, activation_checkpointing: str = "none",
-                ac_every: int = 1, compile: bool = False, param_dtype: torch.dtype | None = None
-                ) -> torch.nn.Module:
-    if info.dims.head * info.dims.context > 1:
-        raise NotImplementedError("head / context (sequence) parallelism is not built yet; use dp only")
+                ac_every: int = 1, compile: bool = False, param_dtype: torch.dtype | None = None,
+                double_ring_window: int | None = None) -> torch.nn.Module:
+    """The model, in place, with 2D sequence parallelism (when head x context > 1), activation
+    checkpointing, compiled blocks and FSDP2 over all processes (when there are several)."""
+    groups = info.sequence_parallel_groups(double_ring_window)
+    if groups is not None:  # before checkpointing wraps the attention layers
+        apply_sequence_parallel(model, groups)
     apply_activation_checkpointing(model, activation_checkpointing, ac_every)
     if compile:
         for block in model.layers:
             block.compile()  # in place: parameter names (and so checkpoints) stay the same
-    if info.dp_size > 1:
+    if info.world_size > 1:
+        from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-        mesh = info.mesh["dp"]
+        # dp x head x context flattened: gradients summed over every process (see the module docstring).
+        mesh = info.mesh["dp"] if groups is None else init_device_mesh(info.device.type, (info.world_size,),
+                                                                        mesh_dim_names=("fsdp",))
         mp = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
         for block in model.layers:
             fully_shard(block, mesh=mesh, mp_policy=mp)
         fully_shard(model, mesh=mesh, mp_policy=mp)
-        for module in (*model.layers, model):  # sum over dp ranks: losses divide by the global count
+        for module in (*model.layers, model):  # sum over processes: losses divide by the global count
             module.set_gradient_divide_factor(1.0)
             module.set_force_sum_reduction_for_comms(True)  # plain SUM: gloo has no PREMUL_SUM
     return model

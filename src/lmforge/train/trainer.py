@@ -7,7 +7,8 @@ wrapping from outside the model, optimizer, mixed precision), `step(batches, los
 optimizer step over micro-batches with any loss of lmforge.train.losses: the next-token loss here,
 SFT, reward-model and RL losses later), validation, checkpoints and export. Losses are summed and
 divided by the count of the whole global batch, so one process and N processes compute the same
-losses and gradients.
+losses and gradients. With `[train] sequence_parallel` (LoongTrain, arXiv 2406.18485; docs/papers.md
+§5) every batch a process gets is cut into its head x context shard of tokens before the forward.
 
 `train_stage` runs one pre-training stage with it, unchanged on one CPU process and under `torchrun`
 on many GPUs; a run is a list of stages (e.g. short context, then the long-context stage with a
@@ -38,9 +39,10 @@ from lmforge.train.checkpoint import latest_checkpoint, load_training_checkpoint
 from lmforge.train.config import TrainSection, TrainStageSection, train_stage_configs
 from lmforge.train.loader import PackedLoader, TokenStream, validation_batches
 from lmforge.train.losses import LossFn, NextTokenLoss
-from lmforge.train.metrics import MetricsLogger, peak_flops, plot_losses
+from lmforge.train.metrics import MetricsLogger, mfu, peak_flops, plot_losses
 from lmforge.train.optim import build_optimizer, set_lr
 from lmforge.train.parallel import DistInfo, all_reduce_sum, barrier, init_distributed, parallelize
+from lmforge.train.seqpar import shard_batch
 from lmforge.train.schedule import lr_at
 from lmforge.train.spike import SpikeDetector
 
@@ -120,12 +122,19 @@ class Trainer:
         if tc.optimizer in ("adalomo", "muon") and info.distributed:
             raise ValueError(f"train.optimizer={tc.optimizer!r} runs in one process (it needs whole gradients, not "
                              "FSDP2 shards); use adamw under torchrun")
+        sp = tc.sequence_parallel
+        if (info.dims.head, info.dims.context) != (sp.head, sp.context):
+            raise ValueError(f"train.sequence_parallel = {{ head = {sp.head}, context = {sp.context} }}, but the "
+                             f"processes were arranged as head = {info.dims.head}, context = {info.dims.context}; "
+                             "start them with init_distributed(head=..., context=...) from the same recipe")
         self.cfg, self.tc, self.info = model.cfg, tc, info
+        self.sp_groups = info.sequence_parallel_groups(sp.window)
         param_dtype, self.autocast = _dtypes(tc, info)
         self.bf16 = self.autocast or param_dtype is not None
         model.to(info.device)
         self.model = parallelize(model, info, activation_checkpointing=tc.activation_checkpointing,
-                                 ac_every=tc.ac_every, compile=tc.compile, param_dtype=param_dtype)
+                                 ac_every=tc.ac_every, compile=tc.compile, param_dtype=param_dtype,
+                                 double_ring_window=sp.window)
         self.optimizer = build_optimizer(self.model, tc.optimizer, tc.lr, tc.weight_decay, (tc.beta1, tc.beta2),
                                          tc.eps, tc.clip_value)
         # AdaLomo updates inside backward when each step is one backward; with gradient accumulation
@@ -138,6 +147,12 @@ class Trainer:
     def amp(self):
         return torch.autocast(self.info.device.type, torch.bfloat16) if self.autocast else contextlib.nullcontext()
 
+    def local(self, batch: Batch) -> Batch:
+        """This process's part of one of its micro-batches, on its device: the whole rows, or with
+        sequence parallelism its zigzag shard of their tokens."""
+        batch = batch.to(self.info.device)
+        return batch if self.sp_groups is None else shard_batch(batch, self.sp_groups)
+
     def _forward(self, batch: Batch, loss_fn: LossFn, divisor: float) -> tuple[torch.Tensor, dict[str, float]]:
         with self.amp():
             loss, parts = loss_fn(self.model, batch, divisor)
@@ -146,7 +161,7 @@ class Trainer:
     def step(self, batches: list[Batch], loss_fn: LossFn, lr: float) -> StepStats:
         """One optimizer step over this process's micro-batches of the global batch."""
         set_lr(self.optimizer, lr)
-        batches = [b.to(self.info.device) for b in batches]
+        batches = [self.local(b) for b in batches]
         divisor = max(all_reduce_sum(sum(loss_fn.count(b) for b in batches), self.info), 1.0)
         means: Counter = Counter()  # each part's mean over the global batch
         if self.fused:
@@ -184,7 +199,7 @@ class Trainer:
         """The loss's `log_key` part per counted item over every data-parallel rank's batches."""
         total, count = 0.0, 0
         for b in batches:
-            b = b.to(self.info.device)
+            b = self.local(b)
             _, parts = self._forward(b, loss_fn, 1.0)  # sums
             total += parts[loss_fn.log_key]
             count += loss_fn.count(b)
@@ -198,9 +213,10 @@ class Trainer:
         bits, n_bytes = 0.0, 0
         loss_fn = NextTokenLoss()
         for b in batches:
+            b = self.local(b)
             nbytes = token_bytes.to(b.targets.device)[b.targets.clamp(min=0)]
             b = dataclasses.replace(b, loss_mask=(nbytes > 0) & (b.targets >= 0))
-            _, parts = self._forward(b.to(self.info.device), loss_fn, 1.0)  # sums
+            _, parts = self._forward(b, loss_fn, 1.0)  # sums
             bits += parts[loss_fn.log_key] / math.log(2)
             n_bytes += int(nbytes[b.loss_mask].sum())
         n_bytes = all_reduce_sum(n_bytes, self.info)
@@ -248,13 +264,19 @@ class Trainer:
             self.optimizer.detach()
 
 
+def distributed_for(tc: TrainSection, device: str = "auto") -> DistInfo:
+    """Join the processes `torchrun` started, arranged as dp x head x context by the train section."""
+    sp = tc.sequence_parallel
+    return init_distributed(device=device, head=sp.head, context=sp.context, placement=sp.placement)
+
+
 def train_stage(model_cfg: ModelConfig, tc: TrainSection, out_dir: str | Path, *, name: str = "main",
                 stage: TrainStageSection | None = None, init_from: str = "", tokenizer_dir: str = "",
                 resume: bool = False, console: Console | None = None, info: DistInfo | None = None
                 ) -> TrainStageResult:
     """Pre-train one stage on packed shards with the next-token loss; checkpoint, validate, export."""
     out_dir = Path(out_dir)
-    info = info or init_distributed()
+    info = info or distributed_for(tc)
     console = console or Console(quiet=not info.is_main)
     began = time.perf_counter()
 
@@ -311,10 +333,10 @@ def train_stage(model_cfg: ModelConfig, tc: TrainSection, out_dir: str | Path, *
             tokens_seen += tokens_per_step
             tps = tokens_per_step / (time.perf_counter() - t0)
             if tc.max_seconds:  # one clock for all processes, so that they stop at the same step
-                elapsed = all_reduce_sum(time.perf_counter() - clock, info) / info.dp_size
+                elapsed = all_reduce_sum(time.perf_counter() - clock, info) / info.world_size
             last = step == tc.steps or bool(tc.max_seconds and elapsed >= tc.max_seconds)
             logger.log({"step": step, "loss": stats.loss, "lr": lr, "grad_norm": stats.grad_norm,
-                        "tokens": tokens_seen, "tokens_per_s": tps, "mfu": flops_tok * tps / info.world_size / peak,
+                        "tokens": tokens_seen, "tokens_per_s": tps, "mfu": mfu(flops_tok * tps / info.world_size, peak),
                         "skipped": stats.skip_reason is not None, "skip_reason": stats.skip_reason,
                         "skips_total": trainer.spike.skipped},
                        print_line=step % tc.log_every == 0 or last)
@@ -354,7 +376,7 @@ def train(model_cfg: ModelConfig, tc: TrainSection, out_dir: str | Path, *, toke
     the previous stage's export. With resume, finished stages are skipped and an interrupted one
     continues from its checkpoint."""
     out_dir = Path(out_dir)
-    info = init_distributed(device=device)
+    info = distributed_for(tc, device)
     console = console or Console(quiet=not info.is_main)
     results, init_from = [], tc.init_from
     for name, stage_tc, stage in train_stage_configs(tc):
@@ -365,8 +387,11 @@ def train(model_cfg: ModelConfig, tc: TrainSection, out_dir: str | Path, *, toke
             results.append(TrainStageResult(name, stage_dir, stage_dir / "hf", stage_dir / "metrics.jsonl",
                                             done["step"], 0, done["val_loss"], 0.0))
         else:
+            # A stage with its own sequence_parallel (the long-context one) arranges the processes anew.
+            same = stage_tc.sequence_parallel == tc.sequence_parallel
+            stage_info = info if same else distributed_for(stage_tc, device)
             results.append(train_stage(model_cfg, stage_tc, stage_dir, name=name, stage=stage, init_from=init_from,
-                                       tokenizer_dir=tokenizer_dir, resume=resume, console=console, info=info))
+                                       tokenizer_dir=tokenizer_dir, resume=resume, console=console, info=stage_info))
             if results[-1].interrupted:
                 return results
         init_from = str(results[-1].hf_dir)
