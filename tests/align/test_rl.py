@@ -252,3 +252,65 @@ def test_value_loss_is_zero_at_the_critics_own_values_and_half_squared_error_oth
     b.rewards = b.rewards + b.loss_mask.float()  # every return 1 above its value
     loss, _ = ValueLoss()(critic, b, ValueLoss().count(b))
     assert float(loss) == pytest.approx(0.5, abs=1e-5)
+
+
+def test_ptx_adds_the_pretraining_loss_to_the_policy_update(tiny_dir, tmp_path):
+    """COOL's PTX: policy loss + coef x next-token loss of pre-training rows, each normalised by its
+    own count; coef 0 gives the policy's gradient exactly; `lmforge rl` reads the rows from shards."""
+    import json
+
+    from lmforge.align.config import RLSection
+    from lmforge.align.losses import PolicyLoss, PretrainMix
+    from lmforge.align.rl import rl
+    from lmforge.model import load_model
+    from lmforge.model.loss import lm_loss
+    from lmforge.shards import write_shard
+    from lmforge.tokenizer import Tokenizer
+    from lmforge.train.loader import PackedLoader
+
+    tok = Tokenizer.load(tiny_dir)
+    text = "The quick brown fox jumps over the lazy dog. " * 40
+    write_shard(tmp_path / "shards", "shard_00000", [[tok.bos_id, *tok.encode(text), tok.eos_id]] * 4,
+                tok.vocab_size)
+    model = load_model(tiny_dir).float()
+    policy_batch = _policy_batch(model, tok)
+    pretrain = PackedLoader(tmp_path / "shards", model.cfg.vocab_size, 32, 2, 2).next_step()[0]
+    mix = PretrainMix(PolicyLoss(0.2, 0.0), 0.5, ptx_tokens=pretrain.n_targets)
+    assert mix.count(pretrain) == 0 and mix.count(policy_batch) == PolicyLoss(0.2, 0.0).count(policy_batch)
+    ptx, parts = mix(model, pretrain, 123.0)  # the trainer's divisor is the policy's, not the PTX rows'
+    logits = model(pretrain.input_ids, document_ids=pretrain.document_ids)
+    expected, _ = lm_loss(logits.float(), pretrain.targets)
+    assert torch.allclose(ptx, 0.5 * expected, atol=1e-5) and torch.allclose(parts["ptx"], expected, atol=1e-5)
+
+    grads = []
+    for coef in (0.0, None):
+        model.zero_grad()
+        fn = PolicyLoss(0.2, 0.0) if coef is None else PretrainMix(PolicyLoss(0.2, 0.0), coef, pretrain.n_targets)
+        loss, _ = fn(model, policy_batch, float(fn.count(policy_batch)))
+        if coef is not None:
+            loss = loss + fn(model, pretrain, 1.0)[0]
+        loss.backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    assert all(torch.allclose(a, b, atol=1e-7) for a, b in zip(*grads))
+
+    cfg = RLSection(init_from=str(tiny_dir), algorithm="grpo", steps=2, ptx=0.5, ptx_data=str(tmp_path / "shards"),
+                    ptx_rows=2, seq_len=32, global_batch=2, group=2, train_examples=8, eval_examples=4,
+                    max_new_tokens=4, eval_every=0, tensorboard=False, lr=1e-3)
+    rl(cfg, tmp_path / "rl", resume=False)
+    rows = [json.loads(line) for line in (tmp_path / "rl" / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["ptx"] > 0 for r in rows if "reward" in r)
+    with pytest.raises(ValueError, match="ptx_data"):
+        rl(RLSection(init_from=str(tiny_dir), ptx=0.5, steps=1), tmp_path / "no_data", resume=False)
+    with pytest.raises(ValueError, match="rft"):
+        RLSection(algorithm="rft", ptx=0.5)
+
+
+def _policy_batch(model, tok):
+    """Two prompts x two sampled answers as RL rows, with made-up advantages."""
+    from lmforge.align.rl import rl_batch
+    from lmforge.align.rollout import rollout
+    from lmforge.generate.engine import Engine
+
+    prompts = [[{"role": "user", "content": "Add 2 and 3."}], [{"role": "user", "content": "Reverse: cat"}]]
+    rolls = rollout(Engine(model, tok, kv_blocks=64, max_batch=8), tok, prompts, group=2, max_new_tokens=6, seed=1)
+    return rl_batch(rolls, torch.tensor([1.0, -1.0, -1.0, 1.0]), model, None, 0, 8)[0]

@@ -146,9 +146,13 @@ class RLSection(FinetuneSection):
     # ppo (COOL RLHF's settings, InternLM2 section 4.2): a critic initialised from the (first) reward
     # model, or from the policy with a fresh head, trained alone for `critic_warmup` steps; the KL to
     # the starting policy (`kl`, COOL: 0.01) enters the per-token reward; GAE with gamma 1 and
-    # lambda `gae_lambda` (0.99); no advantage normalisation, no value clipping. The pre-training
-    # loss mixed into the policy's (COOL: 0.5) is not built yet.
+    # lambda `gae_lambda` (0.99); no advantage normalisation, no value clipping; the pre-training
+    # loss mixed into the policy's update with weight `ptx` (COOL: 0.5), on `ptx_rows` packed rows of
+    # `ptx_data` (token shards; in `lmforge run`, the run's pre-training shards) per step.
     critic_warmup: int = 50
+    ptx: float = 0.0
+    ptx_data: str = ""
+    ptx_rows: int = 4
     critic_lr: float = 1e-3
     gae_lambda: float = 0.99
     group: int = 8  # answers per prompt
@@ -188,11 +192,14 @@ class RLSection(FinetuneSection):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_fields(self, {"critic_warmup": ">= 0", "critic_lr": ">= 0", "gae_lambda": "[0, 1]",
+        check_fields(self, {"critic_warmup": ">= 0", "ptx": ">= 0", "ptx_rows": ">= 1", "critic_lr": ">= 0", "gae_lambda": "[0, 1]",
                             "group": ">= 1", "temperature": "> 0", "top_p": "(0, 1]", "clip": ">= 0", "kl": ">= 0",
                             "eval_every": ">= 0"},
                      {"algorithm": ("grpo", "rloo", "rft", "ppo"), "reward": ("checker", "rm", "polar"), "aggregate": ("token", "sequence"),
                       "combine": ("mean", "min", "mean_minus_std")})
+        if self.ptx and self.algorithm == "rft":
+            raise ValueError("ptx > 0 with algorithm = 'rft': rejection sampling already trains on a next-token "
+                             "loss; mix pre-training rows into the RFT data instead, or set ptx = 0")
         if self.reward == "polar" and not self.polar_model:
             raise ValueError("reward = 'polar' needs polar_model: the directory `lmforge polar` wrote "
                              "(e.g. runs/tiny/polar/finetune/model)")

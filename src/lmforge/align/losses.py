@@ -24,6 +24,11 @@ models, whose sequences may be packed several to a row).
   GRPOTrainer computes them.
   `aggregate = "token"` averages over every completion token of the global batch (TRL's "bnpo",
   DAPO's token-level mean); "sequence" averages each answer's tokens, then the answers (TRL's "grpo").
+- `PretrainMix`: COOL RLHF keeps a pre-training loss in the policy's update (InternLM2 section 4.2,
+  "PTX loss weight 0.5"; InstructGPT's PPO-ptx, arXiv 2203.02155 eq. 2): the policy loss plus
+  `coef` x the next-token loss on pre-training rows trained in the same step. A batch without
+  the RL fields (advantages, old log-probs) is a pre-training row; its loss is the mean over the
+  step's pre-training tokens (`ptx_tokens`, set each step), the policy's over its own count.
 
 The sequence log-probabilities sum the answer tokens (the batch's loss mask) through
 `target_logprobs`, inside the model's forward (FSDP has the LM head gathered there).
@@ -38,6 +43,7 @@ import torch.nn.functional as F
 
 from lmforge.model.logprobs import target_logprobs
 from lmforge.train.batch import Batch
+from lmforge.train.losses import NextTokenLoss
 
 
 def cool_loss(chosen: torch.Tensor, rejected: torch.Tensor, gamma: float = 2.0, barrier: float = 0.02,
@@ -225,3 +231,30 @@ def token_values(critic, batch: Batch) -> torch.Tensor:
     if mask.any():
         out[mask] = critic(batch.input_ids, ends=masked_positions(mask), document_ids=batch.document_ids).float().cpu()
     return out
+
+
+@dataclass
+class PretrainMix:
+    """`policy` plus `coef` x the next-token loss of the step's pre-training rows (COOL's PTX)."""
+
+    policy: object  # a LossFn over the RL rows
+    coef: float
+    ptx_tokens: int = 1  # target tokens of the step's pre-training rows (the normaliser of their loss)
+
+    @property
+    def log_key(self) -> str:
+        return self.policy.log_key
+
+    @staticmethod
+    def is_pretrain(batch: Batch) -> bool:
+        return batch.advantages is None and batch.old_logps is None
+
+    def count(self, batch: Batch) -> int:
+        return 0 if self.is_pretrain(batch) else self.policy.count(batch)
+
+    def __call__(self, model: torch.nn.Module, batch: Batch, divisor: float
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if not self.is_pretrain(batch):
+            return self.policy(model, batch, divisor)
+        loss, parts = NextTokenLoss()(model, batch, float(max(self.ptx_tokens, 1)))
+        return self.coef * loss, {"ptx": parts["ce"]}

@@ -16,7 +16,8 @@ Each step:
    PPO (`algorithm = "ppo"`, COOL RLHF's settings): a critic (from the reward model) gives values,
    the KL to the starting policy enters the per-token reward, GAE gives per-token advantages and
    returns; the critic is trained on the returns, alone for its first `critic_warmup` steps, then
-   the policy with the clipped surrogate (no advantage normalisation, no value clipping).
+   the policy with the clipped surrogate (no advantage normalisation, no value clipping), plus
+   `ptx` x the next-token loss on rows of pre-training data in the same update (`PretrainMix`).
    RFT (`algorithm = "rft"`, rejection sampling): the next-token loss on each group's best answer,
    when it beats the group's mean and reaches `rft_min_reward` (checker rewards: correct answers
    only; with POLAR rewards, POLAR's reinforcement fine-tuning).
@@ -43,7 +44,7 @@ from rich.console import Console
 from lmforge.align.advantages import grpo_advantages, rloo_advantages
 from lmforge.align.config import RLSection
 from lmforge.align.loop import setup
-from lmforge.align.losses import PolicyLoss, ValueLoss, token_logps, token_values
+from lmforge.align.losses import PolicyLoss, PretrainMix, ValueLoss, token_logps, token_values
 from lmforge.align.pair_rows import lm_batch
 from lmforge.align.rollout import rollout
 from lmforge.align.tasks import check
@@ -191,6 +192,16 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
     # PPO puts the KL into the reward (COOL); GRPO / RLOO into the loss
     loss_fn = NextTokenLoss() if cfg.algorithm == "rft" else PolicyLoss(
         cfg.clip, 0.0 if cfg.algorithm == "ppo" else cfg.kl, cfg.aggregate, cfg.kl_weighted)
+    ptx_loader = None
+    if cfg.ptx and not cfg.ptx_data:
+        raise ValueError("rl.ptx > 0 needs rl.ptx_data: a folder of pre-training token shards (`lmforge data` "
+                         "writes them; `lmforge run` uses the run's own)")
+    if cfg.ptx:  # COOL's PTX: pre-training rows in every policy update
+        from lmforge.train.loader import PackedLoader
+
+        ptx_loader = PackedLoader(cfg.ptx_data, policy.cfg.vocab_size, cfg.seq_len, cfg.ptx_rows, cfg.ptx_rows,
+                                  seed=cfg.seed)
+        loss_fn = PretrainMix(loss_fn, cfg.ptx)
     critic = critic_trainer = None
     if cfg.algorithm == "ppo":
         critic = build_critic(cfg)
@@ -213,6 +224,8 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
         step, before = state["step"], state["before"]
         if critic_trainer is not None:
             critic_trainer.restore(ckpt_root / "critic")
+        if ptx_loader is not None:
+            ptx_loader.load_state_dict(state["ptx"])
         console.print(f"[green]resumed rl from {state['path']} (step {step})[/green]")
     logger = MetricsLogger(out_dir, info.is_main, cfg.tensorboard, console, resume_step=step or None)
     if before is None:
@@ -255,6 +268,10 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
             model.train()
             lr = lr_at(step, peak=cfg.lr, total=cfg.steps, warmup=cfg.warmup_steps, schedule=cfg.schedule,
                        min_ratio=cfg.min_lr_ratio)
+            if batches and ptx_loader is not None:
+                pretrain = ptx_loader.next_step()
+                loss_fn.ptx_tokens = sum(b.n_targets for b in pretrain)
+                batches = batches + pretrain
             stats = trainer.step(batches, loss_fn, lr) if batches else None
             if stats is None:  # RFT with no standout answer, or PPO's critic warm-up: the policy stays
                 stats = StepStats(0.0, {}, None, "no policy update this step")
@@ -274,7 +291,8 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
             if cfg.eval_every and (step % cfg.eval_every == 0) and step < cfg.steps:
                 logger.log({"step": step, "heldout_acc": held_out()["accuracy"]["all"]})
             if step % cfg.ckpt_every == 0 or step == cfg.steps or stop.requested:
-                trainer.save(ckpt_root, step, {"before": before})
+                trainer.save(ckpt_root, step, {"before": before,
+                                               **({"ptx": ptx_loader.state_dict()} if ptx_loader else {})})
                 if critic_trainer is not None:
                     critic_trainer.save(ckpt_root / "critic", step, {})
             if stop.requested:

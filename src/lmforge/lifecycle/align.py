@@ -66,6 +66,8 @@ def rl_stage(recipe: Recipe, sft_model: Path, folder: Path, console: Console) ->
     from lmforge.align.rl import rl
 
     cfg = dataclasses.replace(recipe.rl, init_from=str(sft_model), out_dir=str(folder))
+    if cfg.ptx and not cfg.ptx_data:  # COOL's PTX rows: the run's own pre-training shards
+        cfg = dataclasses.replace(cfg, ptx_data=str(folder.parent / "shards" / "train"))
     summary = rl(cfg, folder, resume=True, console=console, device=recipe.run.device)
     if summary.get("interrupted"):
         raise RunStageInterrupted(f"rl stopped at step {summary['steps']}; run the same command to resume")
