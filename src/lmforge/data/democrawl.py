@@ -26,8 +26,11 @@ the truth recorded per URL in `truth.jsonl`:
     pii             a clean article with a sentence of e-mail addresses, phone numbers and IP
                     addresses: kept, and its truth row lists the planted values under "pii"
                     (type -> strings) so a test can check that none of them is left after masking
+    corrupt_member  a clean article whose gzip member in the WARC.gz has bytes overwritten inside its
+                    deflate stream: the reader skips that member and resynchronises on the next
+                    one, so this page is "unread" and every record after it is still read
 
-The last three are ordinary clean pages turned into their kind after everything else is planted
+The last four are ordinary clean pages turned into their kind after everything else is planted
 (with their own random stream), so the rest of the crawl is the same as without them.
 
 Each truth row has the stage expected to drop the page ("keep" for pages that should survive;
@@ -62,9 +65,10 @@ MIX = {"exact_dup": 0.08, "near_dup": 0.18, "ad": 0.05, "toxic": 0.04, "porn": 0
 EXPECTED = {"clean": "keep", "exact_dup": "dedup", "near_dup": "dedup", "ad": "quality", "toxic": "safe",
             "porn": "safe", "blocked_domain": "format", "keyboard_mash": "format|clean", "word_salad": "quality",
             "short": "clean", "bad_encoding": "format|clean", "wrong_charset": "keep", "mixed": "keep", "long": "keep",
-            "http_error": "format", "url_word": "format", "pii": "keep"}
+            "http_error": "format", "url_word": "format", "pii": "keep",
+            "corrupt_member": "unread"}
 # Share of the pages of each kind made from clean pages that belong to no duplicate group.
-CONVERTED = {"http_error": 0.01, "url_word": 0.01, "pii": 0.01}
+CONVERTED = {"http_error": 0.01, "url_word": 0.01, "pii": 0.01, "corrupt_member": 0.004}
 HTTP_ERRORS = (404, 301, 500)
 STATUS_LINES = {200: "200 OK", 301: "301 Moved Permanently", 404: "404 Not Found", 500: "500 Internal Server Error"}
 SPEAKER_RE = re.compile(r"^\s*([A-Z][A-Za-z. ]{0,20})\.\s+(.*)$")
@@ -224,6 +228,7 @@ def write_warc(path: Path, pages: list[Page], dump: str, rng: random.Random) -> 
     info = writer.create_warcinfo_record(path.name, {"software": "lmforge demo-crawl", "isPartOf": dump,
                                                      "format": "WARC File Format 1.1"})
     writer.write_record(info)
+    damaged = []  # (start, end) of the gzip members to corrupt
     for page in pages:
         body = page_bytes(page, rng)
         content_type = f"text/html; charset={page.charset}" if page.charset else "text/html"
@@ -233,8 +238,15 @@ def write_warc(path: Path, pages: list[Page], dump: str, rng: random.Random) -> 
         http = StatusAndHeaders(STATUS_LINES[page.status], headers, protocol="HTTP/1.1")
         record = writer.create_warc_record(page.url, "response", payload=io.BytesIO(body), http_headers=http,
                                            warc_headers_dict={"WARC-Date": DATES[dump] + "T12:00:00Z"})
+        start = buf.tell()
         writer.write_record(record)
-    write_atomic(path, buf.getvalue())
+        if page.kind == "corrupt_member":
+            damaged.append((start, buf.tell()))
+    data = bytearray(buf.getvalue())
+    for start, end in damaged:  # 64 bytes of the deflate stream's middle overwritten
+        middle = (start + end) // 2
+        data[middle:middle + 64] = bytes(rng.randrange(256) for _ in range(64))
+    write_atomic(path, bytes(data))
 
 
 # ---- the crawl -------------------------------------------------------------------------------
@@ -349,7 +361,7 @@ def pii_values(lang: str, k: int) -> dict[str, str]:
 
 
 def convert_clean_pages(candidates: list[Page], n_pages: int, rng: random.Random) -> None:
-    """Turn a few clean pages into http_error, url_word and pii pages (module docstring)."""
+    """Turn a few clean pages into http_error, url_word, pii and corrupt_member pages (module docstring)."""
     counts = {k: max(1, round(v * n_pages)) for k, v in CONVERTED.items()}
     chosen = rng.sample(candidates, min(len(candidates), sum(counts.values())))
     for kind, n in counts.items():
@@ -365,7 +377,7 @@ def convert_clean_pages(candidates: list[Page], n_pages: int, rng: random.Random
                 serial = path.rsplit("/", 1)[1].split(".")[0]
                 page.url = [f"https://www.freeporn-clips{serial}.net/{path}", f"https://{host}/xxx/{path}",
                             f"https://{host}/hot-teen-pics/{path}"][i % 3]
-            else:
+            elif kind == "pii":
                 lang = "zh" if page.lang == "zh" else "en"
                 values = pii_values(lang, i + 1)
                 sentence = PII_SENTENCES[lang][i % 2].format(**values)

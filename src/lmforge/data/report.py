@@ -98,6 +98,20 @@ def _read_drops(run_dir: Path, stage: str) -> dict[str, tuple[str, str]]:
     return out
 
 
+def _output_texts(folder: Path) -> dict[str, str] | None:
+    """url -> text of the documents a stage wrote (its jsonl.gz output; None for another format)."""
+    files = sorted(folder.glob("*.jsonl.gz"))
+    if not files:
+        return None
+    texts = {}
+    for f in files:
+        for line in gzip.decompress(f.read_bytes()).decode().splitlines():
+            if line.strip():
+                d = json.loads(line)
+                texts[d.get("url")] = d.get("text", "")
+    return texts
+
+
 TRUTH_FIELDS = ("url", "kind", "expected", "group", "jaccard")  # what `demo-crawl` writes on every line
 
 
@@ -148,12 +162,27 @@ def truth_scores(run_dir: Path, stage_names: list[str], truth_path: Path) -> dic
                             "recall": hit / len(expected) if expected else None,
                             "planted_dropped_elsewhere": len({u for u in expected if u in dropped_at
                                                               and dropped_at[u] != stage})}
+    # A page neither dropped by a stage nor in the last document stage's output was never read (a corrupt gzip
+    # member the reader skipped): "unread", the truth's expectation for planted corrupt members.
+    kept = next((t for name in reversed(stage_names) if (t := _output_texts(run_dir / name)) is not None), None)
+    fate = {u: dropped_at.get(u) or ("kept" if kept is None or u in kept else "unread") for u in truth}
+    unread_expected = {u for u, r in truth.items() if "unread" in r["expected"].split("|")}
+    unread = {u for u, f in fate.items() if f == "unread"}
+    if unread or unread_expected:
+        hit = len(unread & unread_expected)
+        per_stage["unread"] = {"dropped": len(unread), "planted": len(unread_expected), "correct": hit,
+                               "precision": hit / len(unread) if unread else None,
+                               "recall": hit / len(unread_expected) if unread_expected else None,
+                               "planted_dropped_elsewhere": len({u for u in unread_expected if u in dropped_at})}
     kinds = {}
     for kind in sorted({r["kind"] for r in truth.values()}):
-        urls = [u for u, r in truth.items() if r["kind"] == kind]
-        where = Counter(dropped_at.get(u, "kept") for u in urls)
-        kinds[kind] = dict(where)
+        kinds[kind] = dict(Counter(fate[u] for u, r in truth.items() if r["kind"] == kind))
     result = {"stages": per_stage, "kinds": kinds}
+    planted = {u: r["pii"] for u, r in truth.items() if r.get("pii") and kept is not None and u in kept}
+    if planted:  # the personal data planted in pages that were kept: how much of it survived masking
+        values = [(u, v) for u, pii in planted.items() for vs in pii.values() for v in vs]
+        result["pii"] = {"pages": len(planted), "values": len(values),
+                         "left_unmasked": sum(v in kept[u] for u, v in values)}
     clusters_file = next(iter(sorted(run_dir.glob("_work/*/clusters.jsonl.gz"))), None)
     if clusters_file is not None:
         result["dedup"] = dedup_scores(run_dir, clusters_file, truth, dropped_at)
@@ -321,6 +350,10 @@ def print_report(report: dict, console=None) -> None:
         for kind, where in truth["kinds"].items():
             k.add_row(kind, ", ".join(f"{s} {n}" for s, n in sorted(where.items())))
         console.print(k)
+        if "pii" in truth:
+            p = truth["pii"]
+            console.print(f"pii ({note}): {p['values']} planted values in {p['pages']} kept pages, "
+                          f"{p['left_unmasked']} left unmasked")
         if "dedup" in truth:
             d = truth["dedup"]
             console.print(f"dedup ({note}): recall {_pct(d['jaccard>=0.8']['recall'])} of {d['jaccard>=0.8']['pairs']} planted "
