@@ -52,7 +52,7 @@ class DataSection:
     executor: str = "local"  # or "ray"
     val_share: float = 0.05  # documents held out for validation loss
     # Synthetic passkey-retrieval documents (lmforge.eval.passkey) mixed into the long-context
-    # stage's shards (`shards = "long"` in a [[train.stages]] table), at that stage's length.
+    # stage's shards (`shards = "long"` in a [[train.stages]] table), 1/8 to all of that stage's length.
     passkey_docs: int = 0
 
     def __post_init__(self) -> None:
@@ -133,10 +133,33 @@ class EvalSection:
     niah_lengths: list[int] = field(default_factory=list)  # default: 1/4, 1/2, 1 and 2 x the window
     niah_depths: int = 6
     niah_repeats: int = 2
+    # The same grid on the model before the last [[train.stages]] entry (the long-context stage), drawn
+    # beside the final model's, so the stage's effect shows; nothing with a single training stage.
+    niah_before: bool = True
 
     def __post_init__(self) -> None:
         check_fields(self, {"limit": ">= 1", "max_new_tokens": ">= 1", "ppl_max_windows": ">= 1", "bpb_max_chars": ">= 1",
                             "niah_lengths": ">= 1", "niah_depths": ">= 1", "niah_repeats": ">= 1"})
+
+
+@dataclass
+class MimgSection:
+    """The `mimg` run stage (lmforge.lifecycle.mimg): LongMIT's MIMG over the served SFT model."""
+
+    enabled: bool = False
+    docs: int = 12                # curated long documents (the long-context branch; else any) to use
+    chunk_tokens: int = 300       # approximate tokens per chunk: one question call each
+    questions_per_chunk: int = 3
+    docs_per_sample: int = 2      # documents in one long context
+    max_context_tokens: int = 800  # and at most this many approximate tokens of them (the window's share)
+    max_tokens: int = 48          # the longest agent answer
+    concurrency: int = 4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_fields(self, {"docs": ">= 1", "chunk_tokens": ">= 16", "questions_per_chunk": ">= 1",
+                            "docs_per_sample": ">= 1", "max_context_tokens": ">= 16", "max_tokens": ">= 1",
+                            "concurrency": ">= 1"})
 
 
 @dataclass
@@ -153,3 +176,4 @@ class Recipe:
     dpo: DPOSection = field(default_factory=DPOSection)
     polar: PolarSection = field(default_factory=PolarSection)
     rl: RLSection = field(default_factory=RLSection)
+    mimg: MimgSection = field(default_factory=MimgSection)

@@ -35,6 +35,7 @@ from lmforge.config import to_dict
 from lmforge.lifecycle import corpus
 from lmforge.lifecycle.align import polar_stage, rl_stage, rm_stage, sft_stage
 from lmforge.lifecycle.evaluation import evaluate_model
+from lmforge.lifecycle.mimg import mimg_stage
 from lmforge.lifecycle.pretrain import pretrain
 from lmforge.lifecycle.samples import sample_completions
 from lmforge.lifecycle.check import check_run_recipe
@@ -53,7 +54,7 @@ def run(recipe: Recipe, recipe_dir: Path | None = None, from_stage: str | None =
     console = console or Console()
     seed, data, out = recipe.run.seed, recipe.data, Path(recipe.run.out_dir)
     skip = {"crawl"} if data.input or data.corpus else set()
-    skip |= {s for s in ("sft", "rm", "polar", "rl") if not getattr(recipe, s).enabled}
+    skip |= {s for s in ("sft", "rm", "polar", "rl", "mimg") if not getattr(recipe, s).enabled}
     order = [s for s in RUN_STAGES if s not in skip]
     stages = RunStages(out, order, from_stage, log=console.print)
     torch.manual_seed(seed)
@@ -119,8 +120,12 @@ def run(recipe: Recipe, recipe_dir: Path | None = None, from_stage: str | None =
 
     # 6. Evaluation: perplexity, benchmarks, NIAH.
     device = str(resolve_device(recipe.run.device))
+    train_stages = [s.name for s in recipe.train.stages]
+    before = ((train_stages[-2], trained.folder / "train" / train_stages[-2] / "hf") if len(train_stages) > 1
+              else None)
     stages.run("eval", {"eval": to_dict(recipe.eval), "seed": seed}, ["pretrain"],
-               lambda folder: evaluate_model(recipe.eval, model_dir, shards.folder, device, seed, folder, console))
+               lambda folder: evaluate_model(recipe.eval, model_dir, shards.folder, device, seed, folder, console,
+                                             before=before))
 
     # 7. Samples from the model read back from disk.
     def sample_stage(folder: Path) -> dict:
@@ -147,7 +152,16 @@ def run(recipe: Recipe, recipe_dir: Path | None = None, from_stage: str | None =
                    lambda folder: rl_stage(recipe, tuned.folder / "model", folder, console))
         chat_model = stages.run_dir / "rl" / "model"
 
-    # 9. The report: report.md, report.html (static, plots inline) and report.json.
+    # 9. Long-context instructions: MIMG's agents asking the served SFT model about the long documents.
+    if recipe.mimg.enabled:
+        def mimg_run(folder: Path) -> dict:
+            long_docs = [d for b in curated.summary.get("branches", []) for d in corpus.read_documents(data_dir / b)]
+            return mimg_stage(recipe.mimg, tuned.folder / "model", long_docs or documents()[0], device, folder,
+                              console)
+
+        stages.run("mimg", {"mimg": to_dict(recipe.mimg)}, ["sft"], mimg_run)
+
+    # 10. The report: report.md, report.html (static, plots inline) and report.json.
     outcomes = stages.outcomes
     stages.run("report", {"always": time.time()}, [s for s in order if s in outcomes],
                lambda folder: write_report(out, folder, recipe, outcomes, console))

@@ -11,8 +11,10 @@ every assistant turn of a multi-turn conversation; tests/align check the two agr
 Packing: conversations are laid end to end, each whole, into rows of `seq_len + 1` tokens (input
 `row[:-1]`, targets `row[1:]`), a new row started when the next one does not fit; the rest of a row
 is padding with its own document id and no targets. Attention stays inside each conversation and
-positions restart (the model's packed attention). A conversation longer than a row is cut to the
-row (counted as truncated).
+positions restart (the model's packed attention). A conversation longer than a row is cut in the
+middle of its prompt, as LongBench truncates long inputs (`fit_to_row`): it keeps its head (the
+system prompt, the first passages) and its tail (the last passages, the question and the answer),
+so a long-context conversation (MIMG's) still trains on its answer; counted as truncated.
 """
 
 from __future__ import annotations
@@ -66,6 +68,21 @@ def encode_prompt_answer(tokenizer, prompt: Sequence[dict], answer: str) -> Enco
     return encode_conversation(tokenizer, [*prompt, {"role": "assistant", "content": answer}], last_only=True)
 
 
+def fit_to_row(e: Encoded, limit: int) -> Encoded:
+    """`e` cut to `limit` tokens by dropping a middle stretch of the prompt before its last answer:
+    up to half the row from the head, the rest from the tail, which keeps the whole last answer.
+    An answer that alone exceeds the row keeps the row's last `limit` tokens."""
+    n = len(e.ids)
+    if n <= limit:
+        return e
+    drop = n - limit
+    answer = n - 1
+    while answer > 0 and not (not e.mask[answer - 1] and e.mask[answer]):  # start of the last answer
+        answer -= 1
+    cut = max(0, min(limit // 2, answer - drop))
+    return Encoded(e.ids[:cut] + e.ids[cut + drop:], e.mask[:cut] + e.mask[cut + drop:])
+
+
 def pack(encoded: Sequence[Encoded], seq_len: int) -> tuple[list[list[int]], int]:
     """Group conversations (indices into `encoded`) into rows of at most seq_len + 1 tokens, in order;
     also the number that were longer than a row (cut when the row is built)."""
@@ -116,13 +133,14 @@ class SFTLoader:
                  dp_rank: int = 0, dp_size: int = 1, seed: int = 0, pad_id: int = 0):
         if not encoded:
             raise ValueError("no conversations to train on")
-        self.encoded, self.seq_len, self.pad_id, self.seed = list(encoded), seq_len, pad_id, seed
+        self.truncated = sum(len(e.ids) > seq_len + 1 for e in encoded)
+        encoded = [fit_to_row(e, seq_len + 1) for e in encoded]
+        self.encoded, self.seq_len, self.pad_id, self.seed = encoded, seq_len, pad_id, seed
         self.global_batch, self.micro_batch = global_batch, micro_batch
         self.dp_rank, self.dp_size = dp_rank, dp_size
         self.accum = global_batch // (micro_batch * dp_size)
         self.epoch, self.row = 0, 0
         self._rows_epoch, self._rows = -1, []
-        self.truncated = pack(self.encoded, seq_len)[1]
 
     def _epoch_rows(self, epoch: int) -> list[list[int]]:
         if epoch != self._rows_epoch:

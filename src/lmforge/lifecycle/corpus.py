@@ -192,8 +192,13 @@ def write_shards(tokenizer_dir: Path, train_docs: list, val_docs: list, long_doc
     if long_len:
         # The long stage reads everything the short one did, plus the long-context selection and
         # the pass-key documents.
+        # Pass-key documents of the stage's full length would almost never sit whole in one packed row
+        # (the loader cuts the stream every long_len tokens), leaving the question in one row and the
+        # needle in another: their lengths are drawn from long_len / 8 .. long_len instead, so that
+        # about half lie whole in a row, from a short distance between needle and question to the full one.
         rng = random.Random(seed)
-        passkeys = [passkey_document(tok, long_len, rng) for _ in range(section.passkey_docs)]
+        shortest = min(long_len, max(64, long_len // 8))
+        passkeys = [passkey_document(tok, rng.randint(shortest, long_len), rng) for _ in range(section.passkey_docs)]
         passkey_ids = [[tok.bos_id, *tok.encode(t), tok.eos_id] for t in passkeys]
         long_ids = train_ids + encode(long_docs, "long") + passkey_ids
         long_counts = counts["long"]

@@ -4,7 +4,9 @@ section 5).
 Held-out perplexity and bits per byte per language (the validation documents the shards stage set aside), the
 benchmark tasks with `limit` examples each (OpenCompass-style PPL, generation and code modes), and
 the Needle-in-a-Haystack grid with its heatmap; the summary is what the run-stage record keeps and
-the report reads.
+the report reads. With `before` (the model as the stage before the long-context one left it), the
+same NIAH grid runs on it too and one picture shows both heatmaps side by side, so the long stage's
+effect is visible (InternLM2 section 3.2's 4k -> 32k stage; docs/papers.md §2, §9).
 """
 
 from __future__ import annotations
@@ -16,8 +18,16 @@ from rich.console import Console
 from lmforge.recipe import EvalSection
 
 
+def _niah_summary(r: dict, folder: Path) -> dict:
+    return {"average": r["average"], "exact_average": r["exact_average"], "lengths": r["lengths"],
+            "depths": r["depths"], "scores": r["scores"], "exact": r["exact"], "window": r["window"],
+            "heatmap": str(Path(r["heatmap"]).relative_to(folder)),
+            **({"answer_logprob_by_length": r["answer_logprob_by_length"]} if "answer_logprob_by_length" in r else {})}
+
+
 def evaluate_model(section: EvalSection, model_dir: Path, shards_dir: Path, device: str, seed: int, folder: Path,
-                   console: Console) -> dict:
+                   console: Console, before: tuple[str, Path] | None = None) -> dict:
+    """`before`: (stage name, checkpoint) of the model before the last training stage, for NIAH."""
     from lmforge.eval.harness import run_eval
     from lmforge.eval.niah import run_niah_checkpoint
     from lmforge.eval.perplexity import run_perplexity
@@ -45,10 +55,19 @@ def evaluate_model(section: EvalSection, model_dir: Path, shards_dir: Path, devi
         niah = run_niah_checkpoint(model_dir, kinds=section.niah_kinds, lengths=section.niah_lengths or None,
                                    depths=section.niah_depths, repeats=section.niah_repeats, out=folder / "niah",
                                    device=device, seed=seed)
-        summary["niah"] = {kind: {"average": r["average"], "exact_average": r["exact_average"],
-                                  "lengths": r["lengths"], "depths": r["depths"], "scores": r["scores"],
-                                  "window": r["window"], "heatmap": str(Path(r["heatmap"]).relative_to(folder)),
-                                  **({"answer_logprob_by_length": r["answer_logprob_by_length"]}
-                                     if "answer_logprob_by_length" in r else {})}
-                           for kind, r in niah.items()}
+        summary["niah"] = {kind: _niah_summary(r, folder) for kind, r in niah.items()}
+        if before is not None and section.niah_before:
+            from lmforge.eval.heatmap import plot_heatmaps
+
+            stage, before_dir = before
+            lengths = next(iter(niah.values()))["lengths"]  # the final model's grid, not the earlier window's
+            earlier = run_niah_checkpoint(before_dir, kinds=section.niah_kinds, lengths=lengths,
+                                          depths=section.niah_depths, repeats=section.niah_repeats,
+                                          out=folder / "niah_before", device=device, seed=seed)
+            summary["niah_before"] = {"stage": stage, **{kind: _niah_summary(r, folder) for kind, r in earlier.items()}}
+            for kind, r in niah.items():
+                png = plot_heatmaps([{**earlier[kind], "title": f"after '{stage}' only"},
+                                     {**r, "title": "after the long-context stage"}],
+                                    folder / "niah" / f"niah_{kind}_before_after.png")
+                summary["niah"][kind]["before_after"] = str(png.relative_to(folder))
     return summary

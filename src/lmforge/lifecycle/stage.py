@@ -29,7 +29,8 @@ from pathlib import Path
 from lmforge.atomic import write_json
 
 RECORD = "_stage.json"
-RUN_STAGES = ("crawl", "data", "tokenizer", "shards", "pretrain", "eval", "sample", "sft", "rm", "polar", "rl", "report")
+RUN_STAGES = ("crawl", "data", "tokenizer", "shards", "pretrain", "eval", "sample", "sft", "rm", "polar", "rl", "mimg",
+              "report")
 
 
 class RunStageInterrupted(RuntimeError):

@@ -182,9 +182,27 @@ def build_page(data: dict, run_dir: Path, outcomes: dict, assets: Path) -> Repor
             sec.table(["task", "mode", "n", "metric", "score"],
                       [[name, b["mode"], str(b["n"]), metric, f"{100 * value:.1f}"]
                        for name, b in e["benchmarks"].items() for metric, value in b["metrics"].items()])
+        before = e.get("niah_before") or {}
         for kind, n in (e.get("niah") or {}).items():
             sec.paragraph(f"Needle in a haystack ({kind}): average score {n['average']:.1f}, "
                           f"window {n['window']} tokens (dashed line).")
+            b = before.get(kind)
+            if b and n.get("before_after"):
+                sec.paragraph(f"Before the long-context stage (the model after '{before['stage']}', window "
+                              f"{b['window']}) and after it; exact retrieval in % by context length:")
+                rows = [[label, *[f"{100 * sum(col) / len(col):.0f}" for col in zip(*r["exact"])]]
+                        for label, r in ((f"after '{before['stage']}'", b), ("after the long stage", n)) if r.get("exact")]
+                if rows:
+                    sec.table(["model", *[str(x) for x in n["lengths"]]], rows)
+                if b.get("answer_logprob_by_length") and n.get("answer_logprob_by_length"):
+                    sec.paragraph("Log-likelihood of the right answer (nats; it moves before exact retrieval does):")
+                    sec.table(["model", *[str(x) for x in n["lengths"]]],
+                              [[label, *[f"{r['answer_logprob_by_length'][str(x)]:.1f}" for x in n["lengths"]]]
+                               for label, r in ((f"after '{before['stage']}'", b), ("after the long stage", n))])
+                png = _copy(outcomes["eval"].folder / n["before_after"], assets, f"niah_{kind}_before_after.png")
+                if png:
+                    sec.image(png, f"NIAH heatmaps ({kind}) before and after the long-context stage")
+                continue
             png = _copy(outcomes["eval"].folder / n["heatmap"], assets, f"niah_{kind}.png")
             if png:
                 sec.image(png, f"NIAH heatmap ({kind}): score by context length and needle depth")
@@ -197,6 +215,8 @@ def build_page(data: dict, run_dir: Path, outcomes: dict, assets: Path) -> Repor
         _alignment_section(page, data.get("sft"), data.get("rm"), data.get("polar"))
     if "rl" in data:
         _rl_section(page, data["rl"], data.get("sft"), outcomes, assets)
+    if "mimg" in data:
+        _mimg_section(page, data["mimg"])
 
     sec = page.section("Config and versions")
     sec.code(json.dumps(data["config"], indent=2, ensure_ascii=False))
@@ -242,6 +262,20 @@ def _alignment_section(page: ReportPage, sft: dict | None, rm: dict | None, pola
                       "task's answer:")
         cols = list(next(iter(polar["accuracy"].values())))
         sec.table(["model", *cols], [[name, *(_pct(row[c]) for c in cols)] for name, row in polar["accuracy"].items()])
+
+
+def _mimg_section(page: ReportPage, m: dict) -> None:
+    sec = page.section("Long-context instructions (MIMG)")
+    sec.paragraph(f"LongMIT's agents over the served SFT model (lmforge serve's engine on a local port): "
+                  f"{m['conversations']} multi-hop conversations written, {m['requests']} agent calls "
+                  f"({m['cache_hits']} from the cache). Items in and out of each stage, and why the rest were "
+                  "dropped (a 2M-parameter model's answers rarely parse: the pipeline is the point here):")
+    sec.table(["stage", "in", "out", "dropped because"],
+              [[name, str(st["in"]), str(st["out"]),
+                ", ".join(f"{k} {v}" for k, v in sorted(st["skipped"].items(), key=lambda kv: -kv[1])) or "-"]
+               for name, st in m["stages"].items()])
+    if m.get("failures"):
+        sec.paragraph("Failed calls: " + ", ".join(f"{k} {v}" for k, v in m["failures"].items()))
 
 
 def _rl_section(page: ReportPage, rl: dict, sft: dict | None, outcomes: dict, assets: Path) -> None:
