@@ -147,11 +147,11 @@ class MimgSection:
     """The `mimg` run stage (lmforge.lifecycle.mimg): LongMIT's MIMG over the served SFT model."""
 
     enabled: bool = False
-    docs: int = 12                # curated long documents (the long-context branch; else any) to use
+    docs: int = 12                # the longest curated documents that fit max_context_tokens / docs_per_sample
     chunk_tokens: int = 300       # approximate tokens per chunk: one question call each
     questions_per_chunk: int = 3
     docs_per_sample: int = 2      # documents in one long context
-    max_context_tokens: int = 800  # and at most this many approximate tokens of them (the window's share)
+    max_context_tokens: int = 600  # and at most this many approximate tokens (UTF-8 bytes / 4) of them
     max_tokens: int = 48          # the longest agent answer
     concurrency: int = 4
     seed: int = 0

@@ -152,12 +152,10 @@ def run(recipe: Recipe, recipe_dir: Path | None = None, from_stage: str | None =
                    lambda folder: rl_stage(recipe, tuned.folder / "model", folder, console))
         chat_model = stages.run_dir / "rl" / "model"
 
-    # 9. Long-context instructions: MIMG's agents asking the served SFT model about the long documents.
+    # 9. Long-context instructions: MIMG's agents asking the served SFT model about curated documents.
     if recipe.mimg.enabled:
         def mimg_run(folder: Path) -> dict:
-            long_docs = [d for b in curated.summary.get("branches", []) for d in corpus.read_documents(data_dir / b)]
-            return mimg_stage(recipe.mimg, tuned.folder / "model", long_docs or documents()[0], device, folder,
-                              console)
+            return mimg_stage(recipe.mimg, tuned.folder / "model", documents()[0], device, folder, console)
 
         stages.run("mimg", {"mimg": to_dict(recipe.mimg)}, ["sft"], mimg_run)
 

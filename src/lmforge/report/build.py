@@ -97,8 +97,10 @@ def build_page(data: dict, run_dir: Path, outcomes: dict, assets: Path) -> Repor
         rows.append([f"pretrain / {name}", "", f"{m['seconds']:.1f}",
                      f"{m['tokens_per_s'] or 0:,.0f} tokens/s, MFU {_pct(m['mfu'])}"])
     sec.table(["stage", "status", "seconds", "throughput"], rows)
-    sec.paragraph("MFU is model FLOPs (6N + attention per token) over the measured matmul peak of this machine; "
-                  "a stage marked `skipped` was done before with the same settings and inputs.")
+    sec.paragraph("MFU is model FLOPs (6N + causal attention counted once, per token) over the device's peak: on a "
+                  "CPU one core's best matmul times the threads, never below the best figure seen on this CPU model, "
+                  "so a busy machine lowers MFU instead of raising it (docs/training.md); a stage marked `skipped` "
+                  "was done before with the same settings and inputs.")
 
     if "data" in data and data["data"].get("corpus"):
         d = data["data"]
