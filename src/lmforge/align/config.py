@@ -150,6 +150,16 @@ class RLSection(FinetuneSection):
     # loss mixed into the policy's update with weight `ptx` (COOL: 0.5), on `ptx_rows` packed rows of
     # `ptx_data` (token shards; in `lmforge run`, the run's pre-training shards) per step.
     critic_warmup: int = 50
+    # Online RLHF (lmforge.align.online; reward = "rm"): `rounds` > 1 updates the reward models every
+    # steps / rounds steps on checker-labelled pairs of the policy's own answers; `hack_window` > 0
+    # watches for reward up while checker accuracy falls (or answers growing `hack_length_ratio` x)
+    # over that many steps and patches them at once on the pairs they ranked wrong (the fast path).
+    rounds: int = 1
+    hack_window: int = 0
+    hack_length_ratio: float = 2.0
+    patch_steps: int = 20
+    patch_lr: float = 5e-4
+    patch_seq_len: int = 128
     ptx: float = 0.0
     ptx_data: str = ""
     ptx_rows: int = 4
@@ -192,11 +202,16 @@ class RLSection(FinetuneSection):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_fields(self, {"critic_warmup": ">= 0", "ptx": ">= 0", "ptx_rows": ">= 1", "critic_lr": ">= 0", "gae_lambda": "[0, 1]",
+        check_fields(self, {"critic_warmup": ">= 0", "rounds": ">= 1", "hack_window": ">= 0",
+                            "hack_length_ratio": "> 1", "patch_steps": ">= 1", "patch_lr": "> 0",
+                            "patch_seq_len": ">= 8", "ptx": ">= 0", "ptx_rows": ">= 1", "critic_lr": ">= 0", "gae_lambda": "[0, 1]",
                             "group": ">= 1", "temperature": "> 0", "top_p": "(0, 1]", "clip": ">= 0", "kl": ">= 0",
                             "eval_every": ">= 0"},
                      {"algorithm": ("grpo", "rloo", "rft", "ppo"), "reward": ("checker", "rm", "polar"), "aggregate": ("token", "sequence"),
                       "combine": ("mean", "min", "mean_minus_std")})
+        if (self.rounds > 1 or self.hack_window) and self.reward != "rm":
+            raise ValueError(f"rounds = {self.rounds}, hack_window = {self.hack_window}: online RLHF updates reward "
+                             f"models, so it needs reward = 'rm' (this recipe has reward = {self.reward!r})")
         if self.ptx and self.algorithm == "rft":
             raise ValueError("ptx > 0 with algorithm = 'rft': rejection sampling already trains on a next-token "
                              "loss; mix pre-training rows into the RFT data instead, or set ptx = 0")

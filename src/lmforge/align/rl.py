@@ -22,6 +22,9 @@ Each step:
    when it beats the group's mean and reaches `rft_min_reward` (checker rewards: correct answers
    only; with POLAR rewards, POLAR's reinforcement fine-tuning).
 4. The engine is told the weights changed.
+5. Online RLHF (reward models only; `lmforge.align.online`): the step's answers give checker-labelled
+   pairs; every `steps / rounds` steps, or at once when the hacking detector fires (the fast path,
+   on the pairs the reward models ranked wrong), the reward models are trained on them.
 
 Held-out greedy accuracy is measured every `eval_every` steps, so reward and accuracy are seen side
 by side (reward up while accuracy falls is reward hacking).
@@ -45,6 +48,8 @@ from lmforge.align.advantages import grpo_advantages, rloo_advantages
 from lmforge.align.config import RLSection
 from lmforge.align.loop import setup
 from lmforge.align.losses import PolicyLoss, PretrainMix, ValueLoss, token_logps, token_values
+from lmforge.align.online import HackingDetector, PairCollector, patch_reward_models
+from lmforge.align.preferences import domain_of
 from lmforge.align.pair_rows import lm_batch
 from lmforge.align.rollout import rollout
 from lmforge.align.tasks import check
@@ -208,6 +213,11 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
         critic_trainer = Trainer(critic, dataclasses.replace(cfg.train_section(), lr=cfg.critic_lr), info)
         critic = critic_trainer.model
     rm_rewards = {"rm": RMRewards, "polar": PolarRewards}[cfg.reward](cfg, tok) if cfg.reward != "checker" else None
+    online = cfg.rounds > 1 or cfg.hack_window > 0  # online RLHF: the reward models learn as the policy does
+    collector = PairCollector() if online else None
+    detector = HackingDetector(cfg.hack_window, length_ratio=cfg.hack_length_ratio) if cfg.hack_window else None
+    round_len, patches = max(1, cfg.steps // cfg.rounds), []
+    warm_until = cfg.critic_warmup if cfg.algorithm == "ppo" else 0
     pad = tok.pad_id or 0
     system = cfg.system_prompt or None
     order = np.random.default_rng(cfg.seed).permutation(len(train))
@@ -226,6 +236,11 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
             critic_trainer.restore(ckpt_root / "critic")
         if ptx_loader is not None:
             ptx_loader.load_state_dict(state["ptx"])
+        patches = state.get("patches", [])
+        if patches:  # the reward models as the last patch left them
+            from lmforge.align.reward import load_reward_model
+
+            rm_rewards.members = [load_reward_model(Path(d)) for d in patches[-1]["models"]]
         console.print(f"[green]resumed rl from {state['path']} (step {step})[/green]")
     logger = MetricsLogger(out_dir, info.is_main, cfg.tensorboard, console, resume_step=step or None)
     if before is None:
@@ -248,12 +263,14 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
             answers = [r.text for r in rolls]
             verdicts = checker_rewards(examples, answers, cfg.group, cfg.malformed_reward)
             rewards = verdicts if rm_rewards is None else rm_rewards(examples, answers, cfg.group)
+            if collector is not None:
+                collector.add(examples, answers, verdicts, rewards, cfg.group, domain_of)
             critic_stats = None
             if cfg.algorithm == "ppo":
                 batches = rl_batch(rolls, torch.zeros(len(rolls)), model, reference, pad, cfg.micro_batch)
                 ppo_targets(batches, rewards, critic, cfg)
                 critic_stats = critic_trainer.step(batches, ValueLoss(), cfg.critic_lr)
-                if step < cfg.critic_warmup:  # the critic learns alone first (COOL: 50 iterations)
+                if step < warm_until:  # the critic learns alone first (COOL: 50 iterations), and after a patch
                     batches = []
             elif cfg.algorithm == "rft":  # rejection sampling: learn each group's best answer, when it stands out
                 floor = cfg.rft_min_reward if cfg.rft_min_reward is not None else (
@@ -288,10 +305,31 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
                    "rollout_tokens_per_s": new_tokens / max(t_roll, 1e-9),
                    "tokens_per_s": sum(int(b.input_ids.numel()) for b in batches) / (time.perf_counter() - t0)}
             logger.log(row, print_line=step % cfg.log_every == 0 or step == cfg.steps)
+            if online and step < cfg.steps:
+                moved = step > warm_until  # the policy moved this step: what the detector watches
+                reason = detector.update(row["reward"], row["accuracy"], row["response_len"]) if detector and moved else None
+                pairs = None
+                if reason:  # the fast path: patch now, on the pairs the reward models got wrong
+                    pairs, reason = collector.take(offending_only=True) or collector.take(), f"fast path: {reason}"
+                elif cfg.rounds > 1 and step % round_len == 0:
+                    pairs, reason = collector.take(), f"round {step // round_len} of {cfg.rounds} ended"
+                if pairs:
+                    folder = out_dir / "rm_patches" / f"step-{step:05d}"
+                    rm_rewards.members = patch_reward_models(rm_rewards.members, pairs, tok, cfg, folder, console, info)
+                    patches.append({"step": step, "reason": reason, "pairs": len(pairs),
+                                    "models": [str(folder / f"member-{k}" / "model")
+                                               for k in range(len(rm_rewards.members))]})
+                    logger.log({"step": step, "rm_patch_pairs": len(pairs)})
+                    if cfg.algorithm == "ppo":  # the critic relearns the patched reward's scale alone first
+                        warm_until = step + cfg.critic_warmup
+                    if detector:
+                        detector.reset()
+                    console.print(f"[yellow]step {step}: {reason}; reward model(s) updated on {len(pairs)} "
+                                  "checker-labelled pairs of the policy's answers[/yellow]")
             if cfg.eval_every and (step % cfg.eval_every == 0) and step < cfg.steps:
                 logger.log({"step": step, "heldout_acc": held_out()["accuracy"]["all"]})
             if step % cfg.ckpt_every == 0 or step == cfg.steps or stop.requested:
-                trainer.save(ckpt_root, step, {"before": before,
+                trainer.save(ckpt_root, step, {"before": before, "patches": patches,
                                                **({"ptx": ptx_loader.state_dict()} if ptx_loader else {})})
                 if critic_trainer is not None:
                     critic_trainer.save(ckpt_root / "critic", step, {})
@@ -309,7 +347,7 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
     logger.close()
     model_dir = trainer.export(out_dir / "model", cfg.init_from)
     png = plot_rl(logger.path, out_dir / "curves.png")
-    summary.update(model=str(model_dir), accuracy_before=before, accuracy_after=after["accuracy"],
+    summary.update(model=str(model_dir), rm_patches=patches, accuracy_before=before, accuracy_after=after["accuracy"],
                    samples=after["samples"], curves=png and png.name, seconds=time.perf_counter() - began,
                    config=dataclasses.asdict(cfg))
     write_json(out_dir / "rl.json", summary)

@@ -219,7 +219,7 @@ def page_bytes(page: Page, rng: random.Random) -> bytes:
     return data
 
 
-def write_warc(path: Path, pages: list[Page], dump: str, rng: random.Random) -> None:
+def write_warc(path: Path, pages: list[Page], dump: str, rng: random.Random, damage: bool = True) -> None:
     from warcio.statusandheaders import StatusAndHeaders
     from warcio.warcwriter import WARCWriter
 
@@ -240,7 +240,7 @@ def write_warc(path: Path, pages: list[Page], dump: str, rng: random.Random) -> 
                                            warc_headers_dict={"WARC-Date": DATES[dump] + "T12:00:00Z"})
         start = buf.tell()
         writer.write_record(record)
-        if page.kind == "corrupt_member":
+        if page.kind == "corrupt_member" and damage:
             damaged.append((start, buf.tell()))
     data = bytearray(buf.getvalue())
     for start, end in damaged:  # 64 bytes of the deflate stream's middle overwritten
@@ -386,8 +386,10 @@ def convert_clean_pages(candidates: list[Page], n_pages: int, rng: random.Random
 
 
 def write_demo_crawl(out: str | Path, n_pages: int = DEMO_CRAWL_PAGES, seed: int = 0,
-                     files_per_dump: int = 2) -> dict:
-    """Write `<out>/CC-MAIN-*.warc.gz` and `<out>/truth.jsonl`; returns counts per kind."""
+                     files_per_dump: int = 2, damage_members: bool = True) -> dict:
+    """Write `<out>/CC-MAIN-*.warc.gz` and `<out>/truth.jsonl`; returns counts per kind.
+    `damage_members=False` leaves the corrupt_member pages' gzip members intact (their truth: kept),
+    for readers that cannot skip a corrupt member (the benchmark's peer)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
@@ -396,7 +398,7 @@ def write_demo_crawl(out: str | Path, n_pages: int = DEMO_CRAWL_PAGES, seed: int
         mine = [p for p in pages if p.dump == dump]
         rng.shuffle(mine)
         for f in range(files_per_dump):
-            write_warc(out / f"{dump}-{f:05d}.warc.gz", mine[f::files_per_dump], dump, rng)
+            write_warc(out / f"{dump}-{f:05d}.warc.gz", mine[f::files_per_dump], dump, rng, damage_members)
     keep_of_group: dict[str, Page] = {}
     for p in pages:
         if p.group and (p.kind == "clean" or p.kind == "exact_dup" or (p.jaccard or 0) >= 0.7):
@@ -405,7 +407,7 @@ def write_demo_crawl(out: str | Path, n_pages: int = DEMO_CRAWL_PAGES, seed: int
                 keep_of_group[p.group] = p
     rows = []
     for p in pages:
-        expected = EXPECTED[p.kind]
+        expected = EXPECTED[p.kind] if damage_members or p.kind != "corrupt_member" else "keep"
         if p.group and p.kind == "clean":
             expected = "keep" if keep_of_group[p.group] is p else "dedup"
         if p.kind in ("exact_dup", "near_dup") and keep_of_group.get(p.group) is p:
