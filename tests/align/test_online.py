@@ -37,7 +37,9 @@ def test_collector_pairs_accepted_over_rejected_and_marks_what_the_rm_got_wrong(
     assert pairs == [("5", "6"), ("5", "7"), ("8", "9"), ("8", "1"), ("8", "2")]
     assert [(p.chosen, p.rejected) for p in c.offending] == [("5", "7"), ("8", "1")]
     assert all(p.domain == "math" for p in c.pairs)
-    assert len(c.take(offending_only=True)) == 2 and c.pairs == [] and c.offending == []
+    assert len(c.take(offending_first=True)) == 2 and c.pairs == [] and c.offending == []
+    c.add(examples[:1], answers[:4], verdicts[:4], torch.tensor([0.9, 0.1, 0.8, 0.2]), 4, lambda ex: "math")
+    assert c.offending == [] and len(c.take(offending_first=True)) == 2  # none offending: all the pairs
 
 
 def test_patch_teaches_the_reward_model_the_pairs_it_ranked_wrong(tiny_dir, tmp_path):

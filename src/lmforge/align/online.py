@@ -61,8 +61,10 @@ class PairCollector:
         del self.pairs[:-self.cap]
         del self.offending[:-self.cap]
 
-    def take(self, offending_only: bool = False) -> list[Pair]:
-        out = list(self.offending if offending_only else self.pairs)
+    def take(self, offending_first: bool = False) -> list[Pair]:
+        """The collected pairs (with `offending_first`, only the offending ones when there are any),
+        and a fresh start."""
+        out = list(self.offending if offending_first and self.offending else self.pairs)
         self.pairs, self.offending = [], []
         return out
 

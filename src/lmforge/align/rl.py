@@ -310,7 +310,7 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
                 reason = detector.update(row["reward"], row["accuracy"], row["response_len"]) if detector and moved else None
                 pairs = None
                 if reason:  # the fast path: patch now, on the pairs the reward models got wrong
-                    pairs, reason = collector.take(offending_only=True) or collector.take(), f"fast path: {reason}"
+                    pairs, reason = collector.take(offending_first=True), f"fast path: {reason}"
                 elif cfg.rounds > 1 and step % round_len == 0:
                     pairs, reason = collector.take(), f"round {step // round_len} of {cfg.rounds} ended"
                 if pairs:

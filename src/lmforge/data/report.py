@@ -150,30 +150,23 @@ def truth_scores(run_dir: Path, stage_names: list[str], truth_path: Path) -> dic
     for stage in stage_names:
         for url in _read_drops(run_dir, stage):
             dropped_at.setdefault(url, stage)
-    per_stage = {}
-    for stage in stage_names:
-        predicted = {u for u, s in dropped_at.items() if s == stage}
-        expected = {u for u, r in truth.items() if stage in r["expected"].split("|")}
-        if not predicted and not expected:
-            continue
-        hit = len(predicted & expected)
-        per_stage[stage] = {"dropped": len(predicted), "planted": len(expected), "correct": hit,
-                            "precision": hit / len(predicted) if predicted else None,
-                            "recall": hit / len(expected) if expected else None,
-                            "planted_dropped_elsewhere": len({u for u in expected if u in dropped_at
-                                                              and dropped_at[u] != stage})}
     # A page neither dropped by a stage nor in the last document stage's output was never read (a corrupt gzip
     # member the reader skipped): "unread", the truth's expectation for planted corrupt members.
     kept = next((t for name in reversed(stage_names) if (t := _output_texts(run_dir / name)) is not None), None)
-    fate = {u: dropped_at.get(u) or ("kept" if kept is None or u in kept else "unread") for u in truth}
-    unread_expected = {u for u, r in truth.items() if "unread" in r["expected"].split("|")}
-    unread = {u for u, f in fate.items() if f == "unread"}
-    if unread or unread_expected:
-        hit = len(unread & unread_expected)
-        per_stage["unread"] = {"dropped": len(unread), "planted": len(unread_expected), "correct": hit,
-                               "precision": hit / len(unread) if unread else None,
-                               "recall": hit / len(unread_expected) if unread_expected else None,
-                               "planted_dropped_elsewhere": len({u for u in unread_expected if u in dropped_at})}
+    unread = {u for u in truth if u not in dropped_at and kept is not None and u not in kept}
+    fate = {u: dropped_at.get(u) or ("unread" if u in unread else "kept") for u in truth}
+    per_stage = {}
+    for name in [*stage_names, "unread"]:
+        predicted = unread if name == "unread" else {u for u, s in dropped_at.items() if s == name}
+        expected = {u for u, r in truth.items() if name in r["expected"].split("|")}
+        if not predicted and not expected:
+            continue
+        hit = len(predicted & expected)
+        per_stage[name] = {"dropped": len(predicted), "planted": len(expected), "correct": hit,
+                           "precision": hit / len(predicted) if predicted else None,
+                           "recall": hit / len(expected) if expected else None,
+                           "planted_dropped_elsewhere": len({u for u in expected if u in dropped_at
+                                                             and dropped_at[u] != name})}
     kinds = {}
     for kind in sorted({r["kind"] for r in truth.values()}):
         kinds[kind] = dict(Counter(fate[u] for u, r in truth.items() if r["kind"] == kind))
