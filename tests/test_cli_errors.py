@@ -162,6 +162,8 @@ CASES = [
     (["eval", "niah", "{missing}"], "missing"),
     (["eval", "long", "{missing}", "{good}"], "no such task file"),
     (["eval", "long", "{binary.bin}", "{good}"], "binary.bin"),
+    (["eval", "vl", "{missing}", "--demo", "2"], "no such checkpoint directory"),
+    (["eval", "vl", "{good}", "--demo", "2"], "expected 'internvl'"),
     (["eval", "niah", "{good}", "--haystack", "klingon"], "klingon"),
     (["eval", "niah", "{good}", "--lengths", "64,long"], "--lengths"),
     (["eval", "niah", "{good}", "--depths", "0"], "depths"),

@@ -2,8 +2,8 @@
 
 `lmforge run recipes/tiny.toml` reads a whole recipe; each stage of the run reads its own section:
 [data] the crawl and the curation pipeline, [tokenizer], [model], [train] (pre-training and its
-stages), [eval], [sample], [sft], [rm], [polar] and [rl] (alignment stages, off unless `enabled`; [dpo] is read by
-`lmforge dpo`). Every key is checked by name and type (`lmforge.config.from_dict`), every value
+stages), [eval], [sample], [sft], [rm], [polar] and [rl] (alignment stages, off unless `enabled`;
+[dpo] is read by `lmforge dpo`), [vl] (the vision-language stages, off unless `enabled`). Every key is checked by name and type (`lmforge.config.from_dict`), every value
 against its range and choices here (`__post_init__`); what needs a look-up (eval task names, the
 device, input files, the data recipe) is checked by `lmforge.lifecycle.check` before the first stage.
 """
@@ -22,6 +22,7 @@ from lmforge.data.pipeline import EXECUTORS
 from lmforge.data.readers import FORMATS
 from lmforge.model.config import PRESETS, ModelConfig, preset
 from lmforge.train.config import TrainSection
+from lmforge.vl.config import VLSection
 
 
 @dataclass
@@ -73,6 +74,8 @@ class TokenizerSection:
     curated: bool = True  # `lmforge run`: also train on the data stage's curated documents
     max_chars: int = 2_000_000  # per corpus
     min_frequency: int = 2
+    # InternVL's image markers <img>, </img>, <IMG_CONTEXT> as special tokens (a [vl] run needs them).
+    image_tokens: bool = False
 
     def __post_init__(self) -> None:
         check_fields(self, {"vocab_size": ">= 1", "max_chars": ">= 1", "min_frequency": ">= 1"})
@@ -177,3 +180,4 @@ class Recipe:
     polar: PolarSection = field(default_factory=PolarSection)
     rl: RLSection = field(default_factory=RLSection)
     mimg: MimgSection = field(default_factory=MimgSection)
+    vl: VLSection = field(default_factory=VLSection)

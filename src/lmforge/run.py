@@ -11,6 +11,7 @@
     runs/<name>/rm/          [rm] enabled: member-k/model/ (reward models), soup/, rm.json
     runs/<name>/polar/       [polar] enabled: samples.json (the pool's answers), finetune/model/, polar.json
     runs/<name>/rl/          [rl] enabled: metrics.jsonl, curves.png, model/ (the chat model then), rl.json
+    runs/<name>/vl_pretrain/, vl_sft/, vl_mpo/   [vl] enabled: InternVL checkpoints (model/), accuracy JSON
     runs/<name>/report.md, report.html, report.json   everything above on one page
 
 Stages talk only through these files. Each records a key of its settings and inputs
@@ -36,6 +37,7 @@ from lmforge.lifecycle import corpus
 from lmforge.lifecycle.align import polar_stage, rl_stage, rm_stage, sft_stage
 from lmforge.lifecycle.evaluation import evaluate_model
 from lmforge.lifecycle.mimg import mimg_stage
+from lmforge.lifecycle.vl import vl_mpo_stage, vl_pretrain_stage, vl_sft_stage
 from lmforge.lifecycle.pretrain import pretrain
 from lmforge.lifecycle.samples import sample_completions
 from lmforge.lifecycle.check import check_run_recipe
@@ -55,6 +57,7 @@ def run(recipe: Recipe, recipe_dir: Path | None = None, from_stage: str | None =
     seed, data, out = recipe.run.seed, recipe.data, Path(recipe.run.out_dir)
     skip = {"crawl"} if data.input or data.corpus else set()
     skip |= {s for s in ("sft", "rm", "polar", "rl", "mimg") if not getattr(recipe, s).enabled}
+    skip |= set() if recipe.vl.enabled else {"vl_pretrain", "vl_sft", "vl_mpo"}
     order = [s for s in RUN_STAGES if s not in skip]
     stages = RunStages(out, order, from_stage, log=console.print)
     torch.manual_seed(seed)
@@ -159,7 +162,19 @@ def run(recipe: Recipe, recipe_dir: Path | None = None, from_stage: str | None =
 
         stages.run("mimg", {"mimg": to_dict(recipe.mimg)}, ["sft"], mimg_run)
 
-    # 10. The report: report.md, report.html (static, plots inline) and report.json.
+    # 10. Vision-language: a ViT and projector joined to the pre-trained language model, native
+    # multimodal pre-training, SFT and MPO on the generated image questions (InternVL3).
+    if recipe.vl.enabled:
+        vl_config = {"vl": to_dict(recipe.vl), "seed": seed}
+        vl_pre = stages.run("vl_pretrain", vl_config, ["pretrain"],
+                            lambda folder: vl_pretrain_stage(recipe, model_dir, shards.folder, folder, console))
+        vl_sft = stages.run("vl_sft", vl_config, ["vl_pretrain"],
+                            lambda folder: vl_sft_stage(recipe, vl_pre.folder / "model", folder, console))
+        vl_mpo = stages.run("vl_mpo", vl_config, ["vl_sft"],
+                            lambda folder: vl_mpo_stage(recipe, vl_sft.folder / "model", folder, console))
+        chat_model = vl_mpo.folder / "model"
+
+    # 11. The report: report.md, report.html (static, plots inline) and report.json.
     outcomes = stages.outcomes
     stages.run("report", {"always": time.time()}, [s for s in order if s in outcomes],
                lambda folder: write_report(out, folder, recipe, outcomes, console))

@@ -71,9 +71,10 @@ def dpo_setup(task_tokenizer, tiny_dir, tmp_path_factory):
                                "rejected": [{"role": "assistant", "content": p.rejected}]} for p in pairs])
 
     def trl_loss(loss_type, beta, **extra):
-        args = DPOConfig(output_dir=str(tmp / "out"), beta=beta, loss_type=[loss_type], report_to="none",
+        loss_type = loss_type if isinstance(loss_type, list) else [loss_type]
+        args = DPOConfig(output_dir=str(tmp / "out"), beta=beta, loss_type=loss_type, report_to="none",
                          per_device_train_batch_size=len(pairs), use_cpu=True, bf16=False, max_length=None, **extra)
-        trainer = DPOTrainer(model=dirs["policy"], ref_model=None if loss_type == "simpo" else dirs["ref"], args=args,
+        trainer = DPOTrainer(model=dirs["policy"], ref_model=None if loss_type == ["simpo"] else dirs["ref"], args=args,
                              train_dataset=data, processing_class=AutoTokenizer.from_pretrained(tmp / "policy"))
         batch = next(iter(trainer.get_train_dataloader()))
         return float(trainer.compute_loss(dirs["policy"], batch))
@@ -112,3 +113,33 @@ def test_simpo_loss_is_its_formula(dpo_setup):  # TRL 1.16 has SimPO only in its
     avg = logps / n
     want = -torch.nn.functional.logsigmoid(2.0 * (avg[0::2] - avg[1::2]) - 1.0).mean()
     assert float(loss) == pytest.approx(float(want), abs=1e-6)
+
+
+def test_mpo_loss_matches_trl(dpo_setup):
+    """InternVL's MPO is TRL's DPOTrainer with loss_type ["sigmoid", "bco_pair", "sft"] and weights
+    [0.8, 0.2, 1.0] (TRL's bco_pair has no reward shift: bco_shift off)."""
+    from lmforge.align.losses import MPOLoss
+
+    tok, policy, ref, pairs, trl_loss = dpo_setup
+    b = _our_batch(tok, pairs, ref)
+    loss, parts = MPOLoss(beta=0.1, bco_shift=False)(policy, b, divisor=len(pairs))
+    want = trl_loss(["sigmoid", "bco_pair", "sft"], 0.1, loss_weights=[0.8, 0.2, 1.0])
+    assert float(loss) == pytest.approx(want, abs=1e-5)
+    dpo, _ = PreferenceLoss("dpo", beta=0.1)(policy, b, divisor=len(pairs))
+    assert float(parts["dpo"]) == pytest.approx(float(dpo), abs=1e-6)
+
+
+def test_mpo_reward_shift_is_the_running_mean(dpo_setup):
+    from lmforge.align.losses import MPOLoss, sequence_logps
+
+    tok, policy, ref, pairs, _ = dpo_setup
+    b = _our_batch(tok, pairs, ref)
+    mpo = MPOLoss(beta=0.1)
+    mpo(policy, b, divisor=len(pairs))  # first call: delta 0, then the mean reward
+    logps, _ = policy(b.input_ids, document_ids=b.document_ids,
+                      loss_fn=lambda h, w: sequence_logps(h, w, b.targets, b.loss_mask))
+    rewards = 0.1 * (logps - b.ref_logps)
+    assert mpo.delta == pytest.approx(float(rewards.mean()), abs=1e-6) and mpo.seen == len(rewards)
+    with torch.no_grad():  # evaluation does not move it
+        mpo(policy, b, divisor=len(pairs))
+    assert mpo.seen == len(rewards)

@@ -166,8 +166,11 @@ class SFTLoader:
                 self.epoch, self.row = self.epoch + 1, 0
         share = self.global_batch // self.dp_size
         mine = groups[self.dp_rank * share:(self.dp_rank + 1) * share]
-        return [build_rows(self.encoded, mine[i:i + self.micro_batch], self.seq_len, self.pad_id)
-                for i in range(0, len(mine), self.micro_batch)]
+        return [self.build(mine[i:i + self.micro_batch]) for i in range(0, len(mine), self.micro_batch)]
+
+    def build(self, groups: Sequence[Sequence[int]]) -> Batch:
+        """One micro-batch of packed rows from groups of indices into `encoded`."""
+        return build_rows(self.encoded, groups, self.seq_len, self.pad_id)
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "row": self.row}

@@ -15,6 +15,12 @@ models, whose sequences may be packed several to a row).
   computed once before training (TRL's `precompute_ref_log_probs`).
 - `PreferenceLoss("simpo")`: SimPO (Meng et al., arXiv 2405.14734, eq. 6), reference-free:
   -log sigmoid(beta * (mean log pi(y_c) - mean log pi(y_r)) - gamma), means over answer tokens.
+- `MPOLoss`: InternVL's Mixed Preference Optimization (MPO, arXiv 2411.10442, section 3.2; InternVL3,
+  arXiv 2504.10479, section 2.4; docs/papers.md §10): w_p L_DPO + w_q L_BCO + w_g L_gen with weights
+  0.8, 0.2 and 1.0. L_BCO = -log sigmoid(beta log(pi/ref)(y_c) - delta) - log sigmoid(-(beta
+  log(pi/ref)(y_r) - delta)), each answer judged on its own; delta, the reward shift, is the running
+  mean of the rewards seen so far when `bco_shift` is on (BCO, arXiv 2404.04656), 0 otherwise (TRL's
+  "bco_pair"). L_gen is the next-token loss of the chosen answers (mean over their tokens).
 
 - `PolicyLoss`: the clipped policy-gradient surrogate of PPO / GRPO (Schulman et al., arXiv
   1707.06347; Shao et al., arXiv 2402.03300), per token: -min(rho A, clip(rho, 1 - eps, 1 + eps) A)
@@ -108,7 +114,7 @@ def sequence_logps(hidden: torch.Tensor, head_weight: torch.Tensor, targets: tor
 def reference_logps(model, batch: Batch) -> torch.Tensor:
     """log P(answer) per row under `model` (the frozen reference), (B,) fp32."""
     out = model(batch.input_ids, document_ids=batch.document_ids,
-                loss_fn=lambda h, w: sequence_logps(h, w, batch.targets, batch.loss_mask)[0])
+                loss_fn=lambda h, w: sequence_logps(h, w, batch.targets, batch.loss_mask)[0], **batch.model_inputs())
     return out.float().cpu()
 
 
@@ -137,7 +143,46 @@ class PreferenceLoss:
             return loss, {self.log_key: loss.detach(), "acc": (margin > 0).float().sum().detach() / divisor,
                           "margin": margin.sum().detach() / divisor}
 
-        return model(batch.input_ids, document_ids=batch.document_ids, loss_fn=head_loss)
+        return model(batch.input_ids, document_ids=batch.document_ids, loss_fn=head_loss, **batch.model_inputs())
+
+
+@dataclass
+class MPOLoss:
+    beta: float = 0.1
+    w_pref: float = 0.8
+    w_quality: float = 0.2
+    w_gen: float = 1.0
+    bco_shift: bool = True
+    log_key: str = "mpo"
+    delta: float = 0.0  # the running mean of the rewards (updated by training forwards only)
+    seen: int = 0
+
+    def count(self, batch: Batch) -> int:
+        return _pairs(batch)
+
+    def __call__(self, model, batch: Batch, divisor: float):
+        if batch.ref_logps is None:
+            raise ValueError("MPO needs the reference log-probs (Batch.ref_logps)")
+
+        def head_loss(hidden: torch.Tensor, weight: torch.Tensor):
+            logps, n = sequence_logps(hidden, weight, batch.targets, batch.loss_mask)
+            rewards = self.beta * (logps - batch.ref_logps.to(logps))
+            chosen, rejected = rewards[0::2], rewards[1::2]
+            delta = self.delta if self.bco_shift else 0.0
+            pref = -F.logsigmoid(chosen - rejected)
+            quality = -F.logsigmoid(chosen - delta) - F.logsigmoid(-(rejected - delta))
+            gen = -logps[0::2].sum() / n[0::2].sum().clamp(min=1)  # this batch's chosen tokens
+            pairs = chosen.numel()
+            loss = (self.w_pref * pref.sum() + self.w_quality * quality.sum() + self.w_gen * gen * pairs) / divisor
+            if self.bco_shift and torch.is_grad_enabled():
+                total = self.delta * self.seen + float(rewards.detach().sum())
+                self.seen += rewards.numel()
+                self.delta = total / self.seen
+            return loss, {self.log_key: loss.detach(), "dpo": pref.sum().detach() / divisor,
+                          "bco": quality.sum().detach() / divisor, "gen": gen.detach() * pairs / divisor,
+                          "acc": (chosen > rejected).float().sum().detach() / divisor}
+
+        return model(batch.input_ids, document_ids=batch.document_ids, loss_fn=head_loss, **batch.model_inputs())
 
 
 @dataclass

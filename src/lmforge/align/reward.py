@@ -21,7 +21,7 @@ import torch.nn as nn
 
 from lmforge.atomic import write_atomic
 from lmforge.model import InternLM2, ModelConfig
-from lmforge.model.hf import (CONFIG_NAME, _write_shards, config_to_hf, from_llama_names, read_config, read_tensors,
+from lmforge.model.hf import (CONFIG_NAME, write_shards, config_to_hf, from_llama_names, read_config, read_tensors,
                               to_llama_names)
 
 
@@ -99,7 +99,7 @@ def save_reward_model(rm: RewardModel, path: str | Path, tokenizer_dir: str | Pa
     sd = {k: v.detach().float().contiguous() for k, v in rm.state_dict().items()}
     named = to_llama_names({k: v for k, v in sd.items() if k != "score.weight"}, rm.cfg)
     named["score.weight"] = sd["score.weight"]
-    _write_shards(named, path, 1 << 62)
+    write_shards(named, path, 1 << 62)
     config = config_to_hf(rm.cfg.replace(norm_head=False), "llama", torch.float32)
     config.update(architectures=["LlamaForSequenceClassification"], num_labels=1,
                   id2label={"0": "LABEL_0"}, label2id={"LABEL_0": 0})

@@ -4,6 +4,7 @@
     lmforge eval niah CHECKPOINT --haystack en,zh,passkey         -> niah.run_niah_checkpoint
     lmforge eval niah CHECKPOINT --variant multi_hop --hops 2,3   -> (multi-needle / multi-hop NIAH)
     lmforge eval long FILE.jsonl CHECKPOINT --metric qa_f1        -> longtask.run_long_checkpoint
+    lmforge eval vl CHECKPOINT [--demo N | --tasks FILE.jsonl]    -> vl_eval.run_vl_checkpoint
     lmforge eval ppl CHECKPOINT --lang en,zh                      -> perplexity.run_perplexity
     lmforge eval bpb CHECKPOINT --text heldout.txt                -> bpb.run_bpb
     lmforge eval compare runs/a/eval/model runs/b/eval/model      -> report.compare
@@ -20,7 +21,7 @@ from __future__ import annotations
 import argparse
 
 from lmforge.config import positive_int
-from lmforge.eval import longtask, niah
+from lmforge.eval import longtask, niah, vl_eval
 from lmforge.eval.longmetrics import METRICS
 
 
@@ -62,6 +63,15 @@ def _cmd_long(args) -> int:
     run_long_checkpoint(args.file, args.checkpoint, metric=args.metric, template=template,
                         max_length=args.max_length, max_new_tokens=args.max_new_tokens, buckets=args.buckets,
                         limit=args.limit, out=args.out, tokenizer=args.tokenizer, device=args.device)
+    return 0
+
+
+def _cmd_vl(args) -> int:
+    from lmforge.eval.vl_eval import run_vl_checkpoint
+
+    run_vl_checkpoint(args.checkpoint, demo=args.demo, tasks=args.tasks, seed=args.seed, limit=args.limit,
+                      max_new_tokens=args.max_new_tokens, max_tiles=args.max_tiles, batch_size=args.batch_size,
+                      out=args.out, tokenizer=args.tokenizer, device=args.device)
     return 0
 
 
@@ -180,6 +190,28 @@ def register(subparsers) -> argparse.ArgumentParser:
     g.add_argument("--limit", type=positive_int, default=None, help="first N records")
     g.add_argument("--out", default=None, help="output folder (default: <checkpoint>/../eval/<name>)")
     g.set_defaults(fn=_cmd_long)
+
+    v = sub.add_parser("vl", help="image QA: the demo's held-out generated images or an image task file",
+                       description="Greedy answers of a vision-language checkpoint (InternVL layout) with V2PE "
+                                   "positions. --demo N: accuracy on N held-out generated images (by kind and "
+                                   "language); --tasks FILE: a JSONL of image questions, multiple choice (options "
+                                   "+ answer letter) or free-form (answer / answers, VQA accuracy).")
+    v.add_argument("checkpoint", help="a vision-language checkpoint directory (Hugging Face InternVL layout, "
+                                      "as save_vl_model writes)")
+    v.add_argument("--tokenizer", default=None, help="tokenizer directory (default: the checkpoint's own)")
+    v.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda when available)")
+    which = v.add_mutually_exclusive_group()
+    which.add_argument("--demo", type=positive_int, default=None,
+                       help=f"held-out generated images to ask about (the default, {vl_eval.DEMO_N})")
+    which.add_argument("--tasks", default=None, metavar="FILE", help="an image task file (JSON lines)")
+    v.add_argument("--seed", type=int, default=vl_eval.DEMO_SEED, help="demo: the split's seed (default: %(default)s)")
+    v.add_argument("--limit", type=positive_int, default=None, help="first N questions")
+    v.add_argument("--max-new-tokens", type=positive_int, default=vl_eval.MAX_NEW_TOKENS)
+    v.add_argument("--max-tiles", type=positive_int, default=vl_eval.MAX_TILES,
+                   help="dynamic tiling's tile budget per image, thumbnail aside (default: %(default)s)")
+    v.add_argument("--batch-size", type=positive_int, default=8, help="prompts of equal length per forward")
+    v.add_argument("--out", default=None, help="output folder (default: <checkpoint>/../eval/<name>)")
+    v.set_defaults(fn=_cmd_vl)
 
     q = sub.add_parser("ppl", help="held-out perplexity per language and by position")
     _common(q)

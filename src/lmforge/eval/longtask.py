@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lmforge.eval.jsonl_records import read_records
+
 from lmforge.eval.lm import LanguageModel
 from lmforge.eval.longmetrics import METRICS, best_score
 from lmforge.eval.metrics import mean
@@ -91,27 +93,7 @@ def read_long_tasks(path: str | Path, metric: str = "qa_f1") -> tuple[list[LongR
         raise LongTaskError(f"{path}: no such task file")
     if metric not in METRICS:
         raise LongTaskError(f"metric {metric!r}: expected one of {sorted(METRICS)}")
-    records, problems = [], []
-    with path.open("rb") as f:
-        for line, raw in enumerate(f, 1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                problems.append(f"{path}:{line}: not UTF-8 text (byte {e.start}); save the file as UTF-8 JSONL")
-                continue
-            if not text.strip():
-                continue
-            try:
-                records.append(parse_record(json.loads(text), line, metric))
-            except json.JSONDecodeError as e:
-                problems.append(f"{path}:{line}: invalid JSON ({e.msg} at column {e.colno})")
-            except ValueError as e:
-                problems.append(f"{path}:{line}: {e}")
-    if not records:
-        shown = "; ".join(problems[:3]) or "the file is empty"
-        shown += f"; ... and {len(problems) - 3} more" if len(problems) > 3 else ""
-        raise LongTaskError(f"{path}: no usable record ({len(problems)} bad): {shown}")
-    return records, problems
+    return read_records(path, lambda row, line: parse_record(row, line, metric), LongTaskError)
 
 
 def check_template(template: str) -> str:

@@ -18,6 +18,13 @@ algorithm. Each `step()`:
 Requests join and leave the running batch at every step. Sampling is per request (temperature,
 top-k, top-p, repetition penalty, seed, stop strings and tokens, max tokens, log-probabilities).
 The engine is single-threaded: the server feeds it from one thread (lmforge.serve).
+
+A request may bring its prompt's input embeddings (`prompt_embeds`: image features spliced among
+the token embeddings by a vision-language model) and float RoPE positions (`prompt_positions`:
+InternVL's V2PE, where an image token advances the position by a delta < 1; InternVL3 report §2.2,
+docs/papers.md §10). The packed prefill splices those embeddings into its row, and the request's
+generated tokens continue from its last prompt position + 1. Such a request keeps the prefix cache
+out of it: its keys depend on more than its token ids (an image's placeholders are all the same id).
 """
 
 from __future__ import annotations
@@ -65,10 +72,25 @@ class Request:
     first_token_at: float | None = None
     finish_reason: str | None = None
     cancelled: bool = False
+    embeds: torch.Tensor | None = None  # (len(prompt), dim) input embeddings of the prompt
+    positions: torch.Tensor | None = None  # (len(prompt),) float RoPE positions of the prompt
+    shift: float = 0.0  # RoPE position minus index of the tokens after the prompt (with `positions`)
 
     @property
     def tokens(self) -> list[int]:
         return self.prompt + self.output
+
+    @property
+    def private(self) -> bool:
+        """Keys and values that depend on more than the token ids: no prefix cache for them."""
+        return self.embeds is not None or self.positions is not None
+
+    def rope_positions(self, start: int, stop: int) -> torch.Tensor:
+        """Float RoPE positions of tokens start .. stop - 1 (prompt and output) of a request with
+        `positions`."""
+        n = len(self.prompt)
+        after = torch.arange(max(start, n), max(stop, n), dtype=torch.float64, device=self.positions.device)
+        return torch.cat([self.positions[start:stop], (after + self.shift).float()])
 
 
 @dataclass
@@ -111,10 +133,28 @@ class Engine:
     def capacity_tokens(self) -> int:
         return self.pool.blocks.n_blocks * self.pool.block_size
 
-    def add(self, prompt: Sequence[int], params: SamplingParams, request_id: str | None = None) -> Request:
-        """Queue a request; it starts at the next step that has room for it."""
+    def add(self, prompt: Sequence[int], params: SamplingParams, request_id: str | None = None, *,
+            prompt_embeds: torch.Tensor | None = None, prompt_positions: torch.Tensor | None = None) -> Request:
+        """Queue a request; it starts at the next step that has room for it.
+
+        prompt_embeds (len(prompt), dim): the prompt's input embeddings, used instead of the token
+        embeddings (a vision-language model's image features); prompt_positions (len(prompt),):
+        its RoPE positions, floats allowed (V2PE), default 0, 1, ...; the generated tokens then
+        take the last one + 1, + 2, ...
+        """
         if not prompt:
             raise ValueError("a prompt needs at least one token (start it with the BOS token)")
+        embeds = positions = None
+        if prompt_embeds is not None:
+            if tuple(prompt_embeds.shape) != (len(prompt), self.model.cfg.dim):
+                raise ValueError(f"prompt_embeds has shape {tuple(prompt_embeds.shape)}; a prompt of {len(prompt)} "
+                                 f"tokens needs ({len(prompt)}, {self.model.cfg.dim})")
+            embeds = prompt_embeds.detach().to(self.pool.device, self.pool.k[0].dtype)
+        if prompt_positions is not None:
+            if tuple(prompt_positions.shape) != (len(prompt),):
+                raise ValueError(f"prompt_positions has shape {tuple(prompt_positions.shape)}; a prompt of "
+                                 f"{len(prompt)} tokens needs ({len(prompt)},)")
+            positions = prompt_positions.detach().to(self.pool.device, torch.float32)
         need = len(prompt) + params.max_new_tokens
         if need > self.capacity_tokens:
             raise ValueError(f"the prompt ({len(prompt)} tokens) and max_new_tokens ({params.max_new_tokens}) "
@@ -125,7 +165,10 @@ class Engine:
         gen = None
         if params.seed is not None:
             gen = torch.Generator(device=self.pool.device).manual_seed(params.seed)
-        req = Request(request_id, list(prompt), params, StopText(self.tokenizer, params.stop_strings), gen)
+        req = Request(request_id, list(prompt), params, StopText(self.tokenizer, params.stop_strings), gen,
+                      embeds=embeds, positions=positions)
+        if positions is not None:  # generated tokens continue from the last prompt position + 1
+            req.shift = float(positions[-1]) + 1 - len(prompt)
         self.stats.requests += 1
         self.stats.prompt_tokens += len(prompt)
         if params.max_new_tokens == 0:  # nothing to generate: done at the next step
@@ -190,7 +233,7 @@ class Engine:
         while self.waiting and len(self.running) < self.max_batch:
             req = self.waiting[0]
             tokens = req.tokens
-            hashes = block_hashes(tokens, bs)
+            hashes = [] if req.private else block_hashes(tokens, bs)
             # Cached leading blocks; at least the last token is computed, to give the next logits.
             cached = blocks.match_prefix(hashes[:(len(tokens) - 1) // bs])
             todo = len(tokens) - len(cached) * bs
@@ -209,18 +252,39 @@ class Engine:
         return admitted
 
     def _prefill(self, reqs: list[Request]) -> list[Event]:
-        """The admitted prompts (past their cached blocks) packed into one row, no padding."""
+        """The admitted prompts (past their cached blocks) packed into one row, no padding; given
+        embeddings spliced in over the token embeddings, given positions used for RoPE."""
         parts = [r.tokens[r.cached:] for r in reqs]
         counts = [len(p) for p in parts]
         dev = self.pool.device
         ids = torch.tensor([[t for p in parts for t in p]], device=dev)
-        batch = PackedPrefill(self.pool, [r.blocks for r in reqs], [r.cached for r in reqs], counts)
-        hidden = self.model.forward_hidden(ids, kv_cache=batch)
+        positions = None
+        if any(r.positions is not None for r in reqs):
+            positions = [r.rope_positions(r.cached, r.cached + c) if r.positions is not None else None
+                         for r, c in zip(reqs, counts)]
+        batch = PackedPrefill(self.pool, [r.blocks for r in reqs], [r.cached for r in reqs], counts, positions)
+        if any(r.embeds is not None for r in reqs):
+            hidden = self.model.forward_hidden(inputs_embeds=self._spliced(ids, reqs, counts), kv_cache=batch)
+        else:
+            hidden = self.model.forward_hidden(ids, kv_cache=batch)
         last = torch.tensor(counts, device=dev).cumsum(0) - 1
         logits = self.model.logits(hidden[0, last])
         for r, c in zip(reqs, counts):
             r.cached += c
         return self._sampled(reqs, logits)
+
+    def _spliced(self, ids: torch.Tensor, reqs: list[Request], counts: list[int]) -> torch.Tensor:
+        """Token embeddings of the packed row (1, T, dim), each request's given prompt embeddings
+        written over its prompt tokens (a request recomputed after preemption also has generated
+        tokens, which keep their token embeddings)."""
+        h = self.model.tok_embeddings(ids)
+        start = 0
+        for r, c in zip(reqs, counts):
+            if r.embeds is not None and r.cached < len(r.prompt):
+                n = min(c, len(r.prompt) - r.cached)
+                h[0, start:start + n] = r.embeds[r.cached:r.cached + n]
+            start += c
+        return h
 
     def _decode(self, reqs: list[Request]) -> list[Event]:
         reqs = self._make_room(reqs)
@@ -233,7 +297,8 @@ class Engine:
             # The running set changed: a new working copy of its keys and values (one gather).
             self._flush()
             capacity = max(len(r.prompt) + r.params.max_new_tokens for r in reqs)
-            self._batch = DecodeBatch(self.pool, [r.blocks for r in reqs], [r.cached for r in reqs], capacity)
+            shifts = [r.shift for r in reqs] if any(r.positions is not None for r in reqs) else None
+            self._batch = DecodeBatch(self.pool, [r.blocks for r in reqs], [r.cached for r in reqs], capacity, shifts)
             self._batch_members = members
         batch = self._batch
         batch.tables = [r.blocks for r in reqs]  # the same lists, grown by _make_room
@@ -305,6 +370,8 @@ class Engine:
     def _register_full_blocks(self, req: Request) -> None:
         """Offer the request's newly filled blocks to the prefix cache (prompt and output alike)."""
         bs, full = self.pool.block_size, req.cached // self.pool.block_size
+        if req.private:
+            return
         if full > len(req.hashes):
             req.hashes = block_hashes(req.tokens[:full * bs], bs)
         for i in range(req.registered // bs, full):

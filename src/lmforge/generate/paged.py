@@ -16,9 +16,15 @@ of lmforge.model.cache:
 A sequence's new tokens take positions len, len + 1, ... and see every earlier token of their own
 sequence and nothing else. Each sequence gets the dynamic-NTK base of its own length (InternLM2's
 rule, docs/papers.md §1), so a request computes what it would alone, whoever shares the batch.
+A sequence may instead bring float RoPE positions (V2PE: image tokens advance by less than 1): the
+prefill takes them per token, decoding continues at index + a per-sequence shift, and the length
+that sets the dynamic-NTK base is then its last position + 1 (as a cacheless forward computes it).
+Where no sequence brings any, the integer path is unchanged.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -54,12 +60,18 @@ class KVPool:
         return max(1, budget_bytes // per_block)
 
 
-def row_inv_freq(cfg: ModelConfig, ends: list[int], device: torch.device) -> torch.Tensor:
+def row_inv_freq(cfg: ModelConfig, ends: list[int | float], device: torch.device) -> torch.Tensor:
     """RoPE frequencies for rows whose passes end at these lengths: one set for all while every row
-    is inside the trained window, else one per row, at the dynamic-NTK base of its own length."""
-    if cfg.rope_scaling != "dynamic" or max(ends) <= cfg.max_seq_len:
-        return rope_inv_freq(cfg, max(max(ends), 1), device)
-    return torch.stack([rope_inv_freq(cfg, max(e, 1), device) for e in ends])
+    is inside the trained window, else one per row, at the dynamic-NTK base of its own length (a
+    float length, max position + 1 of a row with float positions, in float32 tensor maths as a
+    cacheless forward computes it)."""
+    if cfg.rope_scaling != "dynamic" or max(ends) <= cfg.max_seq_len:  # the base unchanged: any length will do
+        return rope_inv_freq(cfg, max(math.ceil(max(ends)), 1), device)
+
+    def length(e):
+        return max(e, 1) if isinstance(e, int) else torch.tensor(e, dtype=torch.float32, device=device)
+
+    return torch.stack([rope_inv_freq(cfg, length(e), device) for e in ends])
 
 
 def _slots(table: list[int], start: int, stop: int, block_size: int) -> list[int]:
@@ -87,8 +99,11 @@ class PackedPrefill:
     lengths costs the tokens it has, not the longest prompt times the batch.
     """
 
-    def __init__(self, pool: KVPool, tables: list[list[int]], lengths: list[int], counts: list[int]):
+    def __init__(self, pool: KVPool, tables: list[list[int]], lengths: list[int], counts: list[int],
+                 positions: list[torch.Tensor | None] | None = None):
+        """positions: per sequence, None or the float RoPE positions (counts[r],) of its new tokens."""
         self.pool, self.tables, self.lengths, self.counts = pool, tables, lengths, counts
+        self.positions = positions
 
     def prepare(self, n_new: int, padding_mask: torch.Tensor | None = None) -> CacheStep:
         if n_new != sum(self.counts) or padding_mask is not None:
@@ -107,11 +122,16 @@ class PackedPrefill:
             q, k = q + c, k + n + c
         self._write = torch.tensor(write, dtype=torch.long, device=dev)
         self._read = None if max(self.lengths) == 0 else torch.tensor(read, dtype=torch.long, device=dev)
+        rope_positions = torch.tensor([positions], device=dev)
+        if self.positions is not None:
+            rope_positions = torch.cat([given.to(dev) if given is not None else
+                                        torch.arange(n, n + c, dtype=torch.float32, device=dev)
+                                        for given, n, c in zip(self.positions, self.lengths, self.counts)])[None]
+            ends = [float(given[-1]) + 1 if given is not None else e for given, e in zip(self.positions, ends)]
         inv_freq = row_inv_freq(cfg, ends, dev)
         if inv_freq.dim() == 2:  # per sequence -> per token of the packed row
             inv_freq = inv_freq.repeat_interleave(torch.tensor(self.counts, device=dev), dim=0)[None]
-        return CacheStep(torch.tensor([positions], device=dev), AttentionMask("segments", segments=segments),
-                         inv_freq=inv_freq)
+        return CacheStep(rope_positions, AttentionMask("segments", segments=segments), inv_freq=inv_freq)
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         kp, vp = self.pool.k[layer], self.pool.v[layer]
@@ -139,8 +159,12 @@ class DecodeBatch:
     never grows.
     """
 
-    def __init__(self, pool: KVPool, tables: list[list[int]], lengths: list[int], capacity: int):
+    def __init__(self, pool: KVPool, tables: list[list[int]], lengths: list[int], capacity: int,
+                 shifts: list[float] | None = None):
+        """shifts: per sequence, RoPE position minus index of its new tokens (float positions,
+        V2PE); None: positions are the indices."""
         self.pool, self.tables, self.lengths = pool, tables, list(lengths)
+        self.shifts = shifts
         self.flushed = list(lengths)  # per sequence: the tokens the pool holds
         bs, dev, B = pool.block_size, pool.device, len(tables)
         S = max(lengths)
@@ -164,12 +188,17 @@ class DecodeBatch:
         self._uniform = len(set(self.lengths)) == 1
         self._S = max(self.lengths) + 1
         ends = [n + 1 for n in self.lengths]
+        rope_positions = self._pos[:, None]
+        if self.shifts is not None:
+            shifted = [n + s for n, s in zip(self.lengths, self.shifts)]  # float64 maths, one rounding to float32
+            rope_positions = torch.tensor(shifted, dtype=torch.float32, device=dev)[:, None]
+            ends = [p + 1 if s else e for p, s, e in zip(shifted, self.shifts, ends)]
         if self._uniform:
             mask = AttentionMask("full")
         else:
             key_pos = torch.arange(self._S, device=dev)
             mask = AttentionMask("dense", dense=(key_pos[None, :] <= self._pos[:, None])[:, None, None, :])
-        return CacheStep(self._pos[:, None], mask, inv_freq=row_inv_freq(self.pool.cfg, ends, dev))
+        return CacheStep(rope_positions, mask, inv_freq=row_inv_freq(self.pool.cfg, ends, dev))
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         B, H, _, D = k.shape

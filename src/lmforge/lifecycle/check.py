@@ -159,6 +159,27 @@ def check_run_recipe(recipe: Recipe, recipe_dir: Path | None = None) -> None:
     for name in ("rm", "polar", "rl", "mimg"):
         if getattr(recipe, name).enabled and not recipe.sft.enabled:
             raise RecipeError(f"{name}.enabled = true needs sft.enabled = true: it starts from the SFT model")
+    check_vl(recipe, world)
+
+
+def check_vl(recipe: Recipe, world: int) -> None:
+    """[vl]: image tokens in the tokenizer, one process, a row that holds an image's tokens."""
+    vl = recipe.vl
+    if not vl.enabled:
+        return
+    if not recipe.tokenizer.image_tokens:
+        raise RecipeError("vl.enabled = true needs tokenizer.image_tokens = true: the tokenizer must have "
+                          "InternVL's <img>, </img> and <IMG_CONTEXT> tokens")
+    if world > 1:
+        raise RecipeError("the [vl] stages run in one process; start `lmforge run` without torchrun")
+    if vl.image_size % vl.patch_size or (vl.image_size // vl.patch_size) % round(1 / vl.downsample_ratio):
+        raise RecipeError(f"vl.image_size = {vl.image_size} must be a multiple of vl.patch_size = {vl.patch_size}, "
+                          f"and the patch grid a multiple of 1 / vl.downsample_ratio = {1 / vl.downsample_ratio:g}")
+    tokens = (vl.image_size // vl.patch_size) ** 2 * vl.downsample_ratio ** 2
+    tiles = vl.max_tiles + (vl.max_tiles > 1)  # + the thumbnail
+    if tokens * tiles + 48 > vl.seq_len:
+        raise RecipeError(f"vl.seq_len = {vl.seq_len} cannot hold an image of up to {tiles} tile(s) x {tokens:g} "
+                          f"tokens and its question; raise vl.seq_len to at least {int(tokens * tiles) + 48}")
 
 
 def check_train_recipe(recipe: Recipe) -> None:

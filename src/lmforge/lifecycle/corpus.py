@@ -132,12 +132,13 @@ def train_tokenizer(section: TokenizerSection, documents: list[str], heldout: di
                     console: Console) -> dict:
     """A byte-level BPE on the curated documents and the named corpora; compression per language."""
     from lmforge.lifecycle.texts import corpus_texts
-    from lmforge.tokenizer import bytes_per_token, train_bpe
+    from lmforge.tokenizer import IMAGE_TOKENS, bytes_per_token, train_bpe
 
     texts = corpus_texts(section)
     sources = list(texts.values()) + (["\n\n".join(documents)] if section.curated else [])
     start = time.perf_counter()
-    tok = train_bpe(sources, vocab_size=section.vocab_size, min_frequency=section.min_frequency)
+    tok = train_bpe(sources, vocab_size=section.vocab_size, min_frequency=section.min_frequency,
+                    extra_special_tokens=IMAGE_TOKENS if section.image_tokens else ())
     seconds = time.perf_counter() - start
     tok.save(folder)
     measured = heldout or texts  # held-out text when the caller has some, else the training corpora

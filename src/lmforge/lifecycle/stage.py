@@ -30,7 +30,7 @@ from lmforge.atomic import write_json
 
 RECORD = "_stage.json"
 RUN_STAGES = ("crawl", "data", "tokenizer", "shards", "pretrain", "eval", "sample", "sft", "rm", "polar", "rl", "mimg",
-              "report")
+              "vl_pretrain", "vl_sft", "vl_mpo", "report")
 
 
 class RunStageInterrupted(RuntimeError):

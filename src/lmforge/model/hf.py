@@ -250,18 +250,23 @@ def from_llama_names(sd: dict[str, torch.Tensor], cfg: ModelConfig, path: Path) 
 # ----------------------------------------------------------------------------- reading
 
 
-def read_config(path: str | Path) -> tuple[ModelConfig, str]:
-    path = Path(path)
+def read_config_json(path: Path, what: str = "a Hugging Face checkpoint directory") -> tuple[dict, Path]:
+    """(config.json of the checkpoint directory `path` as a dict, its path); a clear error otherwise."""
     cfg_file = path / CONFIG_NAME
     if not cfg_file.is_file():
-        raise CheckpointError(f"{path}: no {CONFIG_NAME}; expected a Hugging Face checkpoint directory "
-                              "(config.json + *.safetensors)")
+        raise CheckpointError(f"{path}: no {CONFIG_NAME}; expected {what} (config.json + *.safetensors)")
     try:
         config = json.loads(cfg_file.read_text())
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{cfg_file}: not valid JSON ({e})") from None
     if not isinstance(config, dict):
         raise CheckpointError(f"{cfg_file}: expected a JSON object of config keys, got {type(config).__name__}")
+    return config, cfg_file
+
+
+def read_config(path: str | Path) -> tuple[ModelConfig, str]:
+    path = Path(path)
+    config, cfg_file = read_config_json(path)
     missing = [k for k in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
                            "num_attention_heads") if k not in config]
     if missing:
@@ -371,14 +376,14 @@ def save_model(model: InternLM2, path: str | Path, fmt: str = "internlm2", dtype
     named = to_internlm2_names(sd) if fmt == "internlm2" else to_llama_names(sd, cfg)
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    _write_shards(named, path, max_shard_bytes)
+    write_shards(named, path, max_shard_bytes)
     write_atomic(path / CONFIG_NAME, json.dumps(config_to_hf(cfg, fmt, dtype), indent=2) + "\n")
     gen = {"bos_token_id": cfg.bos_token_id, "eos_token_id": cfg.eos_token_id, "pad_token_id": cfg.pad_token_id}
     write_atomic(path / "generation_config.json", json.dumps(gen, indent=2) + "\n")
     return path
 
 
-def _write_shards(named: dict[str, torch.Tensor], path: Path, max_shard_bytes: int) -> None:
+def write_shards(named: dict[str, torch.Tensor], path: Path, max_shard_bytes: int) -> None:
     shards: list[dict[str, torch.Tensor]] = [{}]
     size = 0
     for name, t in named.items():

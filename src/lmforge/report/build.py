@@ -27,6 +27,7 @@ from lmforge.atomic import write_json
 from lmforge.config import to_dict
 from lmforge.machine import cpu_name
 from lmforge.report.page import ReportPage, write_html, write_markdown
+from lmforge.report.vl import vl_section
 
 LIBRARIES = ("lmforge", "torch", "tokenizers", "safetensors", "numpy", "transformers", "trafilatura", "pycld2",
              "datasketch", "ray", "matplotlib")
@@ -219,6 +220,8 @@ def build_page(data: dict, run_dir: Path, outcomes: dict, assets: Path) -> Repor
         _rl_section(page, data["rl"], data.get("sft"), outcomes, assets)
     if "mimg" in data:
         _mimg_section(page, data["mimg"])
+    if any(k in data for k in ("vl_pretrain", "vl_sft", "vl_mpo")):
+        vl_section(page, data, outcomes, assets)
 
     sec = page.section("Config and versions")
     sec.code(json.dumps(data["config"], indent=2, ensure_ascii=False))

@@ -3,13 +3,16 @@
     GET  /                      the chat page (one static file, nothing fetched from elsewhere)
     GET  /health                200 while the engine thread runs, else 503
     GET  /metrics               Prometheus text: requests, tokens, tokens/s, queue, KV blocks, latency
-    GET  /v1/models             the one model served
-    POST /v1/chat/completions   the model's chat template; stream=true as server-sent events
+    GET  /v1/models             the one model served; `input_modalities` says whether it takes images
+    POST /v1/chat/completions   the model's chat template; stream=true as server-sent events; with a
+                                vision-language model, `image_url` content parts (lmforge.serve.vision)
     POST /v1/completions        plain text prompts
 
 Errors have the OpenAI shape, `{"error": {"message", "type", "param", "code"}}`: malformed JSON, a
 value out of range, an unknown model or a prompt beyond the context are 4xx before any work; a
-missing or wrong API key is 401. A streaming client that disconnects cancels its request.
+missing or wrong API key is 401. A streaming client that disconnects cancels its request. A bad
+image (corrupt, unsupported, too large, too many, from a place the server does not read, or sent to
+a text-only model) is a 400 naming the message part (`messages.1.content.0`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from lmforge.inference import with_stop_ids
 from lmforge.serve.metrics import prometheus_text
 from lmforge.serve.runner import EngineRunner
 from lmforge.serve.schemas import ChatRequest, CompletionRequest
+from lmforge.serve.vision import ImageInputError, VisionPrompter, image_parts, message_parts
 
 
 log = logging.getLogger(__name__)
@@ -48,11 +52,13 @@ def _error_response(e: APIError) -> JSONResponse:
 
 
 def create_app(runner: EngineRunner, tokenizer, model_name: str, max_model_len: int,
-               api_key: str | None = None) -> FastAPI:
-    """The app; `runner` must be started (and stopped by the caller)."""
+               api_key: str | None = None, vision: VisionPrompter | None = None) -> FastAPI:
+    """The app; `runner` must be started (and stopped by the caller). `vision`: the model takes
+    images (an InternVL checkpoint), prepared by this prompter."""
     app = FastAPI(title="lmforge", docs_url=None, redoc_url=None)
     created = int(time.time())
     started = time.time()
+    modalities = ["text", "image"] if vision is not None else ["text"]
 
     @app.exception_handler(APIError)
     async def _api_error(request: Request, e: APIError):
@@ -97,14 +103,16 @@ def create_app(runner: EngineRunner, tokenizer, model_name: str, max_model_len: 
                                 repetition_penalty=req.repetition_penalty, logprobs=logprobs)
         return with_stop_ids(params, tokenizer)
 
-    async def events(prompt: list[int], params: SamplingParams) -> AsyncIterator[Event]:
-        """The request's events as the engine produces them; leaving early cancels it."""
+    async def events(prompt: list[int], params: SamplingParams, **inputs) -> AsyncIterator[Event]:
+        """The request's events as the engine produces them; leaving early cancels it. `inputs`:
+        the prompt's embeddings and positions, for a prompt with images."""
         if not runner.alive:
             raise APIError(503, "the engine has stopped; see the server's log", type="server_error")
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue[Event] = asyncio.Queue()
         try:
-            request_id = runner.submit(prompt, params, lambda ev: loop.call_soon_threadsafe(inbox.put_nowait, ev))
+            request_id = runner.submit(prompt, params, lambda ev: loop.call_soon_threadsafe(inbox.put_nowait, ev),
+                                       **inputs)
         except ValueError as e:
             raise APIError(400, str(e), code="context_length_exceeded") from None
         finished = False
@@ -145,14 +153,45 @@ def create_app(runner: EngineRunner, tokenizer, model_name: str, max_model_len: 
     @app.get("/v1/models", dependencies=[Depends(authorized)])
     async def models():
         return {"object": "list", "data": [{"id": model_name, "object": "model", "created": created,
-                                            "owned_by": "lmforge", "max_model_len": max_model_len}]}
+                                            "owned_by": "lmforge", "max_model_len": max_model_len,
+                                            "input_modalities": modalities}]}
+
+    async def chat_prompt(messages) -> tuple[list[int], dict]:
+        """The prompt's ids, and for a prompt with images its embeddings and positions."""
+        if vision is None:
+            if image_parts(messages):
+                where = image_parts(messages)[0]
+                raise APIError(400, f"{where}: the model {model_name!r} takes text only; send the message without "
+                                    "image_url parts, or serve a vision-language (InternVL) checkpoint",
+                               param=where, code="images_not_supported")
+            try:
+                rendered = [{"role": m.role, "content": "".join(text for kind, text in message_parts(m.content, i))}
+                            for i, m in enumerate(messages)]
+            except ImageInputError as e:
+                raise APIError(400, str(e), param=e.param) from None
+            return tokenizer.encode_chat(rendered, add_generation_prompt=True), {}
+        try:
+            # Reading and decoding images takes a while: off the event loop.
+            rendered, images = await asyncio.to_thread(vision.render, messages)
+        except ImageInputError as e:
+            raise APIError(400, str(e), param=e.param, code="invalid_image") from None
+        prompt = tokenizer.encode_chat(rendered, add_generation_prompt=True)
+        if not images:
+            return prompt, {}
+        if len(prompt) >= max_model_len:  # before the vision forward: no room left for a reply
+            n_image = prompt.count(vision.model.cfg.image_token_id)
+            raise APIError(400, f"the prompt has {len(prompt)} tokens, {n_image} of them for {len(images)} image(s), "
+                                f"and this model's context is {max_model_len}: send fewer or smaller images, or "
+                                "start the server with a lower --max-tiles",
+                           param="messages", code="context_length_exceeded")
+        embeds, positions = await asyncio.to_thread(vision.encode, prompt, images)
+        return prompt, {"prompt_embeds": embeds, "prompt_positions": positions}
 
     @app.post("/v1/chat/completions", dependencies=[Depends(authorized)])
     async def chat(req: ChatRequest):
         check_model(req.model)
         try:
-            prompt = tokenizer.encode_chat([{"role": m.role, "content": m.text()} for m in req.messages],
-                                           add_generation_prompt=True)
+            prompt, inputs = await chat_prompt(req.messages)
         except ValueError as e:
             raise APIError(400, str(e), param="messages") from None
         max_tokens = req.max_completion_tokens or req.max_tokens or max(max_model_len - len(prompt), 1)
@@ -160,7 +199,7 @@ def create_app(runner: EngineRunner, tokenizer, model_name: str, max_model_len: 
         params = sampling(req, max_tokens, (req.top_logprobs or 0) if req.logprobs else None)
         cid, now = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         head = {"id": cid, "created": now, "model": model_name}
-        gen = events(prompt, params)
+        gen = events(prompt, params, **inputs)
         first = await anext(gen)  # errors before the first token are still a plain 4xx/5xx
 
         def usage(n: int) -> dict:

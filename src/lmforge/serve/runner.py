@@ -9,6 +9,7 @@ that goes away cancels its request, and its KV blocks are free at the next step.
 from __future__ import annotations
 
 import itertools
+import logging
 import queue
 import threading
 import time
@@ -16,7 +17,11 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import torch
+
 from lmforge.generate import Engine, Event, SamplingParams
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -50,15 +55,18 @@ class EngineRunner:
         self._inbox.put(None)
         self._thread.join(timeout=10)
 
-    def submit(self, prompt: Sequence[int], params: SamplingParams, on_event: Callable[[Event], None]) -> str:
+    def submit(self, prompt: Sequence[int], params: SamplingParams, on_event: Callable[[Event], None], *,
+               prompt_embeds: torch.Tensor | None = None, prompt_positions: torch.Tensor | None = None) -> str:
         """Queue a request; `on_event` is called on the engine thread with each of its events.
-        Refuses at once (ValueError) what the engine could never hold."""
+        Refuses at once (ValueError) what the engine could never hold. prompt_embeds and
+        prompt_positions: as `Engine.add` (a vision-language prompt)."""
         need = len(prompt) + params.max_new_tokens
         if need > self.engine.capacity_tokens:
             raise ValueError(f"the prompt ({len(prompt)} tokens) and max_tokens ({params.max_new_tokens}) need "
                              f"{need} tokens of KV cache; this server holds {self.engine.capacity_tokens}")
         request_id = f"req-{next(self._ids)}"
-        self._inbox.put(("add", request_id, list(prompt), params, on_event))
+        self._inbox.put(("add", request_id, list(prompt), params, on_event,
+                         {"prompt_embeds": prompt_embeds, "prompt_positions": prompt_positions}))
         return request_id
 
     def abort(self, request_id: str) -> None:
@@ -91,10 +99,15 @@ class EngineRunner:
             return
         while item is not None:
             if item[0] == "add":
-                _, request_id, prompt, params, cb = item
+                _, request_id, prompt, params, cb, inputs = item
                 self._callbacks[request_id] = cb
                 self._submitted[request_id] = time.perf_counter()
-                self.engine.add(prompt, params, request_id)
+                try:
+                    self.engine.add(prompt, params, request_id, **inputs)
+                except ValueError:  # refused by the engine: this request fails, the server goes on
+                    log.exception("request %s refused by the engine", request_id)
+                    self._submitted.pop(request_id, None)
+                    self._callbacks.pop(request_id)(Event(request_id, None, "", "error"))
             else:
                 self.engine.abort(item[1])
             try:

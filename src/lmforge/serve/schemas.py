@@ -48,18 +48,10 @@ class Message(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     role: Literal["system", "user", "assistant", "environment", "tool"]
+    # A string, or OpenAI content parts: {"type": "text", "text": ...} and, for a vision-language
+    # model, {"type": "image_url", "image_url": {"url": ...}} (lmforge.serve.vision reads them).
     content: str | list[dict]
 
-    def text(self) -> str:
-        """The message's text; a list of parts keeps its text parts (images are not served yet)."""
-        if isinstance(self.content, str):
-            return self.content
-        parts = []
-        for part in self.content:
-            if part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise ValueError(f"message content part of type {part.get('type')!r}: only text parts are served")
-            parts.append(part["text"])
-        return "".join(parts)
 
 
 class ChatRequest(_Sampling):

@@ -10,7 +10,7 @@ token stream (`StreamDecoder`).
 
 from lmforge.tokenizer.bpe import train_bpe
 from lmforge.tokenizer.chat import INTERNLM2_CHAT_TEMPLATE, render_chat
-from lmforge.tokenizer.special import CHAT_TOKENS, SPECIAL_TOKENS
+from lmforge.tokenizer.special import CHAT_TOKENS, IMAGE_TOKENS, SPECIAL_TOKENS
 from lmforge.tokenizer.stats import bytes_per_token
 from lmforge.tokenizer.stream import StreamDecoder
 from lmforge.tokenizer.tokenizer import Tokenizer
@@ -19,6 +19,7 @@ __all__ = [
     "CHAT_TOKENS",
     "INTERNLM2_CHAT_TEMPLATE",
     "SPECIAL_TOKENS",
+    "IMAGE_TOKENS",
     "StreamDecoder",
     "Tokenizer",
     "bytes_per_token",

@@ -10,7 +10,7 @@ ids 0..8 (see `special.py`) and the CJK-aware, digit-splitting pipeline of `pret
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from tokenizers import AddedToken, trainers
@@ -74,24 +74,29 @@ def train_bpe(
     vocab_size: int,
     min_frequency: int = 2,
     show_progress: bool = False,
+    extra_special_tokens: Sequence[str] = (),
 ) -> Tokenizer:
     """Train a byte-level BPE on files (pass `pathlib.Path`s) or an iterable of strings.
 
     The result has exactly `vocab_size` entries unless the text runs out of pairs seen at least
     `min_frequency` times, in which case it is smaller. `tokenizers` pre-tokenizes strings (and
     file lines) in parallel, so many documents train faster than one huge string.
+    `extra_special_tokens` (e.g. `special.IMAGE_TOKENS`) take the ids right after InternLM2's.
     """
-    if vocab_size < MIN_VOCAB:
+    if vocab_size < MIN_VOCAB + len(extra_special_tokens):
         raise ValueError(
-            f"vocab_size={vocab_size} is too small: {len(SPECIAL_TOKENS)} special tokens and 256 "
-            f"byte symbols come first, so use at least {MIN_VOCAB}"
+            f"vocab_size={vocab_size} is too small: {len(SPECIAL_TOKENS) + len(extra_special_tokens)} special "
+            f"tokens and 256 byte symbols come first, so use at least {MIN_VOCAB + len(extra_special_tokens)}"
         )
     files, texts = _split_inputs(texts_or_files)
 
     backend = BackendTokenizer(BPE())
     backend.pre_tokenizer = byte_level_pre_tokenizer()
     backend.decoder = byte_level_decoder()
-    specials = [AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS]
+    clash = sorted(set(extra_special_tokens) & set(SPECIAL_TOKENS))
+    if clash:
+        raise ValueError(f"extra_special_tokens {clash} are already InternLM2 special tokens; leave them out")
+    specials = [AddedToken(t, special=True, normalized=False) for t in (*SPECIAL_TOKENS, *extra_special_tokens)]
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=min_frequency,

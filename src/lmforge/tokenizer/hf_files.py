@@ -121,6 +121,17 @@ def write_files(
         (directory / name).write_text(text, encoding="utf-8")
 
 
+def declare_named_tokens(directory: Path, names: dict[str, str]) -> None:
+    """Add model-specific named special tokens (e.g. `context_image_token`, which transformers'
+    InternVL processor reads as `tokenizer.context_image_token`) to `tokenizer_config.json`, as the
+    `extra_special_tokens` mapping transformers 4.5x and 5.x both read; other keys are kept."""
+    path = Path(directory) / TOKENIZER_CONFIG
+    config = _read_json(path) if path.is_file() else {}
+    declared = config.get("extra_special_tokens")
+    config["extra_special_tokens"] = {**(declared if isinstance(declared, dict) else {}), **names}
+    path.write_text(json.dumps(config, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+
 # The files that make a tokenizer directory; they travel with every exported checkpoint.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model")
 

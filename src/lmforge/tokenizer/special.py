@@ -32,6 +32,14 @@ CHAT_TOKENS: tuple[str, ...] = (PLUGIN, INTERPRETER, ACTION_END, ACTION_START, I
 # Every special token, in id order for a tokenizer trained by lmforge (ids 0..8).
 SPECIAL_TOKENS: tuple[str, ...] = (UNK, BOS, EOS, *CHAT_TOKENS)
 
+# InternVL's image markers (InternVL3, arXiv 2504.10479; docs/papers.md §10): an image in a prompt is
+# `<img>` + one `<IMG_CONTEXT>` per visual token + `</img>`. A vision-language tokenizer adds them
+# after the ids above (`train_bpe(..., extra_special_tokens=IMAGE_TOKENS)`).
+IMG_START = "<img>"
+IMG_END = "</img>"
+IMG_CONTEXT = "<IMG_CONTEXT>"
+IMAGE_TOKENS: tuple[str, ...] = (IMG_START, IMG_END, IMG_CONTEXT)
+
 
 def bos_post_processor(bos_id: int, bos: str = BOS) -> processors.PostProcessor:
     """`<s>` before each sequence, the `add_bos_token=True` behaviour InternLM2 ships with.

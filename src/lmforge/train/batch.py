@@ -1,6 +1,8 @@
 """What one forward pass of training consumes: token rows plus the optional fields that each loss
 needs (a loss mask for supervised fine-tuning, pair ids for reward models, rewards for RL).
 
+A vision-language batch also carries its images' tiles and V2PE positions (`model_inputs`).
+
 Rows are packed: `document_ids` marks the documents of a row (attention never crosses them,
 positions restart), and `targets` holds IGNORE_INDEX wherever nothing is to be predicted (the
 first token of a document, padding). A loss decides what it counts from these fields
@@ -29,6 +31,16 @@ class Batch:
     ref_logps: torch.Tensor | None = None  # (B,) or (B, L) float: the reference model's log-probs (DPO, RL's KL)
     old_logps: torch.Tensor | None = None  # (B, L) float: log P(target) under the policy that sampled the row (RL)
     advantages: torch.Tensor | None = None  # (B,) float: each row's advantage (RL)
+    # A vision-language model's inputs (lmforge.model.vision): the tiles of the batch's images, in
+    # the order of their image-token runs (row by row), and the V2PE positions (fractional on images).
+    pixel_values: torch.Tensor | None = None  # (N, 3, S, S) float
+    position_ids: torch.Tensor | None = None  # (B, L) float
+
+    def model_inputs(self) -> dict[str, torch.Tensor]:
+        """The optional inputs a model's forward takes beside input_ids and document_ids: the images
+        and positions of a vision-language batch (none for text)."""
+        return {k: v for k, v in (("pixel_values", self.pixel_values), ("position_ids", self.position_ids))
+                if v is not None}
 
     @property
     def n_targets(self) -> int:

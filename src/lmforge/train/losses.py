@@ -50,4 +50,4 @@ class NextTokenLoss:
         def head_loss(hidden: torch.Tensor, head_weight: torch.Tensor):
             return linear_lm_loss(hidden, head_weight, targets, self.z_loss, divisor=divisor)
 
-        return model(batch.input_ids, document_ids=batch.document_ids, loss_fn=head_loss)
+        return model(batch.input_ids, document_ids=batch.document_ids, loss_fn=head_loss, **batch.model_inputs())

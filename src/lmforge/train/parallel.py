@@ -140,11 +140,17 @@ def parallelize(model: torch.nn.Module, info: DistInfo, *, activation_checkpoint
     """The model, in place, with 2D sequence parallelism (when head x context > 1), activation
     checkpointing, compiled blocks and FSDP2 over all processes (when there are several)."""
     groups = info.sequence_parallel_groups(double_ring_window)
+    # A vision-language model (lmforge.model.vision): checkpointing and compilation apply to its
+    # language model's blocks, FSDP2 to every block of both towers.
+    decoder = getattr(model, "language_model", model)
     if groups is not None:  # before checkpointing wraps the attention layers
+        if decoder is not model:
+            raise ValueError("train.sequence_parallel is not supported for a vision-language model yet; "
+                             "set head = 1 and context = 1")
         apply_sequence_parallel(model, groups)
-    apply_activation_checkpointing(model, activation_checkpointing, ac_every)
+    apply_activation_checkpointing(decoder, activation_checkpointing, ac_every)
     if compile:
-        for block in model.layers:
+        for block in decoder.layers:
             block.compile()  # in place: parameter names (and so checkpoints) stay the same
     if info.world_size > 1:
         from torch.distributed.device_mesh import init_device_mesh
@@ -154,10 +160,11 @@ def parallelize(model: torch.nn.Module, info: DistInfo, *, activation_checkpoint
         mesh = info.mesh["dp"] if groups is None else init_device_mesh(info.device.type, (info.world_size,),
                                                                         mesh_dim_names=("fsdp",))
         mp = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
-        for block in model.layers:
+        blocks = model.blocks() if hasattr(model, "blocks") else list(model.layers)  # after checkpoint wrapping
+        for block in blocks:
             fully_shard(block, mesh=mesh, mp_policy=mp)
         fully_shard(model, mesh=mesh, mp_policy=mp)
-        for module in (*model.layers, model):  # sum over processes: losses divide by the global count
+        for module in (*blocks, model):  # sum over processes: losses divide by the global count
             module.set_gradient_divide_factor(1.0)
             module.set_force_sum_reduction_for_comms(True)  # plain SUM: gloo has no PREMUL_SUM
     return model
