@@ -2,6 +2,11 @@
 ones, their InternVL checkpoints, the report's section, and a rerun that skips what is done."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -54,3 +59,56 @@ def test_vl_without_image_tokens_is_refused_up_front(tmp_path):
     with pytest.raises(RecipeError, match="tokenizer.image_tokens = true"):
         run(recipe, TINY_VL.parent)
     assert not (tmp_path / "data").exists()
+
+
+def test_user_data_joins_the_generated_set_and_bad_records_are_skipped(tmp_path, capsys):
+    from lmforge.vl.format import write_vl_dataset
+    from lmforge.vl.synth import demo_split
+
+    examples, _ = demo_split(5, 1, seed=7)
+    write_vl_dataset(examples, tmp_path / "mine")
+    data = tmp_path / "mine" / "data.jsonl"
+    with data.open("a") as f:
+        f.write('{"image": "images/nope.png", "conversations": [{"from": "human", "value": "<image>hi"}, '
+                '{"from": "gpt", "value": "x"}]}\n')
+    out = tmp_path / "run"
+    recipe = load_recipe(TINY_VL, Recipe, [f'run.out_dir="{out}"', *SMALL, f'vl.data=["{data}"]',
+                                           "vl.mpo_steps=1", "vl.sft_steps=1"])
+    report = run(recipe, TINY_VL.parent)
+    # 24 generated questions + 24 captions + the 5 good records of the user's file
+    assert report["vl_pretrain"]["image_samples"] == 24 * 2 + 5
+    assert report["vl_sft"]["questions"] == 24 + 5
+    assert "skipped 1 bad record" in capsys.readouterr().out
+    missing = load_recipe(TINY_VL, Recipe, [f'run.out_dir="{out}"', 'vl.data=["/no/such.jsonl"]'])
+    from lmforge.lifecycle.check import RecipeError
+    with pytest.raises(RecipeError, match=r"vl.data\[0\]"):
+        run(missing, TINY_VL.parent)
+
+
+def test_a_killed_vl_stage_resumes_and_matches(tmp_path):
+    """SIGKILL during native multimodal pre-training, then the same command: the stage resumes from its
+    last checkpoint (weights, optimizer, loader, V2PE draws) and ends where an uninterrupted run does."""
+    sets = [*SMALL, "vl.pretrain_steps=12", "vl.sft_steps=1", "vl.mpo_steps=1"]
+    straight = run(load_recipe(TINY_VL, Recipe, [f'run.out_dir="{tmp_path / "a"}"', *sets]), TINY_VL.parent)
+    out = tmp_path / "b"
+    cmd = [sys.executable, "-m", "lmforge.cli", "run", str(TINY_VL), "--set", f'run.out_dir="{out}"']
+    cmd += [x for s in sets for x in ("--set", s)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ckpts = out / "vl_pretrain" / "checkpoints"
+    deadline = time.monotonic() + 300
+    while not (ckpts.is_dir() and any(p.name.startswith("step_") and not p.name.endswith(".tmp")
+                                      for p in ckpts.iterdir())):
+        assert proc.poll() is None, f"the run ended before its first checkpoint: {proc.stderr.read().decode()[-2000:]}"
+        assert time.monotonic() < deadline, "no vl_pretrain checkpoint within 300 s"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert json.loads((out / "vl_pretrain" / "_stage.json").read_text())["status"] == "running"
+    resumed = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    again = json.loads((out / "report.json").read_text())
+    assert again["timings"]["vl_pretrain"]["status"] == "resumed"
+    for stage in ("vl_pretrain", "vl_sft"):
+        assert again[stage]["final"]["loss"] == pytest.approx(straight[stage]["final"]["loss"], abs=1e-6)
+        assert again[stage]["accuracy_after"] == straight[stage]["accuracy_after"]

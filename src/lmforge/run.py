@@ -37,7 +37,7 @@ from lmforge.lifecycle import corpus
 from lmforge.lifecycle.align import polar_stage, rl_stage, rm_stage, sft_stage
 from lmforge.lifecycle.evaluation import evaluate_model
 from lmforge.lifecycle.mimg import mimg_stage
-from lmforge.lifecycle.vl import vl_mpo_stage, vl_pretrain_stage, vl_sft_stage
+from lmforge.lifecycle.vl import data_files_key, vl_mpo_stage, vl_pretrain_stage, vl_sft_stage
 from lmforge.lifecycle.pretrain import pretrain
 from lmforge.lifecycle.samples import sample_completions
 from lmforge.lifecycle.check import check_run_recipe
@@ -165,7 +165,7 @@ def run(recipe: Recipe, recipe_dir: Path | None = None, from_stage: str | None =
     # 10. Vision-language: a ViT and projector joined to the pre-trained language model, native
     # multimodal pre-training, SFT and MPO on the generated image questions (InternVL3).
     if recipe.vl.enabled:
-        vl_config = {"vl": to_dict(recipe.vl), "seed": seed}
+        vl_config = {"vl": to_dict(recipe.vl), "seed": seed, "data_files": data_files_key(recipe.vl.data)}
         vl_pre = stages.run("vl_pretrain", vl_config, ["pretrain"],
                             lambda folder: vl_pretrain_stage(recipe, model_dir, shards.folder, folder, console))
         vl_sft = stages.run("vl_sft", vl_config, ["vl_pretrain"],

@@ -172,6 +172,10 @@ def check_vl(recipe: Recipe, world: int) -> None:
                           "InternVL's <img>, </img> and <IMG_CONTEXT> tokens")
     if world > 1:
         raise RecipeError("the [vl] stages run in one process; start `lmforge run` without torchrun")
+    for i, path in enumerate(vl.data):
+        if not Path(path).is_file():
+            raise RecipeError(f"vl.data[{i}] = {path!r}: no such file; give InternVL chat JSONL files "
+                              "(lmforge.vl.format: one record per line with 'conversations' and 'image')")
     if vl.image_size % vl.patch_size or (vl.image_size // vl.patch_size) % round(1 / vl.downsample_ratio):
         raise RecipeError(f"vl.image_size = {vl.image_size} must be a multiple of vl.patch_size = {vl.patch_size}, "
                           f"and the patch grid a multiple of 1 / vl.downsample_ratio = {1 / vl.downsample_ratio:g}")

@@ -40,6 +40,32 @@ def _setup(recipe, folder: Path, console: Console):
     return info, vl, train, held_out
 
 
+def user_samples(recipe, tok, cfg, console: Console) -> list:
+    """The samples of `[vl] data`, the user's InternVL chat JSONL files; bad records counted and skipped."""
+    from lmforge.align.conversations import Skipped
+    from lmforge.align.loop import report_skipped
+    from lmforge.vl.format import read_vl_dataset
+    from lmforge.vl.train import record_samples
+
+    out = []
+    for path in recipe.vl.data:
+        skipped = Skipped()
+        records = list(read_vl_dataset(path, skipped=skipped))
+        report_skipped(path, skipped, console)
+        out += record_samples(tok, records, cfg, recipe.vl)
+    return out
+
+
+def data_files_key(paths: list[str]) -> list:
+    """What the [vl] stages' keys hold of the user's data files: a file changed under the same name
+    redoes them."""
+    out = []
+    for p in paths:
+        st = Path(p).stat()
+        out.append([p, st.st_size, st.st_mtime_ns])
+    return out
+
+
 def accuracy(model, tok, examples, section, out_dir: Path | None = None) -> dict:
     """Held-out image-question accuracy (greedy answers, the demo set's checkers)."""
     from lmforge.eval.vl_eval import image_qa_accuracy
@@ -127,7 +153,7 @@ def vl_pretrain_stage(recipe, llm_dir: Path, shards_dir: Path, folder: Path, con
     model = vt.build_vl_model(vl, llm_dir, tok, recipe.run.seed)
     cfg = model.cfg
     before = _brief(accuracy(model, tok, held_out, vl))  # the language model with an untrained eye
-    image_samples = vt.demo_samples(tok, train, cfg, vl, captions=True)
+    image_samples = vt.demo_samples(tok, train, cfg, vl, captions=True) + user_samples(recipe, tok, cfg, console)
     n_text = round(len(image_samples) * vl.text_share / (1 - vl.text_share) / 4)  # a window splits into ~4 docs
     text = vt.text_samples(shards_dir / "train", cfg.llm.vocab_size, vl.seq_len, n_text, recipe.run.seed)
     loader = vt.vl_loader(image_samples + text, cfg, vl, vl.global_batch, vl.micro_batch, info, recipe.run.seed,
@@ -153,6 +179,7 @@ def vl_sft_stage(recipe, start_dir: Path, folder: Path, console: Console) -> dic
     tok = Tokenizer.load(start_dir)
     model = vt.load_vl(start_dir)
     samples = vt.demo_samples(tok, train, model.cfg, vl, captions=False)
+    samples += user_samples(recipe, tok, model.cfg, console)
     loader = vt.vl_loader(samples, model.cfg, vl, vl.global_batch, vl.micro_batch, info, recipe.run.seed + 1,
                           tok.pad_id or 0)
     console.print(f"[bold]vl_sft[/bold]: {len(samples)} image questions; {vl.sft_steps} steps x {vl.global_batch} rows")

@@ -39,6 +39,10 @@ class VLSection:
     max_tiles: int = 1            # dynamic high-resolution tiling budget (+ a thumbnail when > 1)
     v2pe_deltas: list[float] = field(default_factory=lambda: list(DEFAULT_V2PE_DELTAS))
     v2pe_inference_delta: float = 1.0
+    # Your own image-text data: InternVL chat JSONL files (lmforge.vl.format), trained on in
+    # vl_pretrain and vl_sft beside the generated set (the loss on the "gpt" turns); bad records are
+    # counted and skipped. Held-out accuracy is still measured on the generated set.
+    data: list[str] = field(default_factory=list)
     # The generated demo set.
     train_images: int = 3000
     heldout_images: int = 200
@@ -68,9 +72,9 @@ class VLSection:
             "image_size": ">= 1", "patch_size": ">= 1", "vision_dim": ">= 1", "vision_layers": ">= 1",
             "vision_heads": ">= 1", "vision_mlp": ">= 1", "downsample_ratio": "(0, 1]", "max_tiles": ">= 1",
             "v2pe_inference_delta": "(0, 1]", "train_images": ">= 1", "heldout_images": ">= 1",
-            "text_share": "[0, 1)", "seq_len": ">= 8", "pretrain_steps": ">= 0", "pretrain_lr": "> 0",
-            "global_batch": ">= 1", "micro_batch": ">= 1", "sft_steps": ">= 0", "sft_lr": "> 0",
-            "mpo_steps": ">= 0", "mpo_lr": "> 0", "mpo_beta": "> 0", "mpo_questions": ">= 1",
+            "text_share": "[0, 1)", "seq_len": ">= 8", "pretrain_steps": ">= 1", "pretrain_lr": "> 0",
+            "global_batch": ">= 1", "micro_batch": ">= 1", "sft_steps": ">= 1", "sft_lr": "> 0",
+            "mpo_steps": ">= 1", "mpo_lr": "> 0", "mpo_beta": "> 0", "mpo_questions": ">= 1",
             "mpo_samples": ">= 2", "mpo_temperature": "> 0", "mpo_pairs_batch": ">= 1", "max_new_tokens": ">= 1",
             "eval_examples": ">= 0", "v2pe_deltas": "(0, 1]"})
         if self.global_batch % self.micro_batch:

@@ -106,6 +106,15 @@ def demo_samples(tok, examples: Sequence, cfg: VLConfig, section, *, captions: b
     return out
 
 
+def record_samples(tok, records, cfg: VLConfig, section) -> list[VLSample]:
+    """InternVL chat records (`lmforge.vl.format.VLRecord`) as training samples, the loss on the answers."""
+    from lmforge.vl.tiling import pixel_values
+
+    return [conversation_sample(tok, r.messages(), [pixel_values(im, cfg.vision.image_size, section.max_tiles)
+                                                    for im in r.images], cfg.num_image_token)
+            for r in records]
+
+
 def train_section(section, steps: int, lr: float, global_batch: int, micro_batch: int, seed: int) -> TrainSection:
     """The trainer's settings for a [vl] stage (its own loader; no validation, no spike skipping: a
     batch of a few dozen short answers swings too much for the z-score test)."""
