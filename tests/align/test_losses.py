@@ -143,3 +143,17 @@ def test_mpo_reward_shift_is_the_running_mean(dpo_setup):
     with torch.no_grad():  # evaluation does not move it
         mpo(policy, b, divisor=len(pairs))
     assert mpo.seen == len(rewards)
+
+
+def test_mpo_reward_shift_travels_with_the_checkpoint(dpo_setup):
+    """`align.loop.fit` saves a loss's state_dict in each checkpoint (trainer_state.json) and loads it on resume."""
+    import json
+
+    from lmforge.align.losses import MPOLoss
+
+    tok, policy, ref, pairs, _ = dpo_setup
+    mpo = MPOLoss(beta=0.1)
+    mpo(policy, _our_batch(tok, pairs, ref), divisor=len(pairs))
+    resumed = MPOLoss(beta=0.1)
+    resumed.load_state_dict(json.loads(json.dumps(mpo.state_dict())))
+    assert (resumed.delta, resumed.seen) == (mpo.delta, mpo.seen) and mpo.seen > 0

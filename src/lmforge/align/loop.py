@@ -57,6 +57,8 @@ def fit(trainer: Trainer, loader, loss_fn, out_dir: Path, *, resume: bool, conso
     if resume and (state := trainer.restore(ckpt_root)) is not None:
         step = state["step"]
         loader.load_state_dict(state["loader"])
+        if "loss" in state:  # a loss with running state of its own (MPO's reward shift)
+            loss_fn.load_state_dict(state["loss"])
         console.print(f"[green]resumed from {state['path']} (step {step})[/green]")
     logger = MetricsLogger(out_dir, info.is_main, tc.tensorboard, console, resume_step=step or None)
     last, interrupted = {}, False
@@ -76,7 +78,8 @@ def fit(trainer: Trainer, loader, loss_fn, out_dir: Path, *, resume: bool, conso
             logger.log(last, print_line=step % tc.log_every == 0 or done)
             stop_now = all_reduce_sum(float(stop.requested), info) > 0
             if step % tc.ckpt_every == 0 or done or stop_now:
-                trainer.save(ckpt_root, step, {"loader": loader.state_dict()})
+                extra = {"loss": loss_fn.state_dict()} if hasattr(loss_fn, "state_dict") else {}
+                trainer.save(ckpt_root, step, {"loader": loader.state_dict(), **extra})
             if stop_now:
                 console.print(f"[yellow]SIGTERM: checkpoint written at step {step}; rerun to resume[/yellow]")
                 interrupted = True

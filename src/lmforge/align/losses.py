@@ -184,6 +184,13 @@ class MPOLoss:
 
         return model(batch.input_ids, document_ids=batch.document_ids, loss_fn=head_loss, **batch.model_inputs())
 
+    def state_dict(self) -> dict:
+        """The running reward shift, saved with each checkpoint so that a resumed run goes on with it."""
+        return {"delta": self.delta, "seen": self.seen}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.delta, self.seen = float(state["delta"]), int(state["seen"])
+
 
 @dataclass
 class PolicyLoss:

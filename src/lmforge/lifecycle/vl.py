@@ -87,6 +87,15 @@ def blind_accuracy(model, tok, examples, section, seed: int) -> float:
     return accuracy(model, tok, swapped, section)["accuracy"]
 
 
+def one_per_kind(samples: list[dict], n: int) -> list[dict]:
+    """Up to `n` judged samples, the first of each kind before a second of any."""
+    firsts, rest, seen = [], [], set()
+    for s in samples:
+        (rest if s["kind"] in seen else firsts).append(s)
+        seen.add(s["kind"])
+    return (firsts + rest)[:n]
+
+
 def _brief(result: dict) -> dict:
     return {"accuracy": result["accuracy"], "by_kind": {k: v["accuracy"] for k, v in result["by_kind"].items()},
             "by_lang": {k: v["accuracy"] for k, v in result["by_lang"].items()}}
@@ -107,7 +116,7 @@ def _train_and_measure(name: str, recipe, info, model, loader, loss_fn, steps: i
     after = accuracy(model, tok, held_out, vl, folder)
     summary = {**facts, "model": str(model_dir), "steps": result.steps, "final": result.last,
                "accuracy_after": {**_brief(after), "blind": blind_accuracy(model, tok, held_out, vl, recipe.run.seed)},
-               "samples": after["samples"][:vl.eval_examples]}
+               "samples": one_per_kind(after["samples"], vl.eval_examples)}
     summary["seconds"] = time.perf_counter() - began
     write_json(folder / f"{name}.json", summary)
     return summary

@@ -4,7 +4,6 @@ pairs, and held-out images with the final model's answers."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from lmforge.report.page import ReportPage
@@ -45,12 +44,21 @@ def vl_section(page: ReportPage, data: dict, outcomes: dict, assets: Path) -> No
                       f"answered right give none; {c['none_right']} never right take the reference as chosen).")
     examples = [s for s in mpo.get("samples") or [] if "image" in s]
     if examples and "vl_mpo" in outcomes:
-        sec.paragraph("Held-out images with the final model's answers:")
+        sec.paragraph("Held-out images with the final model's answers (shown at 3x, nearest neighbour):")
         for s in examples:
             src = outcomes["vl_mpo"].folder / s["image"]
             if not src.is_file():
                 continue
             dst = assets / f"vl_example_{s['index']}.png"
-            shutil.copyfile(src, dst)
-            verdict = "right" if s["correct"] else f"wrong (reference: {s['answer']})"
+            _enlarged(src, dst, 3)
+            verdict = "right" if s["correct"] else f"wrong; the answer is {s['answer']}"
+            sec.paragraph(f"{s['question']} The model: {s['prediction']!r} ({verdict}).")
             sec.image(dst, f"{s['question']} -> {s['prediction']!r}, {verdict}")
+
+
+def _enlarged(src: Path, dst: Path, factor: int) -> None:
+    """A copy of the small demo image `factor` times larger, so its shapes and digits can be seen."""
+    from PIL import Image
+
+    with Image.open(src) as im:
+        im.resize((im.width * factor, im.height * factor), Image.Resampling.NEAREST).save(dst)
