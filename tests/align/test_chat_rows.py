@@ -4,7 +4,7 @@ SFT loader's order and resume, and the mask and loss against TRL's SFTTrainer on
 import pytest
 import torch
 
-from lmforge.align.chat_rows import SFTLoader, build_rows, encode_conversation, encode_prompt_answer, pack
+from lmforge.align.chat_rows import SFTLoader, build_rows, encode_conversation, encode_prompt_answer, fit_to_row, pack
 from lmforge.model.loss import IGNORE_INDEX
 from lmforge.tokenizer.special import IM_END
 
@@ -27,17 +27,19 @@ def test_mask_covers_exactly_the_assistant_turns_and_their_end_of_turn(task_toke
 def test_packed_rows_keep_documents_apart_and_count_only_assistant_targets(task_tokenizer):
     tok = task_tokenizer
     enc = [encode_conversation(tok, CONV[1:3]), encode_conversation(tok, CONV)]
-    groups, truncated = pack(enc, seq_len=200)
-    assert groups == [[0, 1]] and truncated == 0
+    groups = pack(enc, seq_len=200)
+    assert groups == [[0, 1]]
     b = build_rows(enc, groups, seq_len=200)
     n0 = len(enc[0].ids)
     assert b.document_ids[0, n0 - 1] == 0 and b.document_ids[0, n0] == 1  # the second conversation
     assert b.targets[0, n0 - 1] == IGNORE_INDEX  # no target across the boundary
     assert b.n_targets == sum(enc[0].mask[1:]) + sum(enc[1].mask[1:])
     assert (b.document_ids[0, n0 + len(enc[1].ids):] == 2).all()  # padding: a document of its own
-    # too long for one row: cut and counted
-    groups, truncated = pack(enc, seq_len=10)
-    assert groups == [[0], [1]] and truncated >= 1
+    # a conversation longer than a row is the caller's to cut first (the SFT loader does, fit_to_row)
+    with pytest.raises(ValueError, match="more than a row"):
+        pack(enc, seq_len=10)
+    cut = [fit_to_row(e, 11) for e in enc]
+    assert pack(cut, seq_len=10) == [[0], [1]]
 
 
 def test_loader_is_deterministic_and_resumes_where_it_stopped(task_tokenizer):

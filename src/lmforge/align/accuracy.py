@@ -22,7 +22,8 @@ def generate_answers(model, tokenizer, prompts: Sequence[list[dict]], max_new_to
     ids = [tokenizer.encode_chat(p, add_generation_prompt=True) for p in prompts]
     longest = max((len(i) for i in ids), default=0) + max_new_tokens
     engine = Engine(model, tokenizer, kv_blocks=max(64, 2 * 32 * -(-longest // 16)), block_size=16, max_batch=32)
-    return [r.text for r in rollout(engine, tokenizer, prompts, group, max_new_tokens, temperature, seed=seed)]
+    return [r.text for r in rollout(engine, tokenizer, prompts, group, max_new_tokens, temperature, seed=seed,
+                                    prompt_ids=ids)]
 
 
 @torch.no_grad()

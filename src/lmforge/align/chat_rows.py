@@ -83,15 +83,15 @@ def fit_to_row(e: Encoded, limit: int) -> Encoded:
     return Encoded(e.ids[:cut] + e.ids[cut + drop:], e.mask[:cut] + e.mask[cut + drop:])
 
 
-def pack(encoded: Sequence[Encoded], seq_len: int) -> tuple[list[list[int]], int]:
-    """Group conversations (indices into `encoded`) into rows of at most seq_len + 1 tokens, in order;
-    also the number that were longer than a row (cut when the row is built)."""
-    rows, current, used, truncated = [], [], 0, 0
+def pack(encoded: Sequence[Encoded], seq_len: int) -> list[list[int]]:
+    """Group conversations (indices into `encoded`) into rows of at most seq_len + 1 tokens, in order.
+    Each must fit a row already (`fit_to_row` cuts one that does not; the VL loader leaves it out)."""
+    rows, current, used = [], [], 0
     for i, e in enumerate(encoded):
         n = len(e.ids)
         if n > seq_len + 1:
-            truncated += 1
-            n = seq_len + 1
+            raise ValueError(f"conversation {i} has {n} tokens, more than a row of {seq_len + 1}; "
+                             "cut it to the row first (chat_rows.fit_to_row)")
         if current and used + n > seq_len + 1:
             rows.append(current)
             current, used = [], 0
@@ -99,7 +99,7 @@ def pack(encoded: Sequence[Encoded], seq_len: int) -> tuple[list[list[int]], int
         used += n
     if current:
         rows.append(current)
-    return rows, truncated
+    return rows
 
 
 def build_rows(encoded: Sequence[Encoded], groups: Sequence[Sequence[int]], seq_len: int, pad_id: int = 0) -> Batch:
@@ -145,7 +145,7 @@ class SFTLoader:
     def _epoch_rows(self, epoch: int) -> list[list[int]]:
         if epoch != self._rows_epoch:
             order = np.random.default_rng([self.seed, epoch]).permutation(len(self.encoded))
-            groups, _ = pack([self.encoded[i] for i in order], self.seq_len)
+            groups = pack([self.encoded[i] for i in order], self.seq_len)
             self._rows = [[int(order[i]) for i in g] for g in groups]
             self._rows_epoch = epoch
         return self._rows

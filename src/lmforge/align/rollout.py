@@ -32,15 +32,18 @@ class Rollout:
 
 
 def rollout(engine, tokenizer, prompts: Sequence[list[dict]], group: int, max_new_tokens: int,
-            temperature: float = 1.0, top_p: float = 1.0, seed: int = 0) -> list[Rollout]:
-    """`group` sampled answers per prompt (a list of messages), prompt by prompt, answer by answer."""
+            temperature: float = 1.0, top_p: float = 1.0, seed: int = 0,
+            prompt_ids: Sequence[list[int]] | None = None) -> list[Rollout]:
+    """`group` sampled answers per prompt (a list of messages), prompt by prompt, answer by answer;
+    `prompt_ids`: the prompts already encoded with their generation prompt (else encoded here)."""
     from lmforge.generate import SamplingParams
     from lmforge.inference import with_stop_ids
 
     base = with_stop_ids(SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p),
                          tokenizer)
     stop = tokenizer.stop_ids[-1]  # `<|im_end|>`: the chat format's end of turn
-    ids = [tokenizer.encode_chat(p, add_generation_prompt=True) for p in prompts]
+    ids = prompt_ids if prompt_ids is not None else [tokenizer.encode_chat(p, add_generation_prompt=True)
+                                                     for p in prompts]
     index = {}
     for j, p in enumerate(ids):
         for i in range(group):
