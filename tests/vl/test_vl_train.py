@@ -63,7 +63,7 @@ def test_mpo_rows_and_reference_give_dpo_log2_at_the_start(setup):
     cfg, tok = model.cfg, setup.tok
     samples = []
     for ex in setup.train[:4]:
-        pixels = vt.example_tiles(ex, cfg, 1)
+        pixels = vt.image_tiles(ex.image, cfg, 1)
         samples += [vt.question_sample(tok, ex, pixels, cfg.num_image_token, ex.answer),
                     vt.question_sample(tok, ex, pixels, cfg.num_image_token, "wrong answer")]
     ref = vt.reference_logps(model, samples, cfg, 0, chunk=3)

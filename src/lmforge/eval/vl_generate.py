@@ -12,7 +12,7 @@ Several images are numbered, `Image-1: <img>...</img>\\nImage-2: <img>...</img>\
 the question places them itself with `<image>` placeholders (one per image, InternVL's chat data
 convention). The model fills the `<IMG_CONTEXT>` slots with its vision tokens in order.
 
-Decoding is greedy (`sample_decode` samples, for preference pairs) and recomputes the whole
+Decoding is greedy (`vl_samples` also samples several answers, for MPO's preference pairs) and recomputes the whole
 sequence at every step: the models evaluated here are tiny, and the vision-language forward has no
 KV cache. Visual tokens advance the position by the
 model's `v2pe_inference_delta`. Prompts are batched only with prompts of the same length: the
@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import torch
 
-from lmforge.tokenizer.special import IMG_CONTEXT, IMG_END, IMG_START
+from lmforge.tokenizer.special import (IMAGE_PLACEHOLDER, IMAGE_TOKENS, IMG_CONTEXT, IMG_END, IMG_START,
+                                       fill_image_slots, image_text)
 
-IMAGE_PLACEHOLDER = "<image>"
 MAX_NEW_TOKENS = 32
 BATCH_SIZE = 8
 
@@ -41,27 +41,19 @@ class VLQuery:
     question: str
 
 
-def image_block(n_tiles: int, num_image_token: int) -> str:
-    """`<img>`, one `<IMG_CONTEXT>` per visual token of every tile, `</img>`."""
-    if n_tiles < 1 or num_image_token < 1:
-        raise ValueError(f"an image needs at least one tile and one token per tile, got {n_tiles} x {num_image_token}")
-    return IMG_START + IMG_CONTEXT * (n_tiles * num_image_token) + IMG_END
-
-
 def user_content(question: str, n_tiles: Sequence[int], num_image_token: int) -> str:
     """The user turn's text: the images' blocks before the question, or in its `<image>` slots."""
-    written = [t for t in (IMG_START, IMG_END, IMG_CONTEXT) if t in question]
+    written = [t for t in IMAGE_TOKENS if t in question]
     if written:
         raise ValueError(f"the question contains the image token(s) {written} as text; write {IMAGE_PLACEHOLDER} "
                          "where an image goes and pass the images separately")
-    blocks = [image_block(n, num_image_token) for n in n_tiles]
+    blocks = [image_text(n, num_image_token) for n in n_tiles]
     slots = question.count(IMAGE_PLACEHOLDER)
     if slots:
         if slots != len(blocks):
             raise ValueError(f"the question has {slots} {IMAGE_PLACEHOLDER} placeholder(s) but {len(blocks)} "
                              f"image(s) were given; use one placeholder per image, or none")
-        parts = question.split(IMAGE_PLACEHOLDER)
-        return parts[0] + "".join(b + p for b, p in zip(blocks, parts[1:]))
+        return fill_image_slots(question, iter(blocks))
     if len(blocks) == 1:
         return f"{blocks[0]}\n{question}"
     return "".join(f"Image-{i}: {b}\n" for i, b in enumerate(blocks, 1)) + question
@@ -179,10 +171,12 @@ def sample_decode(model, prompts: Sequence[list[int]], pixel_values: Sequence[to
                   temperature=temperature, generator=generator, **kwargs)
 
 
-def vl_answers(model, tok, queries: Sequence[VLQuery], *, max_new_tokens: int = MAX_NEW_TOKENS,
+def vl_samples(model, tok, queries: Sequence[VLQuery], *, n: int = 1, temperature: float = 0.0,
+               generator: torch.Generator | None = None, max_new_tokens: int = MAX_NEW_TOKENS,
                tile_size: int | None = None, max_tiles: int = 6, system: str | None = None,
-               batch_size: int = BATCH_SIZE) -> list[str]:
-    """Greedy answers to `queries`, batched among prompts of equal length."""
+               batch_size: int = BATCH_SIZE) -> list[list[str]]:
+    """`n` answers to each of `queries` (greedy at temperature 0, else sampled with `generator`):
+    the queries' n rows each, batched `batch_size` rows at a time among prompts of equal length."""
     from lmforge.vl import tiling
 
     tile_size = tile_size or model.cfg.vision.image_size
@@ -198,19 +192,28 @@ def vl_answers(model, tok, queries: Sequence[VLQuery], *, max_new_tokens: int = 
         return torch.cat([image_tiles(im, tile_size, max_tiles) for im in images[i]]) if images[i] else None
 
     stop_ids = tok.stop_ids
-    banned = [tok.token_to_id(t) for t in (IMG_START, IMG_END, IMG_CONTEXT)]
+    banned = [tok.token_to_id(t) for t in IMAGE_TOKENS]
     groups: dict[int, list[int]] = {}
     for i, p in enumerate(prompts):
-        groups.setdefault(len(p), []).append(i)
-    answers = [""] * len(queries)
-    for members in groups.values():
-        for start in range(0, len(members), batch_size):
-            chunk = members[start:start + batch_size]
+        groups.setdefault(len(p), []).extend([i] * n)
+    answers: list[list[str]] = [[] for _ in queries]
+    for rows in groups.values():
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start:start + batch_size]
             outs = decode(model, [prompts[i] for i in chunk], [pixels(i) for i in chunk], stop_ids=stop_ids,
-                          max_new_tokens=max_new_tokens, banned_ids=banned, vocab_size=tok.vocab_size)
+                          max_new_tokens=max_new_tokens, temperature=temperature, generator=generator,
+                          banned_ids=banned, vocab_size=tok.vocab_size)
             for i, o in zip(chunk, outs):
-                answers[i] = tok.decode(o, skip_special_tokens=True).strip()
+                answers[i].append(tok.decode(o, skip_special_tokens=True).strip())
     return answers
+
+
+def vl_answers(model, tok, queries: Sequence[VLQuery], *, max_new_tokens: int = MAX_NEW_TOKENS,
+               tile_size: int | None = None, max_tiles: int = 6, system: str | None = None,
+               batch_size: int = BATCH_SIZE) -> list[str]:
+    """Greedy answers to `queries`, batched among prompts of equal length."""
+    return [a[0] for a in vl_samples(model, tok, queries, max_new_tokens=max_new_tokens, tile_size=tile_size,
+                                     max_tiles=max_tiles, system=system, batch_size=batch_size)]
 
 
 def vl_answer(model, tok, image, question: str, *, max_new_tokens: int = MAX_NEW_TOKENS,

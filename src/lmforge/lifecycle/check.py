@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 from lmforge.config import RecipeError
-from lmforge.recipe import Recipe, TokenizerSection
+from lmforge.recipe import Recipe, TokenizerSection, model_config
 
 # The splits the shards stage writes, which a [[train.stages]] `shards` value may name.
 SHARD_SPLITS = ("train", "val", "long")
@@ -176,14 +176,17 @@ def check_vl(recipe: Recipe, world: int) -> None:
         if not Path(path).is_file():
             raise RecipeError(f"vl.data[{i}] = {path!r}: no such file; give InternVL chat JSONL files "
                               "(lmforge.vl.format: one record per line with 'conversations' and 'image')")
-    if vl.image_size % vl.patch_size or (vl.image_size // vl.patch_size) % round(1 / vl.downsample_ratio):
-        raise RecipeError(f"vl.image_size = {vl.image_size} must be a multiple of vl.patch_size = {vl.patch_size}, "
-                          f"and the patch grid a multiple of 1 / vl.downsample_ratio = {1 / vl.downsample_ratio:g}")
-    tokens = (vl.image_size // vl.patch_size) ** 2 * vl.downsample_ratio ** 2
+    from lmforge.vl.train import section_vl_config
+
+    try:  # the model's own checks: patch grid, pixel shuffle, heads, V2PE deltas
+        tokens = section_vl_config(vl, model_config(recipe.model), image_token_id=0).num_image_token
+    except ValueError as e:
+        raise RecipeError(f"[vl] image_size, patch_size, vision_dim, vision_heads, downsample_ratio or v2pe "
+                          f"deltas: {e}") from None
     tiles = vl.max_tiles + (vl.max_tiles > 1)  # + the thumbnail
     if tokens * tiles + 48 > vl.seq_len:
-        raise RecipeError(f"vl.seq_len = {vl.seq_len} cannot hold an image of up to {tiles} tile(s) x {tokens:g} "
-                          f"tokens and its question; raise vl.seq_len to at least {int(tokens * tiles) + 48}")
+        raise RecipeError(f"vl.seq_len = {vl.seq_len} cannot hold an image of up to {tiles} tile(s) x {tokens} "
+                          f"tokens and its question; raise vl.seq_len to at least {tokens * tiles + 48}")
 
 
 def check_train_recipe(recipe: Recipe) -> None:

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import functools
 import time
-
-import torch
 from pathlib import Path
 
+import torch
 from rich.console import Console
 
 from lmforge.atomic import write_json
@@ -122,32 +121,15 @@ def _train_and_measure(name: str, recipe, info, model, loader, loss_fn, steps: i
     return summary
 
 
-@torch.no_grad()
 def sample_answers(model, tok, examples, section, n: int, temperature: float, seed: int,
                    batch_rows: int = 64) -> list[list[str]]:
-    """`n` sampled answers to each example's question, prompts of one length decoded together (the
-    forward takes no padding mask)."""
-    from lmforge.eval.vl_generate import sample_decode, vl_prompt_ids
-    from lmforge.vl import train as vt
+    """`n` sampled answers to each example's question (`eval.vl_generate.vl_samples`)."""
+    from lmforge.eval.vl_generate import VLQuery, vl_samples
 
-    cfg = model.cfg
-    gen = torch.Generator().manual_seed(seed)
-    tiles = [vt.example_tiles(ex, cfg, section.max_tiles) for ex in examples]
-    prompts = [vl_prompt_ids(tok, ex.question, len(t), cfg.num_image_token, image_token_id=cfg.image_token_id)
-               for ex, t in zip(examples, tiles)]
-    by_length: dict[int, list[int]] = {}
-    for i, p in enumerate(prompts):
-        by_length.setdefault(len(p), []).append(i)
-    out: list[list[str]] = [[] for _ in examples]
-    per_batch = max(batch_rows // n, 1)
-    for members in by_length.values():
-        for start in range(0, len(members), per_batch):
-            chunk = [i for i in members[start:start + per_batch] for _ in range(n)]
-            ids = sample_decode(model, [prompts[i] for i in chunk], [tiles[i] for i in chunk], stop_ids=tok.stop_ids,
-                                max_new_tokens=section.max_new_tokens, temperature=temperature, generator=gen)
-            for i, o in zip(chunk, ids):
-                out[i].append(tok.decode(o, skip_special_tokens=True).strip())
-    return out
+    return vl_samples(model, tok, [VLQuery([ex.image], ex.question) for ex in examples], n=n,
+                      temperature=temperature, generator=torch.Generator().manual_seed(seed),
+                      max_new_tokens=section.max_new_tokens, tile_size=model.cfg.vision.image_size,
+                      max_tiles=section.max_tiles, batch_size=batch_rows)
 
 
 def vl_pretrain_stage(recipe, llm_dir: Path, shards_dir: Path, folder: Path, console: Console) -> dict:
@@ -221,7 +203,7 @@ def vl_mpo_stage(recipe, sft_dir: Path, folder: Path, console: Console) -> dict:
                          "raise vl.mpo_temperature or vl.mpo_questions")
     samples = []
     for ex, chosen, rejected in pairs:
-        pixels = vt.example_tiles(ex, cfg, vl.max_tiles)
+        pixels = vt.image_tiles(ex.image, cfg, vl.max_tiles)
         samples += [vt.question_sample(tok, ex, pixels, cfg.num_image_token, chosen),
                     vt.question_sample(tok, ex, pixels, cfg.num_image_token, rejected)]
     pad = tok.pad_id or 0

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from lmforge.tokenizer.special import IMAGE_TOKENS, IMG_CONTEXT, IMG_END, IMG_START
+from lmforge.tokenizer.special import IMAGE_TOKENS, IMG_CONTEXT, image_text
 
 DEFAULT_MAX_IMAGES = 4  # per request
 DEFAULT_MAX_TILES = 12  # per image, the thumbnail not counted (InternVL's max_dynamic_patch)
@@ -212,7 +212,7 @@ class VisionPrompter:
                     raise ImageInputError(f"cannot read the image file ({e.strerror or e})", where) from None
                 tiles = num_tiles(image.width, image.height, self.tile_size, self.policy.max_tiles)
                 images.append(image)
-                text.append(IMG_START + IMG_CONTEXT * (tiles * per_tile) + IMG_END + "\n")
+                text.append(image_text(tiles, per_tile) + "\n")
             rendered.append({"role": m.role, "content": "".join(text)})
         return rendered, images
 

@@ -13,6 +13,8 @@ the released ids, so "first three, then the rest in this order" reproduces it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from tokenizers import processors
 
 UNK = "<unk>"
@@ -39,6 +41,23 @@ IMG_START = "<img>"
 IMG_END = "</img>"
 IMG_CONTEXT = "<IMG_CONTEXT>"
 IMAGE_TOKENS: tuple[str, ...] = (IMG_START, IMG_END, IMG_CONTEXT)
+# Where an image goes in a user turn of InternVL's chat data, before it is expanded to `image_text`.
+IMAGE_PLACEHOLDER = "<image>"
+
+
+def image_text(n_tiles: int, num_image_token: int) -> str:
+    """The text that stands for one image of `n_tiles` tiles in a prompt: `<img>`, one `<IMG_CONTEXT>`
+    per visual token of every tile, `</img>`."""
+    if n_tiles < 1 or num_image_token < 1:
+        raise ValueError(f"an image needs at least one tile and one token per tile, got {n_tiles} x {num_image_token}")
+    return IMG_START + IMG_CONTEXT * (n_tiles * num_image_token) + IMG_END
+
+
+def fill_image_slots(text: str, blocks: Iterator[str]) -> str:
+    """`text` with each `<image>` placeholder replaced, in order, by the next of `blocks` (the caller
+    checks that the counts agree)."""
+    parts = text.split(IMAGE_PLACEHOLDER)
+    return parts[0] + "".join(next(blocks) + p for p in parts[1:])
 
 
 def bos_post_processor(bos_id: int, bos: str = BOS) -> processors.PostProcessor:

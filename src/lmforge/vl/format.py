@@ -38,10 +38,11 @@ from PIL import Image
 
 from lmforge.align.conversations import ChatDataError, Skipped, conversation_messages
 from lmforge.atomic import atomic_path, write_atomic
+from lmforge.tokenizer.special import IMAGE_PLACEHOLDER
 from lmforge.vl.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageError, load_image
 from lmforge.vl.synth import VLExample
 
-IMAGE_TOKEN = "<image>"
+IMAGE_TOKEN = IMAGE_PLACEHOLDER  # the name this module's users know it by
 DATA_FILE = "data.jsonl"
 IMAGE_DIR = "images"
 CAPTION_PROMPTS = {"en": "Describe the image briefly.", "zh": "简要描述这张图片。"}

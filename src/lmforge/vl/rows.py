@@ -29,15 +29,8 @@ import torch
 
 from lmforge.align.chat_rows import Encoded, SFTLoader, build_rows, encode_conversation
 from lmforge.model.vision.v2pe import image_runs, v2pe_position_ids
-from lmforge.tokenizer.special import IMG_CONTEXT, IMG_END, IMG_START
+from lmforge.tokenizer.special import IMAGE_PLACEHOLDER, fill_image_slots, image_text
 from lmforge.train.batch import Batch
-
-IMAGE_PLACEHOLDER = "<image>"  # where an image goes in a user turn (InternVL's chat data)
-
-
-def image_text(n_tiles: int, num_image_token: int) -> str:
-    """The text that stands for one image of `n_tiles` tiles in a prompt."""
-    return IMG_START + IMG_CONTEXT * (n_tiles * num_image_token) + IMG_END
 
 
 @dataclass
@@ -64,12 +57,8 @@ def conversation_sample(tok, messages: Sequence[dict], images: Sequence[torch.Te
     if placeholders != len(images):
         raise ValueError(f"the conversation has {placeholders} {IMAGE_PLACEHOLDER} placeholder(s) but "
                          f"{len(images)} image(s); give one image per placeholder")
-    it = iter(images)
-    out = []
-    for m in messages:
-        parts = m["content"].split(IMAGE_PLACEHOLDER)
-        content = parts[0] + "".join(image_text(len(next(it)), num_image_token) + p for p in parts[1:])
-        out.append({**m, "content": content})
+    blocks = iter([image_text(len(im), num_image_token) for im in images])
+    out = [{**m, "content": fill_image_slots(m["content"], blocks)} for m in messages]
     pixels = torch.cat(list(images)) if images else None
     return VLSample(encode_conversation(tok, out, last_only=last_only), pixels)
 

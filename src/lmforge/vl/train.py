@@ -26,7 +26,7 @@ from rich.console import Console
 from lmforge.align.loop import LoopResult, fit
 from lmforge.model.vision import InternVL, VisionConfig, VLConfig, load_vision_tower, load_vl_model, save_vl_model
 from lmforge.tokenizer.hf_files import copy_tokenizer_files
-from lmforge.tokenizer.special import IMG_CONTEXT
+from lmforge.tokenizer.special import IMAGE_PLACEHOLDER, IMG_CONTEXT
 from lmforge.train.batch import Batch
 from lmforge.train.config import TrainSection
 from lmforge.train.parallel import DistInfo
@@ -34,16 +34,23 @@ from lmforge.vl.hf_processor import write_processor_files
 from lmforge.vl.rows import VLLoader, VLSample, caption_sample, conversation_sample, text_sample, vl_batch
 
 
+def section_vl_config(section, llm_cfg, image_token_id: int, vision: VisionConfig | None = None) -> VLConfig:
+    """The `[vl]` section's model configuration (its vision tower, or `vision`) on the language model;
+    ValueError naming what is wrong (the recipe check calls it before any stage runs)."""
+    vision = vision or VisionConfig(image_size=section.image_size, patch_size=section.patch_size,
+                                    dim=section.vision_dim, n_layers=section.vision_layers,
+                                    n_heads=section.vision_heads, mlp_dim=section.vision_mlp)
+    return VLConfig(vision=vision, llm=llm_cfg, image_token_id=image_token_id,
+                    downsample_ratio=section.downsample_ratio, v2pe_deltas=tuple(section.v2pe_deltas),
+                    v2pe_inference_delta=section.v2pe_inference_delta)
+
+
 def vl_config(section, llm_cfg, tok, vision: VisionConfig | None = None) -> VLConfig:
     """The model's configuration: the `[vl]` section's vision tower (or `vision`) on the language model."""
     image_id = tok.token_to_id(IMG_CONTEXT)
     if image_id is None:
         raise ValueError(f"the tokenizer has no {IMG_CONTEXT} token; train it with `[tokenizer] image_tokens = true`")
-    vision = vision or VisionConfig(image_size=section.image_size, patch_size=section.patch_size,
-                                    dim=section.vision_dim, n_layers=section.vision_layers,
-                                    n_heads=section.vision_heads, mlp_dim=section.vision_mlp)
-    return VLConfig(vision=vision, llm=llm_cfg, image_token_id=image_id, downsample_ratio=section.downsample_ratio,
-                    v2pe_deltas=tuple(section.v2pe_deltas), v2pe_inference_delta=section.v2pe_inference_delta)
+    return section_vl_config(section, llm_cfg, image_id, vision)
 
 
 def build_vl_model(section, llm_dir: Path, tok, seed: int) -> InternVL:
@@ -61,16 +68,16 @@ def build_vl_model(section, llm_dir: Path, tok, seed: int) -> InternVL:
     return model
 
 
-def example_tiles(example, cfg: VLConfig, max_tiles: int) -> torch.Tensor:
-    """An example's image as tiles of the model's ViT input size."""
+def image_tiles(image, cfg: VLConfig, max_tiles: int) -> torch.Tensor:
+    """An image as tiles of the model's ViT input size (and a thumbnail when more than one)."""
     from lmforge.vl.tiling import pixel_values
 
-    return pixel_values(example.image, cfg.vision.image_size, max_tiles, use_thumbnail=True)
+    return pixel_values(image, cfg.vision.image_size, max_tiles, use_thumbnail=True)
 
 
 def question_messages(example, answer: str | None = None) -> list[dict]:
     """The user turn (the image, then the question) and, given an answer, the assistant's."""
-    messages = [{"role": "user", "content": f"<image>\n{example.question}"}]
+    messages = [{"role": "user", "content": f"{IMAGE_PLACEHOLDER}\n{example.question}"}]
     return messages + ([{"role": "assistant", "content": answer}] if answer is not None else [])
 
 
@@ -99,7 +106,7 @@ def demo_samples(tok, examples: Sequence, cfg: VLConfig, section, *, captions: b
     """Each example's question (and with `captions` its caption too) as training samples."""
     out = []
     for ex in examples:
-        pixels = example_tiles(ex, cfg, section.max_tiles)
+        pixels = image_tiles(ex.image, cfg, section.max_tiles)
         out.append(question_sample(tok, ex, pixels, cfg.num_image_token))
         if captions:
             out.append(caption_sample(tok, pixels, ex.caption, cfg.num_image_token))
@@ -108,10 +115,8 @@ def demo_samples(tok, examples: Sequence, cfg: VLConfig, section, *, captions: b
 
 def record_samples(tok, records, cfg: VLConfig, section) -> list[VLSample]:
     """InternVL chat records (`lmforge.vl.format.VLRecord`) as training samples, the loss on the answers."""
-    from lmforge.vl.tiling import pixel_values
-
-    return [conversation_sample(tok, r.messages(), [pixel_values(im, cfg.vision.image_size, section.max_tiles)
-                                                    for im in r.images], cfg.num_image_token)
+    return [conversation_sample(tok, r.messages(), [image_tiles(im, cfg, section.max_tiles) for im in r.images],
+                                cfg.num_image_token)
             for r in records]
 
 
@@ -149,9 +154,9 @@ def export_vl(cfg: VLConfig, state: dict, tokenizer_dir: Path, out: Path, max_ti
 
 
 def vl_loader(samples: Sequence[VLSample], cfg: VLConfig, section, global_batch: int, micro_batch: int,
-              info: DistInfo, seed: int, pad_id: int, train_deltas: bool = True) -> VLLoader:
-    deltas = list(cfg.v2pe_deltas) if train_deltas else cfg.v2pe_inference_delta
-    return VLLoader(samples, section.seq_len, global_batch, micro_batch, cfg.image_token_id, deltas,
+              info: DistInfo, seed: int, pad_id: int) -> VLLoader:
+    """Training rows of `samples`, each image's V2PE delta drawn from the config's choices."""
+    return VLLoader(samples, section.seq_len, global_batch, micro_batch, cfg.image_token_id, list(cfg.v2pe_deltas),
                     info.dp_rank, info.dp_size, seed, pad_id)
 
 
@@ -165,8 +170,9 @@ def preference_pairs(examples: Sequence, answers: Sequence[Sequence[str]], check
     pairs, counts = [], {"questions": len(examples), "all_right": 0, "none_right": 0, "samples_right": 0,
                          "samples": 0}
     for ex, sampled in zip(examples, answers):
-        right = [a for a in sampled if check(ex, a)]
-        wrong = [a for a in sampled if not check(ex, a)]
+        verdicts = [check(ex, a) for a in sampled]
+        right = [a for a, ok in zip(sampled, verdicts) if ok]
+        wrong = [a for a, ok in zip(sampled, verdicts) if not ok]
         counts["samples"] += len(sampled)
         counts["samples_right"] += len(right)
         if not wrong:
