@@ -58,6 +58,9 @@ def test_vl_without_image_tokens_is_refused_up_front(tmp_path):
     recipe = load_recipe(TINY_VL, Recipe, [f'run.out_dir="{tmp_path}"', "tokenizer.image_tokens=false"])
     with pytest.raises(RecipeError, match="tokenizer.image_tokens = true"):
         run(recipe, TINY_VL.parent)
+    no_tower = load_recipe(TINY_VL, Recipe, [f'run.out_dir="{tmp_path}"', 'vl.vision_init="/no/such/dir"'])
+    with pytest.raises(RecipeError, match="vl.vision_init"):
+        run(no_tower, TINY_VL.parent)
     bad_patch = load_recipe(TINY_VL, Recipe, [f'run.out_dir="{tmp_path}"', "vl.patch_size=7"])
     with pytest.raises(RecipeError, match="image_size=64 is not divisible by patch_size=7"):
         run(bad_patch, TINY_VL.parent)

@@ -176,6 +176,9 @@ def check_vl(recipe: Recipe, world: int) -> None:
         if not Path(path).is_file():
             raise RecipeError(f"vl.data[{i}] = {path!r}: no such file; give InternVL chat JSONL files "
                               "(lmforge.vl.format: one record per line with 'conversations' and 'image')")
+    if vl.vision_init and not (Path(vl.vision_init) / "config.json").is_file():
+        raise RecipeError(f"vl.vision_init = {vl.vision_init!r}: no config.json there; give an InternVL checkpoint "
+                          "directory whose ViT starts the vision tower, or leave it empty for a new one")
     from lmforge.vl.train import section_vl_config
 
     try:  # the model's own checks: patch grid, pixel shuffle, heads, V2PE deltas
