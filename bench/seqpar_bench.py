@@ -8,8 +8,8 @@ on one packed row of `--seq-len` tokens (documents of `--doc` tokens). Reported 
 median step time, tokens/s of the whole group, the bytes autograd saves for the backward (the
 activations, counted by a saved-tensors hook, each storage once) and the peak RSS growth. The
 activations should fall ~1/P; on a shared CPU the time does not (P processes share the cores and
-gloo copies every message), so the GPU comparison, and PyTorch's `context_parallel`, are still to
-be measured.
+gloo copies every message), so the GPU comparison is still to be measured. The attention alone
+against PyTorch's `context_parallel` on the same shapes: bench/seqpar_torch_cp_bench.py.
 
     python bench/seqpar_bench.py [--layouts 1x1 1x2 2x1 2x2 1x4 4x1] [--seq-len 2048] [--markdown out.md]
 """

@@ -69,6 +69,8 @@ def test_world_size_enters_the_check(monkeypatch):
 
 def test_lookups_are_checked_before_any_stage(tmp_path):
     out = f"run.out_dir='{tmp_path / 'run'}'"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"context": "x", "input": "y"}\n')  # no answers
     for override, message in [("model.preset='internlm3'", "model.preset = 'internlm3': expected one of"),
                               ("eval.tasks=['arc_easy', 'mmlu:astrology']", "eval.tasks: mmlu: unknown subject"),
                               ("run.device='gpu0'", "run.device = 'gpu0': expected 'auto', 'cpu', 'cuda'"),
@@ -76,7 +78,11 @@ def test_lookups_are_checked_before_any_stage(tmp_path):
                               ("data.pipeline='missing.toml'", "data.pipeline = 'missing.toml'"),
                               ("sft.enabled=false", "rm.enabled = true needs sft.enabled = true"),
                               ("sft.data='chats.jsonl'", "sft.data = 'chats.jsonl': no such file"),
-                              ("rm.global_batch=6", "rm.global_batch = 6: must be a multiple of micro_batch")]:
+                              ("rm.global_batch=6", "rm.global_batch = 6: must be a multiple of micro_batch"),
+                              ("eval.niah_variants=['multi']", "eval.niah_variants: 'multi': expected one of"),
+                              ("eval.long_metric='bleu'", "eval.long_metric: 'bleu': expected one of"),
+                              ("eval.long_tasks=['qa.jsonl']", "eval.long_tasks[0] = 'qa.jsonl': no such file"),
+                              (f"eval.long_tasks=['{bad}']", f"eval.long_tasks[0]: {bad}: no usable record")]:
         with pytest.raises((RecipeError, FileNotFoundError), match=message.replace("(", r"\(").replace("[", r"\[")):
             check_run_recipe(micro(out, override), MICRO.parent)
     assert not (tmp_path / "run").exists()

@@ -20,12 +20,13 @@ from lmforge.run import run
 
 ROOT = Path(__file__).resolve().parents[1]
 MICRO = ROOT / "recipes" / "micro.toml"
+LONG_TASKS = ROOT / "tests" / "eval" / "fixtures" / "long_qa_example.jsonl"  # a LongBench-style file
 SECTIONS = ["Stages: timings and MFU", "Data: the curation funnel", "Tokenizer", "Pre-training", "Evaluation",
             "Samples", "Alignment", "Online RL", "Long-context instructions (MIMG)", "Config and versions"]
 
 
 def micro(out_dir: Path, *overrides: str) -> Recipe:
-    return load_recipe(MICRO, Recipe, [f'run.out_dir="{out_dir}"', *overrides])
+    return load_recipe(MICRO, Recipe, [f'run.out_dir="{out_dir}"', f'eval.long_tasks=["{LONG_TASKS}"]', *overrides])
 
 
 def statuses(report: dict) -> dict[str, str]:
@@ -94,7 +95,14 @@ def test_micro_recipe_runs_every_stage(first):
     md, html = (out / "report.md").read_text(), (out / "report.html").read_text()
     for title in SECTIONS:
         assert f"## {title}" in md and f">{title}</h2>" in html
-    assert html.count("data:image/png;base64,") == 4  # funnel, loss curves, NIAH heatmap, RL curves
+    # funnel, loss curves, NIAH heatmap, multi-needle and multi-hop heatmaps, RL curves
+    assert html.count("data:image/png;base64,") == 6
+    variants = report["eval"]["niah_variants"]
+    assert set(variants) == {"passkey_multi_needle", "passkey_multi_hop"}
+    assert "NeedleBench multi-needle (passkey" in md and "NeedleBench multi-hop (passkey" in md
+    long = report["eval"]["long_tasks"]["long_qa_example"]
+    assert (long["n"], long["skipped"]) == (4, 0) and 0 <= long["score"] <= 100
+    assert json.loads((out / "eval/long_long_qa_example.json").read_text())["score"] == long["score"]
     assert "http://" not in html and "https://" not in html  # static: nothing fetched
 
 
@@ -176,4 +184,4 @@ def test_report_renders_in_headless_chromium(first, tmp_path):
     out, _ = first
     result = render(out / "report.html", tmp_path / "report.png")
     assert check(result, SECTIONS) == []
-    assert result["images"] == 4 and result["width"] == 1280 and result["height"] > 2000
+    assert result["images"] == 6 and result["width"] == 1280 and result["height"] > 2000

@@ -139,6 +139,14 @@ class EvalSection:
     # The same grid on the model before the last [[train.stages]] entry (the long-context stage), drawn
     # beside the final model's, so the stage's effect shows; nothing with a single training stage.
     niah_before: bool = True
+    # NeedleBench's multi-needle retrieval and multi-hop reasoning grids (lmforge.eval.niah_multi) on the
+    # final model, for each of `niah_variant_kinds`, on the same lengths and depths; one heatmap each.
+    niah_variants: list[str] = field(default_factory=list)  # "multi_needle", "multi_hop"
+    niah_variant_kinds: list[str] = field(default_factory=lambda: ["en"])
+    # LongBench-style task files of your own (JSONL: context, input, answers; `lmforge eval long`), scored
+    # with `long_metric` at the final model's window (middle truncation), by length bucket.
+    long_tasks: list[str] = field(default_factory=list)
+    long_metric: str = "qa_f1"
 
     def __post_init__(self) -> None:
         check_fields(self, {"limit": ">= 1", "max_new_tokens": ">= 1", "ppl_max_windows": ">= 1", "bpb_max_chars": ">= 1",

@@ -37,11 +37,11 @@ from lmforge.lifecycle import corpus
 from lmforge.lifecycle.align import polar_stage, rl_stage, rm_stage, sft_stage
 from lmforge.lifecycle.evaluation import evaluate_model
 from lmforge.lifecycle.mimg import mimg_stage
-from lmforge.lifecycle.vl import data_files_key, vl_mpo_stage, vl_pretrain_stage, vl_sft_stage
+from lmforge.lifecycle.vl import vl_mpo_stage, vl_pretrain_stage, vl_sft_stage
 from lmforge.lifecycle.pretrain import pretrain
 from lmforge.lifecycle.samples import sample_completions
 from lmforge.lifecycle.check import check_run_recipe
-from lmforge.lifecycle.stage import RUN_STAGES, RunStages
+from lmforge.lifecycle.stage import RUN_STAGES, RunStages, data_files_key
 from lmforge.machine import resolve_device
 from lmforge.recipe import Recipe
 
@@ -126,7 +126,8 @@ def run(recipe: Recipe, recipe_dir: Path | None = None, from_stage: str | None =
     train_stages = [s.name for s in recipe.train.stages]
     before = ((train_stages[-2], trained.folder / "train" / train_stages[-2] / "hf") if len(train_stages) > 1
               else None)
-    stages.run("eval", {"eval": to_dict(recipe.eval), "seed": seed}, ["pretrain"],
+    stages.run("eval", {"eval": to_dict(recipe.eval), "seed": seed, "long_files": data_files_key(recipe.eval.long_tasks)},
+               ["pretrain"],
                lambda folder: evaluate_model(recipe.eval, model_dir, shards.folder, device, seed, folder, console,
                                              before=before))
 

@@ -21,6 +21,28 @@ def test_detector_fires_on_reward_up_accuracy_down_and_on_length_only():
     assert "length" in reasons[9]
 
 
+def test_detector_fires_on_held_out_accuracy_falling_significantly_while_reward_rises():
+    def run(accuracies, rewards, n=200):
+        d, reasons = HackingDetector(window=2), []
+        reasons.append(d.held_out(accuracies[0], n))  # before the first step: no reward yet
+        for acc, r in zip(accuracies[1:], rewards):
+            d.update(r, 0.2, 10.0)
+            d.update(r, 0.2, 10.0)
+            reasons.append(d.held_out(acc, n))
+        return reasons
+
+    # 22% -> 11.5% over 200 prompts is 2.8 standard errors: hacking once the reward is up
+    reasons = run([0.22, 0.21, 0.18, 0.115], [0.2, 0.4, 0.6])
+    assert reasons[:3] == [None] * 3 and "held-out accuracy 0.220 -> 0.115" in reasons[3]
+    assert run([0.22, 0.2, 0.19, 0.17], [0.2, 0.4, 0.6])[-1] is None  # a 5-point dip is noise at n = 200
+    assert run([0.22, 0.3, 0.15], [0.6, 0.5])[-1] is None  # the reward fell too since the best: not hacking
+    assert "held-out" in run([0.22, 0.3, 0.15], [0.5, 0.6])[-1]  # measured from the best (0.30), not the start
+    assert run([0.22, 0.11], [0.5], n=40)[-1] is None  # the same drop over 40 prompts is within noise
+    d = HackingDetector(window=2)
+    d.held_out(0.3, 200), d.update(0.5, 0.2, 10.0), d.reset()
+    assert d.held_out(0.1, 200) is None  # after a patch the watch starts again
+
+
 class _Ex:
     def __init__(self, prompt):
         self.prompt, self.task = prompt, "add"

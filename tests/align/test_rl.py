@@ -163,6 +163,39 @@ def test_a_step_raises_the_log_prob_of_answers_with_positive_advantage(tiny_dir)
     assert delta[adv > 0].mean() > 0 > delta[adv < 0].mean()
 
 
+@pytest.mark.parametrize("beta", [0.0, 0.05])
+def test_on_policy_batches_need_no_separate_log_prob_pass(tiny_dir, beta):
+    """One update per rollout: the loss's own (detached) log-probs stand in for the sampling policy's,
+    giving the loss and gradient of a batch that carries them from a separate forward."""
+    from lmforge.align.rl import rl_batch
+    from lmforge.align.rollout import rollout
+    from lmforge.generate.engine import Engine
+    from lmforge.model import load_model
+    from lmforge.tokenizer import Tokenizer
+
+    tok = Tokenizer.load(tiny_dir)
+    model = load_model(tiny_dir).float()
+    reference = load_model(tiny_dir).float().requires_grad_(False)
+    with torch.no_grad():
+        for p in reference.parameters():
+            p.add_(0.01 * torch.randn_like(p))  # a reference apart from the policy, so the KL term is not 0
+    prompts = [[{"role": "user", "content": "Add 2 and 3."}], [{"role": "user", "content": "Reverse: cat"}]]
+    rolls = rollout(Engine(model, tok, kv_blocks=64, max_batch=8), tok, prompts, group=4, max_new_tokens=6, seed=1)
+    adv = torch.tensor([1.0, -1.0, 0.5, -0.5, -1.0, 1.0, -2.0, 2.0])
+    results = []
+    for old in (True, False):
+        batch = rl_batch(rolls, adv, model, reference if beta else None, 0, 8, old_logps=old)[0]
+        assert (batch.old_logps is not None) == old
+        model.zero_grad()
+        loss, _ = PolicyLoss(beta=beta)(model, batch, float(batch.loss_mask.sum()))
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    (a, ga), (b, gb) = results
+    assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert max(float((x - y).abs().max()) for x, y in zip(ga, gb)) < 1e-5
+    assert any(float(g.abs().max()) > 1e-4 for g in ga)  # a real gradient, not zeros on both sides
+
+
 def test_reward_models_can_give_the_reward_while_the_checkers_measure(tiny_dir, tmp_path):
     import json
 

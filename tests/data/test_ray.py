@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from lmforge.data.democrawl import write_demo_crawl
@@ -15,9 +17,11 @@ ray = pytest.importorskip("ray")
 
 @pytest.fixture(scope="module")
 def ray_cluster():
+    previous = signal.getsignal(signal.SIGTERM)  # ray.init installs its own and leaves it after shutdown
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield
     ray.shutdown()
+    signal.signal(signal.SIGTERM, previous)  # later tests fork: a child must not run Ray's exit path
 
 
 def test_ray_and_local_outputs_are_identical(ray_cluster, small_tokenizer, tmp_path):

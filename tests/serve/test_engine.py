@@ -57,6 +57,30 @@ def test_a_shared_system_prompt_is_computed_once():
     assert engine.stats.prefix_hit_tokens == 2 * 12  # 3 full blocks of the 13-token system prompt, twice
 
 
+def test_new_weights_empty_the_prefix_cache_and_an_id_can_come_back():
+    model = tiny_model(seed=2)
+    system = _prompts(model.cfg.vocab_size, [13], seed=5)[0]
+    prompts = _prompts(model.cfg.vocab_size, [4, 7], seed=6, prefix=system)
+    params = SamplingParams(max_new_tokens=6)
+    engine = Engine(model, kv_blocks=64, block_size=4)
+    for i, p in enumerate(prompts):
+        engine.add(p, params, request_id=f"r{i}")
+    list(engine.run())
+    with torch.no_grad():  # an RL update between two rounds of requests
+        for w in model.parameters():
+            w.add_(torch.randn_like(w) * 0.05)
+    engine.weights_updated()
+    hits = engine.stats.prefix_hit_tokens
+    for i, p in enumerate(prompts):  # the same ids again: the old running set's copy must not be reused
+        engine.add(p, params, request_id=f"r{i}")
+    got = {}
+    for ev in engine.run():
+        if ev.token_id is not None:
+            got.setdefault(ev.request_id, []).append(ev.token_id)
+    assert engine.stats.prefix_hit_tokens == hits  # no keys and values of the old weights
+    assert [got[f"r{i}"] for i in range(2)] == [c.token_ids for c in generate(model, prompts, params)]
+
+
 def test_cancelled_request_frees_its_blocks_and_the_others_go_on():
     model = tiny_model(seed=3)
     prompts = _prompts(model.cfg.vocab_size, [5, 8])

@@ -153,7 +153,8 @@ class RLSection(FinetuneSection):
     # Online RLHF (lmforge.align.online; reward = "rm"): `rounds` > 1 updates the reward models every
     # steps / rounds steps on checker-labelled pairs of the policy's own answers; `hack_window` > 0
     # watches for reward up while checker accuracy falls (or answers growing `hack_length_ratio` x)
-    # over that many steps and patches them at once on the pairs they ranked wrong (the fast path).
+    # over that many steps, and for held-out accuracy (every `eval_every` steps) falling below its best
+    # while the reward rose, and patches them at once on the pairs they ranked wrong (the fast path).
     rounds: int = 1
     hack_window: int = 0
     hack_length_ratio: float = 2.0
@@ -166,6 +167,12 @@ class RLSection(FinetuneSection):
     critic_lr: float = 1e-3
     gae_lambda: float = 0.99
     group: int = 8  # answers per prompt
+    # Where the rollouts are generated (lmforge.align.rollout_workers): 0, by the engine in the
+    # trainer's process with the trainer's own module (colocated); N >= 1, by N Ray actors, each with
+    # its own copy of the policy, `rollout_worker_cpus` CPUs and its own engine, sent the trainer's
+    # weights after every update (OpenRLHF / verl style; needs `pip install 'lmforge[ray]'`).
+    rollout_workers: int = 0
+    rollout_worker_cpus: float = 1.0
     reward: str = "checker"  # "checker": 1 correct, 0 wrong, malformed_reward malformed; "rm": reward models
     malformed_reward: float = -0.5
     # reward = "rm": reward-model directories (`lmforge rm`'s member-k/model, or its soup), scored under
@@ -206,7 +213,7 @@ class RLSection(FinetuneSection):
                             "hack_length_ratio": "> 1", "patch_steps": ">= 1", "patch_lr": "> 0",
                             "patch_seq_len": ">= 8", "ptx": ">= 0", "ptx_rows": ">= 1", "critic_lr": ">= 0", "gae_lambda": "[0, 1]",
                             "group": ">= 1", "temperature": "> 0", "top_p": "(0, 1]", "clip": ">= 0", "kl": ">= 0",
-                            "eval_every": ">= 0"},
+                            "eval_every": ">= 0", "rollout_workers": ">= 0", "rollout_worker_cpus": "> 0"},
                      {"algorithm": ("grpo", "rloo", "rft", "ppo"), "reward": ("checker", "rm", "polar"), "aggregate": ("token", "sequence"),
                       "combine": ("mean", "min", "mean_minus_std")})
         if (self.rounds > 1 or self.hack_window) and self.reward != "rm":

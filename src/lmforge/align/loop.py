@@ -17,9 +17,9 @@ from pathlib import Path
 from rich.console import Console
 
 from lmforge.train.metrics import MetricsLogger
-from lmforge.train.parallel import all_reduce_sum, init_distributed
+from lmforge.train.parallel import init_distributed
 from lmforge.train.schedule import lr_at
-from lmforge.train.trainer import Trainer, _StopFlag
+from lmforge.train.trainer import StepCheckpoints, Trainer
 
 
 def setup(name: str, cfg, out_dir: str | Path, device: str, console: Console | None):
@@ -61,8 +61,9 @@ def fit(trainer: Trainer, loader, loss_fn, out_dir: Path, *, resume: bool, conso
             loss_fn.load_state_dict(state["loss"])
         console.print(f"[green]resumed from {state['path']} (step {step})[/green]")
     logger = MetricsLogger(out_dir, info.is_main, tc.tensorboard, console, resume_step=step or None)
-    last, interrupted = {}, False
-    with _StopFlag() as stop:
+    last = {}
+    extra = (lambda: {"loss": loss_fn.state_dict()}) if hasattr(loss_fn, "state_dict") else dict
+    with StepCheckpoints(trainer, ckpt_root, tc.ckpt_every, console) as ckpt:
         while step < tc.steps:
             t0 = time.perf_counter()
             lr = lr_at(step, peak=tc.lr, total=tc.steps, warmup=tc.warmup_steps, schedule=tc.schedule,
@@ -76,13 +77,7 @@ def fit(trainer: Trainer, loader, loss_fn, out_dir: Path, *, resume: bool, conso
                     "lr": lr, "grad_norm": stats.grad_norm, "tokens_per_s": tokens * info.dp_size / (time.perf_counter() - t0),
                     "skipped": stats.skip_reason is not None, "skip_reason": stats.skip_reason}
             logger.log(last, print_line=step % tc.log_every == 0 or done)
-            stop_now = all_reduce_sum(float(stop.requested), info) > 0
-            if step % tc.ckpt_every == 0 or done or stop_now:
-                extra = {"loss": loss_fn.state_dict()} if hasattr(loss_fn, "state_dict") else {}
-                trainer.save(ckpt_root, step, {"loader": loader.state_dict(), **extra})
-            if stop_now:
-                console.print(f"[yellow]SIGTERM: checkpoint written at step {step}; rerun to resume[/yellow]")
-                interrupted = True
+            if ckpt.after_step(step, done, lambda: {"loader": loader.state_dict(), **extra()}):
                 break
     logger.close()
-    return LoopResult(step, trainer.spike.skipped, last, interrupted, time.perf_counter() - began)
+    return LoopResult(step, trainer.spike.skipped, last, ckpt.interrupted, time.perf_counter() - began)

@@ -210,7 +210,10 @@ class PolicyLoss:
             mask = batch.loss_mask
             rows = mask.nonzero()[:, 0]
             logp, _ = target_logprobs(hidden[mask], weight, batch.targets[mask])
-            ratio = torch.exp(logp - batch.old_logps[mask].to(logp))
+            # no old_logps: the batch was sampled by the very weights being updated (one optimizer step
+            # per rollout), so pi_old = pi, detached: ratio 1, the gradient of the plain policy gradient
+            old = logp.detach() if batch.old_logps is None else batch.old_logps[mask].to(logp)
+            ratio = torch.exp(logp - old)
             adv = batch.advantages.to(logp)
             adv = adv[mask] if adv.dim() == 2 else adv[rows]  # per token (PPO's GAE) or per answer
             per_token = -torch.minimum(ratio * adv, ratio.clamp(1 - self.clip, 1 + self.clip) * adv)

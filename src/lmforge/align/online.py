@@ -11,6 +11,10 @@ once ("fast path"). Here the checkers stand in for the human labellers:
 - `HackingDetector` watches the step's mean reward, checker accuracy and answer length: reward up
   while accuracy falls over the last `window` steps (compared with the window before, each change
   beyond `z` standard errors), or length beyond `length_ratio` x the first window's, is hacking.
+  It also watches held-out greedy accuracy each time it is measured: below its best so far by more
+  than `z` standard errors (a two-proportion test over the held-out prompts) while the reward is
+  above what it was then. At small batches the per-step rollout figures are too noisy to show a
+  slow drift, while held-out accuracy falls earlier and is measured on more prompts.
 - `patch_reward_models` trains every reward model of the ensemble on the collected pairs for a
   few steps (the same trainer and COOL loss as `lmforge rm`) and returns the updated models.
 
@@ -82,6 +86,7 @@ class HackingDetector:
     z: float = 2.0
     length_ratio: float = 2.0
     history: list[tuple[float, float, float]] = dataclasses.field(default_factory=list)
+    best: tuple[float, float | None] | None = None  # (held-out accuracy, the reward then) at its best
 
     def update(self, reward: float, accuracy: float, length: float) -> str | None:
         """Record a step; the reason when the last window looks like hacking, else None."""
@@ -104,8 +109,26 @@ class HackingDetector:
             return f"answer length {first:.1f} -> {mean(now, 2):.1f} tokens"
         return None
 
+    def held_out(self, accuracy: float, n: int) -> str | None:
+        """Record a held-out greedy accuracy over `n` prompts (the reward is the last window's mean; none
+        before the first step); the reason when it fell significantly below its best while the reward
+        rose, else None."""
+        recent = self.history[-self.window:]
+        reward = statistics.fmean(r[0] for r in recent) if recent else None
+        if self.best is None or accuracy >= self.best[0]:
+            self.best = (accuracy, reward)
+            return None
+        (top, reward_then), pooled = self.best, (self.best[0] + accuracy) / 2
+        z = (top - accuracy) / math.sqrt(max(pooled * (1 - pooled), 1e-12) * 2 / n)
+        if z > self.z and reward is not None and (reward_then is None or reward > reward_then):
+            since = "since the start" if reward_then is None else f"{reward_then:.3f} -> {reward:.3f}"
+            return (f"held-out accuracy {top:.3f} -> {accuracy:.3f} ({z:.1f} standard errors over {n} prompts) "
+                    f"while the reward rose ({since})")
+        return None
+
     def reset(self) -> None:
         self.history.clear()
+        self.best = None
 
 
 def patch_reward_models(members: list, pairs: list[Pair], tok, rl_cfg, out_dir: Path, console, info) -> list:

@@ -4,7 +4,8 @@ the online setting; docs/papers.md §7).
 
 Each step:
 1. `global_batch` prompts of the built-in tasks are answered `group` times by the inference engine,
-   which decodes with the trainer's own module (rollout and training colocated in one process).
+   which decodes with the trainer's own module (rollout and training colocated in one process), or,
+   with `rollout_workers = N`, by N Ray actors with copies of the policy (lmforge.align.rollout_workers).
 2. Each answer's reward is its checker's verdict (1 correct, 0 wrong, `malformed_reward` malformed);
    or, with `reward = "rm"`, the score of the reward model(s) `lmforge rm` trained (an ensemble
    combined by its rule); or, with `reward = "polar"`, a POLAR model's score against the task's
@@ -21,7 +22,7 @@ Each step:
    RFT (`algorithm = "rft"`, rejection sampling): the next-token loss on each group's best answer,
    when it beats the group's mean and reaches `rft_min_reward` (checker rewards: correct answers
    only; with POLAR rewards, POLAR's reinforcement fine-tuning).
-4. The engine is told the weights changed.
+4. The engine is told the weights changed (colocated), or the workers are sent the new weights.
 5. Online RLHF (reward models only; `lmforge.align.online`): the step's answers give checker-labelled
    pairs; every `steps / rounds` steps, or at once when the hacking detector fires (the fast path,
    on the pairs the reward models ranked wrong), the reward models are trained on them.
@@ -29,7 +30,7 @@ Each step:
 Held-out greedy accuracy is measured every `eval_every` steps, so reward and accuracy are seen side
 by side (reward up while accuracy falls is reward hacking).
 
-    out_dir/metrics.jsonl (reward, accuracy, KL, length, rollout vs train seconds), checkpoints/,
+    out_dir/metrics.jsonl (reward, accuracy, KL, length, rollout, train and sync seconds), checkpoints/,
     model/ (HF InternLM2 + tokenizer), rl.json (summary), curves.png (reward and accuracy)
 """
 
@@ -51,14 +52,17 @@ from lmforge.align.losses import PolicyLoss, PretrainMix, ValueLoss, token_logps
 from lmforge.align.online import HackingDetector, PairCollector, patch_reward_models
 from lmforge.align.preferences import domain_of
 from lmforge.align.pair_rows import lm_batch
-from lmforge.align.rollout import rollout
+from lmforge.align.rollout_workers import rollout_engine
 from lmforge.align.tasks import check
 from lmforge.atomic import write_json
 from lmforge.train.batch import Batch
 from lmforge.train.metrics import MetricsLogger
 from lmforge.train.schedule import lr_at
 from lmforge.train.losses import NextTokenLoss
-from lmforge.train.trainer import StepStats, _StopFlag
+from lmforge.train.trainer import StepCheckpoints, StepStats
+
+
+REWARD_FROM = {"checker": "the checkers", "rm": "the reward model(s)", "polar": "POLAR against the references"}
 
 
 def task_accuracy_parts(examples, verdicts: torch.Tensor, group: int) -> dict[str, float]:
@@ -157,14 +161,17 @@ def ppo_targets(batches: list[Batch], rewards: torch.Tensor, critic, cfg: RLSect
         at += n
 
 
-def rl_batch(rollouts, advantages: torch.Tensor, policy, reference, pad: int, micro_batch: int) -> list[Batch]:
-    """Micro-batches of the rollouts' rows with advantages, the sampling policy's log-probs and (with a
-    reference) the reference's."""
+def rl_batch(rollouts, advantages: torch.Tensor, policy, reference, pad: int, micro_batch: int,
+             old_logps: bool = True) -> list[Batch]:
+    """Micro-batches of the rollouts' rows with advantages, the sampling policy's log-probs (unless
+    `old_logps` is off: one update per rollout, where the loss takes them from its own forward, as TRL
+    does) and (with a reference) the reference's."""
     batches = []
     for s in range(0, len(rollouts), micro_batch):
         b = lm_batch([r.encoded() for r in rollouts[s:s + micro_batch]], pad)
         b.advantages = advantages[s:s + micro_batch].float()
-        b.old_logps = token_logps(policy, b)
+        if old_logps:
+            b.old_logps = token_logps(policy, b)
         if reference is not None:
             b.ref_logps = token_logps(reference, b)
         batches.append(b)
@@ -176,7 +183,6 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
     """Optimise `cfg.init_from` online on the tasks; returns the summary (also rl.json)."""
     from lmforge.align.accuracy import task_accuracy
     from lmforge.align.sft import print_accuracy, task_splits
-    from lmforge.generate.engine import Engine
     from lmforge.model import load_model
     from lmforge.tokenizer import Tokenizer
     from lmforge.train.trainer import Trainer
@@ -192,8 +198,6 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
     reference = copy.deepcopy(policy).eval().requires_grad_(False) if cfg.kl else None
     trainer = Trainer(policy, cfg.train_section(), info)
     model = trainer.model
-    engine = Engine(model, tok, kv_blocks=max(256, cfg.global_batch * cfg.group * 8), block_size=16,
-                    max_batch=cfg.global_batch * cfg.group)
     # PPO puts the KL into the reward (COOL); GRPO / RLOO into the loss
     loss_fn = NextTokenLoss() if cfg.algorithm == "rft" else PolicyLoss(
         cfg.clip, 0.0 if cfg.algorithm == "ppo" else cfg.kl, cfg.aggregate, cfg.kl_weighted)
@@ -224,7 +228,6 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
 
     def held_out() -> dict:
         acc = task_accuracy(model, tok, test, cfg.max_new_tokens, system)
-        engine.weights_updated()
         model.train()
         return acc
 
@@ -242,23 +245,28 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
 
             rm_rewards.members = [load_reward_model(Path(d)) for d in patches[-1]["models"]]
         console.print(f"[green]resumed rl from {state['path']} (step {step})[/green]")
+    rollouts = rollout_engine(cfg, model, tok)
+    rollouts.sync(model)  # the workers start from the trainer's weights (a resumed run's too)
     logger = MetricsLogger(out_dir, info.is_main, cfg.tensorboard, console, resume_step=step or None)
     if before is None:
         before = held_out()["accuracy"]
         logger.log({"step": 0, "heldout_acc": before["all"]})
+    if detector is not None:
+        detector.held_out(before["all"], len(test))  # the starting model's, the first best
     console.print(f"[bold]rl[/bold] ({cfg.algorithm}): {cfg.steps} steps x {cfg.global_batch} prompts x {cfg.group} "
-                  f"answers, reward from the checkers, kl {cfg.kl}, lr {cfg.lr}; held-out accuracy before: "
+                  f"answers, reward from {REWARD_FROM[cfg.reward]}, kl {cfg.kl}, lr {cfg.lr}; held-out accuracy before: "
                   f"{100 * before['all']:.1f}%")
-    interrupted = False
-    with _StopFlag() as stop:
+    critic_save = (lambda n: critic_trainer.save(ckpt_root / "critic", n, {})) if critic_trainer else None
+    with StepCheckpoints(trainer, ckpt_root, cfg.ckpt_every, console, also=critic_save) as ckpt:
         while step < cfg.steps:
             t0 = time.perf_counter()
             idx = [int(order[(step * cfg.global_batch + i) % len(order)]) for i in range(cfg.global_batch)]
             examples = [train[i] for i in idx]
             prompts = [ex.messages(system)[:-1] for ex in examples]
             model.eval()
-            rolls = rollout(engine, tok, prompts, cfg.group, cfg.max_new_tokens, cfg.temperature, cfg.top_p,
-                            seed=cfg.seed * 1_000_003 + step * len(prompts) * cfg.group)
+            prompt_ids = [tok.encode_chat(p, add_generation_prompt=True) for p in prompts]
+            rolls = rollouts.generate(prompt_ids, cfg.group, cfg.max_new_tokens, cfg.temperature, cfg.top_p,
+                                      seed=cfg.seed * 1_000_003 + step * len(prompts) * cfg.group)
             t_roll = time.perf_counter() - t0
             answers = [r.text for r in rolls]
             verdicts = checker_rewards(examples, answers, cfg.group, cfg.malformed_reward)
@@ -281,7 +289,9 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
             else:
                 adv = (grpo_advantages(rewards, cfg.group) if cfg.algorithm == "grpo"
                        else rloo_advantages(rewards, cfg.group))
-                batches = rl_batch(rolls, adv, model, reference, pad, cfg.micro_batch)
+                # one optimizer step per rollout: the sampling policy is the one being updated, so its
+                # log-probs come from the loss's own forward instead of another pass
+                batches = rl_batch(rolls, adv, model, reference, pad, cfg.micro_batch, old_logps=False)
             model.train()
             lr = lr_at(step, peak=cfg.lr, total=cfg.steps, warmup=cfg.warmup_steps, schedule=cfg.schedule,
                        min_ratio=cfg.min_lr_ratio)
@@ -294,20 +304,28 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
                 stats = StepStats(0.0, {}, None, "no policy update this step")
             if critic_stats is not None:
                 stats.parts["vf"] = critic_stats.loss
-            engine.weights_updated()
+            t_sync = time.perf_counter()
+            rollouts.sync(model)
+            t_sync = time.perf_counter() - t_sync
             step += 1
             new_tokens = sum(len(r.completion) for r in rolls)
             row = {"step": step, "loss": stats.loss, "lr": lr, "grad_norm": stats.grad_norm,
                    "reward": float(rewards.mean()), "accuracy": float((verdicts == 1).float().mean()),
                    **task_accuracy_parts(examples, verdicts, cfg.group),
                    "response_len": new_tokens / len(rolls), **{k: v for k, v in stats.parts.items() if k != "pg"},
-                   "rollout_s": t_roll, "train_s": time.perf_counter() - t0 - t_roll,
+                   "rollout_s": t_roll, "train_s": time.perf_counter() - t0 - t_roll - t_sync, "sync_s": t_sync,
                    "rollout_tokens_per_s": new_tokens / max(t_roll, 1e-9),
                    "tokens_per_s": sum(int(b.input_ids.numel()) for b in batches) / (time.perf_counter() - t0)}
             logger.log(row, print_line=step % cfg.log_every == 0 or step == cfg.steps)
+            heldout = None
+            if cfg.eval_every and (step % cfg.eval_every == 0) and step < cfg.steps:
+                heldout = held_out()["accuracy"]["all"]
+                logger.log({"step": step, "heldout_acc": heldout})
             if online and step < cfg.steps:
                 moved = step > warm_until  # the policy moved this step: what the detector watches
                 reason = detector.update(row["reward"], row["accuracy"], row["response_len"]) if detector and moved else None
+                if detector and heldout is not None and not reason:
+                    reason = detector.held_out(heldout, len(test))
                 pairs = None
                 if reason:  # the fast path: patch now, on the pairs the reward models got wrong
                     pairs, reason = collector.take(offending_first=True), f"fast path: {reason}"
@@ -326,18 +344,12 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
                         detector.reset()
                     console.print(f"[yellow]step {step}: {reason}; reward model(s) updated on {len(pairs)} "
                                   "checker-labelled pairs of the policy's answers[/yellow]")
-            if cfg.eval_every and (step % cfg.eval_every == 0) and step < cfg.steps:
-                logger.log({"step": step, "heldout_acc": held_out()["accuracy"]["all"]})
-            if step % cfg.ckpt_every == 0 or step == cfg.steps or stop.requested:
-                trainer.save(ckpt_root, step, {"before": before, "patches": patches,
-                                               **({"ptx": ptx_loader.state_dict()} if ptx_loader else {})})
-                if critic_trainer is not None:
-                    critic_trainer.save(ckpt_root / "critic", step, {})
-            if stop.requested:
-                interrupted = True
-                console.print(f"[yellow]SIGTERM: checkpoint written at step {step}; rerun to resume[/yellow]")
+            if ckpt.after_step(step, step == cfg.steps, lambda: {
+                    "before": before, "patches": patches, **({"ptx": ptx_loader.state_dict()} if ptx_loader else {})}):
                 break
+    interrupted = ckpt.interrupted
     trainer.close()
+    rollouts.close()
     summary = {"algorithm": cfg.algorithm, "steps": step, "interrupted": interrupted}
     if interrupted:
         logger.close()

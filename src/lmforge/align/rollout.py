@@ -1,13 +1,15 @@
-"""Rollouts for online RL from the one inference engine (lmforge.generate.engine), colocated with
-the trainer: the engine decodes with the very module the trainer updates, so a policy update is
+"""Rollouts for online RL from the one inference engine (lmforge.generate.engine). Colocated with
+the trainer, the engine decodes with the very module the trainer updates, so a policy update is
 "pushed" by telling the engine its weights changed (`Engine.weights_updated`), with no copy through
-disk. (On several GPUs the rollout workers and the trainer become separate processes with a weight
-broadcast between them; that path is not built yet.)
+disk; Ray rollout workers run this same function on their own engines and copies of the policy,
+sent the trainer's weights after each update (lmforge.align.rollout_workers).
 
-Each prompt is answered `group` times; answer i of prompt j samples with seed + j * group + i, so a
-fixed seed reproduces a rollout exactly. A completion keeps its end-of-turn token when it stopped on
-one (the engine reports a stop without its token; `<|im_end|>` is put back), so the policy is
-trained to stop.
+Each prompt is answered `group` times; answer i of prompt j samples with seed + j * group + i, from
+a generator of its own, so a fixed seed reproduces a rollout whichever engine decodes the answer
+and whatever shares its batch. (The batch's make-up still moves fp32 log-probs by ~5e-7 on the
+CPU, which could flip a draw that lands that close to a boundary; none did in the tests.)
+A completion keeps its end-of-turn token when it stopped on one (the engine reports a stop without
+its token; `<|im_end|>` is put back), so the policy is trained to stop.
 """
 
 from __future__ import annotations

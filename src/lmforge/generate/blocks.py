@@ -94,6 +94,14 @@ class BlockManager:
                 else:
                     self.free.append(block)
 
+    def forget_prefixes(self) -> None:
+        """Empty the prefix cache (the model's weights changed, so the cached keys and values are stale):
+        unused cached blocks are free again, held ones are freed when their last user lets go."""
+        self.free.extend(self.evictable)
+        self.evictable.clear()
+        self.by_hash.clear()
+        self.hash_of.clear()
+
     def _hold(self, block: int) -> None:
         if block in self.refs:
             self.refs[block] += 1

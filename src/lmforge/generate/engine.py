@@ -187,9 +187,11 @@ class Engine:
             req.cancelled = True
 
     def weights_updated(self) -> None:
-        """The model's weights changed while requests are running: re-make the decode step's weight
-        copies before the next step (admitting a request does it anyway)."""
+        """The model's weights changed: re-make the decode step's weight copies before the next step
+        (admitting a request does it anyway), and empty the prefix cache, whose keys and values the
+        old weights computed (requests already running keep theirs)."""
         self._check_weights = True
+        self.pool.blocks.forget_prefixes()
 
     def has_work(self) -> bool:
         return bool(self.waiting or self.running or self._done)
@@ -331,8 +333,15 @@ class Engine:
         if self._batch is not None:
             self._batch.flush()
 
-    def _preempt(self, req: Request) -> None:
+    def _leave_batch(self, req: Request) -> None:
+        """A member leaves the running set: its working copy is written back and dropped (a later
+        request may reuse the id, and must not find the old copy)."""
         self._flush()
+        if req.id in self._batch_members:
+            self._batch, self._batch_members = None, []
+
+    def _preempt(self, req: Request) -> None:
+        self._leave_batch(req)
         self.pool.blocks.release(req.blocks)
         req.blocks, req.cached, req.registered, req.hashes = [], 0, 0, []
         self.running.remove(req)
@@ -379,7 +388,7 @@ class Engine:
         req.registered = full * bs
 
     def _finish(self, req: Request, reason: str) -> None:
-        self._flush()
+        self._leave_batch(req)
         req.finish_reason = reason
         if req in self.running:
             self.running.remove(req)

@@ -57,6 +57,22 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
     return logits
 
 
+def draw(probs: torch.Tensor, generators: Sequence[torch.Generator | None] | None = None) -> torch.Tensor:
+    """One token id per row of probabilities (R, V), by inverse transform sampling: one uniform number
+    per row, from that row's own generator when it has one, so that a row's draw depends on its seed
+    only (not on the batch around it), while the search runs over the whole batch at once."""
+    if generators is None:
+        u = torch.rand(probs.shape[0], device=probs.device)
+    else:
+        u = torch.stack([torch.rand((), generator=g, device=g.device if g is not None else "cpu")
+                         for g in generators]).to(probs.device)
+    cdf = probs.cumsum(-1)
+    # side="right": the first token whose cumulative probability exceeds u x total, so a token of
+    # probability 0 is never drawn
+    ids = torch.searchsorted(cdf, (u.to(cdf.dtype) * cdf[:, -1])[:, None], right=True)[:, 0]
+    return ids.clamp_(max=probs.shape[-1] - 1)
+
+
 def sample_next(logits: torch.Tensor, params: SamplingParams,
                 generators: Sequence[torch.Generator] | None = None) -> torch.Tensor:
     """Token ids (B,) from last-position logits (B, V). `generators`: one per row, so that a row's
@@ -64,9 +80,7 @@ def sample_next(logits: torch.Tensor, params: SamplingParams,
     if params.temperature == 0:
         return logits.argmax(-1)
     probs = filter_logits(logits.float() / params.temperature, params.top_k, params.top_p).softmax(-1)
-    if generators is None:
-        return torch.multinomial(probs, 1).squeeze(-1)
-    return torch.cat([torch.multinomial(probs[r:r + 1], 1, generator=g) for r, g in enumerate(generators)]).squeeze(-1)
+    return draw(probs, generators)
 
 
 def penalize_repetition(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
@@ -87,17 +101,24 @@ class Choice:
 def sample_rows(logits: torch.Tensor, params: Sequence[SamplingParams], generators: Sequence[torch.Generator | None],
                 seen: Sequence[torch.Tensor]) -> list[Choice]:
     """One token per row of last-position logits (B, V), each row with its own settings, generator
-    and history (`seen`: the ids the repetition penalty applies to)."""
-    plain = all(p.temperature == 0 and p.repetition_penalty == 1.0 for p in params)
-    ids = logits.argmax(-1).tolist() if plain else []
-    if not plain:
-        for row, (p, g, hist) in enumerate(zip(params, generators, seen)):
-            x = penalize_repetition(logits[row].float(), hist, p.repetition_penalty)
-            if p.temperature == 0:
-                ids.append(int(x.argmax()))
-                continue
-            probs = filter_logits(x[None] / p.temperature, p.top_k, p.top_p).softmax(-1)
-            ids.append(int(torch.multinomial(probs, 1, generator=g)))
+    and history (`seen`: the ids the repetition penalty applies to). Rows that share top-k and top-p
+    are filtered and drawn as one batch (each with its own temperature and generator)."""
+    x = logits.float()
+    penalized = [r for r, p in enumerate(params) if p.repetition_penalty != 1.0]
+    if penalized:
+        x = x.clone()
+        for r in penalized:
+            x[r] = penalize_repetition(x[r], seen[r], params[r].repetition_penalty)
+    ids = x.argmax(-1).tolist()  # the greedy rows' tokens; the sampled rows' are replaced below
+    groups: dict[tuple[int, float], list[int]] = {}
+    for r, p in enumerate(params):
+        if p.temperature > 0:
+            groups.setdefault((p.top_k, p.top_p), []).append(r)
+    for (top_k, top_p), rows in groups.items():
+        temperature = torch.tensor([params[r].temperature for r in rows], device=x.device)[:, None]
+        probs = filter_logits(x[rows] / temperature, top_k, top_p).softmax(-1)
+        for r, i in zip(rows, draw(probs, [generators[r] for r in rows]).tolist()):
+            ids[r] = i
     choices = [Choice(i) for i in ids]
     wanted = [r for r, p in enumerate(params) if p.logprobs is not None]
     if wanted:

@@ -89,11 +89,27 @@ def check_eval(recipe: Recipe) -> None:
             get_task(spec)  # builds the task without reading its data
         except (ValueError, FileNotFoundError) as e:
             raise RecipeError(f"eval.tasks: {e}") from None
+    from lmforge.eval.longmetrics import METRICS
+    from lmforge.eval.niah_multi import VARIANTS
+
     for key, values, allowed in (("ppl_langs", recipe.eval.ppl_langs, LANGS),
-                                 ("niah_kinds", recipe.eval.niah_kinds, KINDS)):
+                                 ("niah_kinds", recipe.eval.niah_kinds, KINDS),
+                                 ("niah_variants", recipe.eval.niah_variants, VARIANTS),
+                                 ("niah_variant_kinds", recipe.eval.niah_variant_kinds, KINDS),
+                                 ("long_metric", [recipe.eval.long_metric], sorted(METRICS))):
         for value in values:
             if value not in allowed:
                 raise RecipeError(f"eval.{key}: {value!r}: expected one of {', '.join(map(repr, allowed))}")
+    from lmforge.eval.longtask import LongTaskError, read_long_tasks
+
+    for i, path in enumerate(recipe.eval.long_tasks):
+        if not Path(path).is_file():
+            raise RecipeError(f"eval.long_tasks[{i}] = {path!r}: no such file; give LongBench-style JSONL files "
+                              "(one record per line: context, input, answers; docs/evaluation.md)")
+        try:
+            read_long_tasks(path, recipe.eval.long_metric)  # refuses a file without one usable record
+        except LongTaskError as e:
+            raise RecipeError(f"eval.long_tasks[{i}]: {e}") from None
 
 
 def check_data(recipe: Recipe, recipe_dir: Path | None) -> None:

@@ -4,7 +4,8 @@ section 5).
 Held-out perplexity and bits per byte per language (the validation documents the shards stage set aside), the
 benchmark tasks with `limit` examples each (OpenCompass-style PPL, generation and code modes), and
 the Needle-in-a-Haystack grid with its heatmap; the summary is what the run-stage record keeps and
-the report reads. With `before` (the model as the stage before the long-context one left it), the
+the report reads. Optionally NeedleBench's multi-needle and multi-hop grids (`niah_variants`) and the
+user's LongBench-style task files (`long_tasks`) on the final model. With `before` (the model as the stage before the long-context one left it), the
 same NIAH grid runs on it too and one picture shows both heatmaps side by side, so the long stage's
 effect is visible (InternLM2 section 3.2's 4k -> 32k stage; docs/papers.md §2, §9).
 """
@@ -70,4 +71,31 @@ def evaluate_model(section: EvalSection, model_dir: Path, shards_dir: Path, devi
                                      {**r, "title": "after the long-context stage"}],
                                     folder / "niah" / f"niah_{kind}_before_after.png")
                 summary["niah"][kind]["before_after"] = str(png.relative_to(folder))
+    if section.niah_variants:
+        summary["niah_variants"] = _variants(section, model_dir, device, seed, folder)
+    if section.long_tasks:
+        from lmforge.eval.longtask import run_long_checkpoint
+
+        summary["long_tasks"] = {}
+        for path in section.long_tasks:
+            r = run_long_checkpoint(path, model_dir, metric=section.long_metric, out=folder, device=device)
+            summary["long_tasks"][r["task"]] = {k: r[k] for k in ("file", "metric", "n", "skipped", "score",
+                                                                   "by_bucket", "max_length")}
     return summary
+
+
+def _variants(section: EvalSection, model_dir: Path, device: str, seed: int, folder: Path) -> dict:
+    """The multi-needle / multi-hop grids, keyed "<kind>_<variant>", on the single grid's lengths."""
+    from lmforge.eval.niah import run_niah_checkpoint
+
+    out = {}
+    for variant in section.niah_variants:
+        results = run_niah_checkpoint(model_dir, kinds=section.niah_variant_kinds, lengths=section.niah_lengths or None,
+                                      depths=section.niah_depths, repeats=section.niah_repeats, out=folder / "niah",
+                                      device=device, seed=seed, variant=variant)
+        for kind, r in results.items():
+            out[f"{kind}_{variant}"] = {"kind": kind, "variant": variant, "average": r["average"],
+                                        "exact_average": r["exact_average"], "lengths": r["lengths"],
+                                        "window": r["window"], "scores": r["scores"],
+                                        "heatmap": str(Path(r["heatmap"]).relative_to(folder))}
+    return out

@@ -46,6 +46,16 @@ def run_stage_key(name: str, config, upstream: list[str]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def data_files_key(paths: list[str]) -> list:
+    """What a stage's key holds of the user's input files (size and modification time), so a file
+    changed under the same name redoes the stage."""
+    out = []
+    for p in paths:
+        st = Path(p).stat()
+        out.append([p, st.st_size, st.st_mtime_ns])
+    return out
+
+
 @dataclass
 class RunStageOutcome:
     name: str

@@ -55,16 +55,6 @@ def user_samples(recipe, tok, cfg, console: Console) -> list:
     return out
 
 
-def data_files_key(paths: list[str]) -> list:
-    """What the [vl] stages' keys hold of the user's data files: a file changed under the same name
-    redoes them."""
-    out = []
-    for p in paths:
-        st = Path(p).stat()
-        out.append([p, st.st_size, st.st_mtime_ns])
-    return out
-
-
 def accuracy(model, tok, examples, section, out_dir: Path | None = None) -> dict:
     """Held-out image-question accuracy (greedy answers, the demo set's checkers)."""
     from lmforge.eval.vl_eval import image_qa_accuracy

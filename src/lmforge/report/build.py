@@ -209,6 +209,7 @@ def build_page(data: dict, run_dir: Path, outcomes: dict, assets: Path) -> Repor
             png = _copy(outcomes["eval"].folder / n["heatmap"], assets, f"niah_{kind}.png")
             if png:
                 sec.image(png, f"NIAH heatmap ({kind}): score by context length and needle depth")
+        _long_context_variants(sec, e, outcomes, assets)
 
     if "sample" in data:
         sec = page.section("Samples")
@@ -267,6 +268,23 @@ def _alignment_section(page: ReportPage, sft: dict | None, rm: dict | None, pola
                       "task's answer:")
         cols = list(next(iter(polar["accuracy"].values())))
         sec.table(["model", *cols], [[name, *(_pct(row[c]) for c in cols)] for name, row in polar["accuracy"].items()])
+
+
+def _long_context_variants(sec, e: dict, outcomes: dict, assets: Path) -> None:
+    """NeedleBench's multi-needle / multi-hop grids and the user's long task files, when the recipe ran them."""
+    for key, v in (e.get("niah_variants") or {}).items():
+        what = ("several facts in one haystack, all asked for; score = share retrieved"
+                if v["variant"] == "multi_needle" else "a chain of facts to follow; score 100 for the final answer")
+        sec.paragraph(f"NeedleBench {v['variant'].replace('_', '-')} ({v['kind']}: {what}): average score "
+                      f"{v['average']:.1f}, exact {100 * v['exact_average']:.1f}%, window {v['window']} tokens.")
+        png = _copy(outcomes["eval"].folder / v["heatmap"], assets, f"niah_{key}.png")
+        if png:
+            sec.image(png, f"{v['variant'].replace('_', '-')} NIAH heatmap ({v['kind']})")
+    for name, r in (e.get("long_tasks") or {}).items():
+        sec.paragraph(f"Long task file {name} ({r['file']}, metric {r['metric']}, {r['n']} records, {r['skipped']} "
+                      f"skipped, prompts cut in the middle to {r['max_length']} tokens): score {r['score']:.1f}.")
+        sec.table(["length (tokens)", "n", "score"],
+                  [[b, str(v["n"]), f"{v['score']:.1f}"] for b, v in r["by_bucket"].items() if v["n"]])
 
 
 def _mimg_section(page: ReportPage, m: dict) -> None:

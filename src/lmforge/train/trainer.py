@@ -92,6 +92,32 @@ class _StopFlag:
             signal.signal(signal.SIGTERM, self._previous)
 
 
+class StepCheckpoints(_StopFlag):
+    """The checkpoint contract of every training loop (pre-training stages, the alignment stages,
+    online RL): a checkpoint every `every` steps and at the last one; SIGTERM (on any process) finishes
+    the step, writes a checkpoint and stops the loop, so a killed run loses at most `every` steps and
+    the same command resumes it. `also(step)` saves what else the loop trains (RL's critic)."""
+
+    def __init__(self, trainer: "Trainer", root: Path, every: int, console: Console, also=None,
+                 hint: str = "rerun to resume"):
+        super().__init__()
+        self.trainer, self.root, self.every, self.console, self.also = trainer, root, every, console, also
+        self.hint = hint
+        self.interrupted = False
+
+    def after_step(self, step: int, last: bool, state) -> bool:
+        """Save when due (`state()`: the loop's own resume state); True when the loop must stop now."""
+        stop_now = all_reduce_sum(float(self.requested), self.trainer.info) > 0
+        if step % self.every == 0 or last or stop_now:
+            self.trainer.save(self.root, step, state())
+            if self.also is not None:
+                self.also(step)
+        if stop_now:
+            self.console.print(f"[yellow]SIGTERM: checkpoint written at step {step}; {self.hint}[/yellow]")
+            self.interrupted = True
+        return stop_now
+
+
 def _dtypes(tc: TrainSection, info: DistInfo) -> tuple[torch.dtype | None, bool]:
     """(FSDP param dtype, use autocast): bf16 compute with fp32 master weights on GPU, fp32 on CPU."""
     want_bf16 = tc.dtype == "bfloat16" or (tc.dtype == "auto" and info.device.type == "cuda")
@@ -331,9 +357,9 @@ def train_stage(model_cfg: ModelConfig, tc: TrainSection, out_dir: str | Path, *
                   f"accum {loader.accum}, {tc.optimizer}, {'bf16' if trainer.bf16 else 'fp32'} "
                   f"on {info.device.type}")
 
-    val_loss, interrupted = None, False
+    val_loss = None
     clock, elapsed = began - spent, spent  # the stage's seconds (setup included), across resumes
-    with _StopFlag() as stop:
+    with StepCheckpoints(trainer, ckpt_root, tc.ckpt_every, console, hint="rerun with --resume") as ckpt:
         while step < tc.steps:
             t0 = time.perf_counter()
             total = tc.steps
@@ -363,16 +389,10 @@ def train_stage(model_cfg: ModelConfig, tc: TrainSection, out_dir: str | Path, *
                     val_loss = trainer.evaluate(batches, loss_fn)
                     row = {"step": step, "val_loss": val_loss}
                 logger.log(row)
-            stop_now = all_reduce_sum(float(stop.requested), info) > 0
-            if step % tc.ckpt_every == 0 or last or stop_now:
-                trainer.save(ckpt_root, step, {"tokens": tokens_seen, "loader": loader.state_dict(), "stage": name,
-                                               "seconds": time.perf_counter() - clock})
-            if stop_now:
-                console.print(f"[yellow]SIGTERM: checkpoint written at step {step}; rerun with --resume[/yellow]")
-                interrupted = True
+            if ckpt.after_step(step, last, lambda: {"tokens": tokens_seen, "loader": loader.state_dict(),
+                                                    "stage": name, "seconds": time.perf_counter() - clock}) or last:
                 break
-            if last:
-                break
+    interrupted = ckpt.interrupted
 
     trainer.close()
     logger.close()

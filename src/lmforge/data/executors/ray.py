@@ -21,12 +21,9 @@ class RayExecutor:
     cpus_per_task: float = 1.0
 
     def run_phase(self, stage: Stage, phase: Phase) -> list[dict]:
-        try:
-            import ray
-        except ImportError:
-            raise ImportError("the Ray executor needs ray: pip install 'lmforge[ray]'") from None
-        if not ray.is_initialized():
-            ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
+        from lmforge.ray_init import init_ray
+
+        ray = init_ray("the Ray executor needs ray: pip install 'lmforge[ray]'")
         remote = ray.remote(num_cpus=self.cpus_per_task, max_retries=0)(run_task)
         stage_ref = ray.put(stage)
         return ray.get([remote.remote(stage_ref, phase.name, r) for r in range(phase.n_tasks)])

@@ -13,6 +13,9 @@ things change around it:
   its recompute in the backward finds them and does not run the ring attention again. The mask is
   made anew by every forward and dropped with the block's inputs after its backward.
 
+With compiled blocks (`[train] compile`) the core is left out of the graphs (`torch.compiler.disable`):
+each block compiles to its part before and after attention.
+
 Each rank's loss covers its own tokens, divided by the count of the whole global batch; FSDP2
 over all processes sums the gradients (`lmforge.train.parallel`).
 """
@@ -45,6 +48,10 @@ class SequenceParallelCore:
     def __init__(self, groups: SequenceParallelGroups, keep: bool = True):
         self.groups, self.keep = groups, keep
 
+    # Under `compile = true` (compiled blocks) the core runs eagerly between the block's two graphs:
+    # dynamo cannot trace the ring's batch_isend_irecv (it breaks the graph there and again in each
+    # of its pieces), and the Selective Checkpoint++ bookkeeping is Python state.
+    @torch.compiler.disable
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: ShardedRows) -> torch.Tensor:
         if not isinstance(mask, ShardedRows):
             raise TypeError("a sequence-parallel attention layer needs the ShardedRows mask of the model's "

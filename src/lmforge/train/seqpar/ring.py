@@ -80,7 +80,8 @@ def ring_backward(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch
         dkv = torch.zeros_like(kv)  # float32: the sums of several ranks' shares travel in it
         for _, rows, n_k, allowed in chunk_pairs(ring, src, seq_len, document_ids, q.device):
             dq_b, dk_b, dv_b = block_backward(qf[:, :, rows], kv[0, :, :, :n_k], kv[1, :, :, :n_k],
-                                              dout[:, :, rows], delta[:, :, rows], lse[:, :, rows], allowed, scale)
+                                              dout[:, :, rows], out[:, :, rows], delta[:, :, rows], lse[:, :, rows],
+                                              allowed, scale)
             dq[:, :, rows] += dq_b
             dkv[0, :, :, :n_k] += dk_b
             dkv[1, :, :, :n_k] += dv_b

@@ -1,0 +1,69 @@
+"""Worker for tests/train/test_seqpar_value_loss.py: PPO's critic loss under 2D sequence parallelism.
+
+`ValueLoss` reads the critic (`RewardModel`, the tiny model of `seqpar_train_worker` with a score
+head) at every token of the loss mask, by flat positions it computes from the batch's own mask;
+under sequence parallelism the trainer's shard carries this rank's part of the mask and of the
+per-token returns, so the positions are the shard's and every rank reads its own tokens. Each
+process computes the one-process loss and gradients first, then those of head 1 x context 2 and
+head 2 x context 1 over 2 gloo processes; rank 0 writes the largest difference per layout.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+from lmforge.align.losses import ValueLoss
+from lmforge.align.reward import RewardModel
+from lmforge.train.loader import make_batch
+from lmforge.train.parallel import DistInfo, ParallelDims, all_reduce_sum
+from lmforge.train.seqpar import sequence_parallel_mesh
+from lmforge.train.trainer import Trainer
+from tests.train.seqpar_train_worker import _full, _plain, fresh_model, rows, train_section
+
+LAYOUTS = ((1, 2), (2, 1))
+
+
+def critic_batch():
+    """The packed rows of `seqpar_train_worker` with a random loss mask and per-token returns."""
+    batch = make_batch(rows())
+    gen = torch.Generator().manual_seed(3)
+    batch.loss_mask = torch.rand(batch.input_ids.shape, generator=gen) > 0.5
+    batch.rewards = torch.randn(batch.input_ids.shape, generator=gen)
+    return batch
+
+
+def loss_and_grads(trainer: Trainer, batch) -> tuple[float, dict]:
+    loss_fn = ValueLoss()
+    local = trainer.local(batch)
+    divisor = all_reduce_sum(loss_fn.count(local), trainer.info)
+    loss, _ = loss_fn(trainer.model, local, divisor)
+    loss.backward()
+    grads = {_plain(n): _full(p.grad) for n, p in trainer.model.named_parameters()}
+    return all_reduce_sum(loss.item(), trainer.info), grads
+
+
+def run(rank: int, world: int, store: str, report: str) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+    batch = critic_batch()
+    ref_loss, ref_grads = loss_and_grads(Trainer(RewardModel.from_lm(fresh_model()), train_section(), DistInfo()),
+                                         batch)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    try:
+        lines = []
+        for head, context in LAYOUTS:
+            dims = ParallelDims(1, head, context)
+            info = DistInfo(rank=rank, world_size=world, local_rank=rank, dims=dims,
+                            mesh=sequence_parallel_mesh(dims))
+            trainer = Trainer(RewardModel.from_lm(fresh_model()), train_section(head, context), info)
+            loss, grads = loss_and_grads(trainer, batch)
+            err = max([abs(loss - ref_loss)] + [(grads[k] - g).abs().max().item() for k, g in ref_grads.items()])
+            lines.append(f"head={head} context={context} loss={loss:.6f} reference={ref_loss:.6f} error={err:.3e}")
+        if rank == 0:
+            with open(report, "w") as f:
+                f.write("\n".join(lines) + "\n")
+    finally:
+        dist.destroy_process_group()
