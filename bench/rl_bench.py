@@ -77,7 +77,7 @@ from lmforge.align.losses import PolicyLoss, ValueLoss  # noqa: E402
 from lmforge.align.rl import build_critic, checker_rewards, ppo_targets, rl_batch  # noqa: E402
 from lmforge.align.rollout import rollout  # noqa: E402
 from lmforge.align.tasks import check, make_examples  # noqa: E402
-from lmforge.generate.engine import Engine  # noqa: E402
+from lmforge.align.rollout_workers import engine_for  # noqa: E402
 from lmforge.machine import cpu_name  # noqa: E402
 from lmforge.model import load_model, save_model  # noqa: E402
 from lmforge.tokenizer import Tokenizer  # noqa: E402
@@ -116,10 +116,9 @@ def rl_section(model_dir: Path, args, **kw) -> RLSection:
                      steps=args.steps + 1, seq_len=args.seq, **kw)
 
 
-def make_engine(model, tok, cfg: RLSection) -> Engine:
-    """The engine as `rl()` builds it."""
-    return Engine(model, tok, kv_blocks=max(256, cfg.global_batch * cfg.group * 8), block_size=16,
-                  max_batch=cfg.global_batch * cfg.group)
+def make_engine(model, tok, cfg: RLSection):
+    """The engine as `rl()` builds it (its colocated rollouts)."""
+    return engine_for(model, tok, cfg.global_batch * cfg.group)
 
 
 def count_hf(completions: torch.Tensor, eos_ids: list[int]) -> int:

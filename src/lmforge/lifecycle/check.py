@@ -105,7 +105,7 @@ def check_eval(recipe: Recipe) -> None:
     for i, path in enumerate(recipe.eval.long_tasks):
         if not Path(path).is_file():
             raise RecipeError(f"eval.long_tasks[{i}] = {path!r}: no such file; give LongBench-style JSONL files "
-                              "(one record per line: context, input, answers; docs/evaluation.md)")
+                              "(one record per line: context, input, answers; docs/eval.md)")
         try:
             read_long_tasks(path, recipe.eval.long_metric)  # refuses a file without one usable record
         except LongTaskError as e:
