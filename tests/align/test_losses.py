@@ -28,7 +28,7 @@ def test_cool_loss_is_the_reports_formula():
 
 
 class _FakeRM(torch.nn.Module):
-    def forward(self, ids, *, ends, loss_fn, **kwargs):
+    def forward(self, ids, *, seq_ends, loss_fn, **kwargs):
         return loss_fn(ids[:, 0].float())  # the reward is the first token id
 
 

@@ -1,19 +1,15 @@
-"""Reward and value losses under 2D sequence parallelism.
+"""PPO's critic loss under 2D sequence parallelism.
 
 PPO's critic loss (`ValueLoss`, every masked token) trains under sequence parallelism exactly as
 in one process: 2 gloo processes, the ring and the all-to-all (tests/train/seqpar_value_worker.py),
-loss and every gradient within 1e-5. A reward model's loss reads one token per sequence
-(`Batch.seq_ends`, flat positions of the whole rows), which a shard does not hold: the trainer's
-shard refuses such a batch with the way out in the message.
+loss and every gradient within 1e-5. A reward model's loss (one token per sequence) is
+tests/train/test_seqpar_reward_loss.py.
 """
 
 import re
 
-import pytest
-import torch
 import torch.multiprocessing as mp
 
-from lmforge.train.seqpar import SequenceParallelGroups, shard_batch
 from tests.train import seqpar_value_worker as worker
 
 TOLERANCE = 1e-5
@@ -28,9 +24,3 @@ def test_value_loss_under_sequence_parallelism_equals_one_process(tmp_path):
     for line in lines:
         assert float(re.search(r"error=(\S+)", line).group(1)) <= TOLERANCE, line
 
-
-def test_reward_batch_refuses_to_shard():
-    batch = worker.critic_batch()
-    batch.seq_ends = torch.tensor([10, 40])
-    with pytest.raises(ValueError, match=r"reward models \(RewardLoss\) with head = context = 1"):
-        shard_batch(batch, SequenceParallelGroups())

@@ -98,7 +98,10 @@ class RewardLoss:
             loss = per_pair.sum() / divisor
             return loss, {self.log_key: loss.detach(), **parts}
 
-        return model(batch.input_ids, ends=batch.seq_ends, document_ids=batch.document_ids, loss_fn=on_rewards)
+        # seq_ends: positions in the whole rows, also when this batch is a sequence-parallel shard of
+        # them (every rank then computes every pair; the pairs are counted on every rank, so each
+        # rank's loss is 1/P of the pair loss and FSDP2's sum over the ranks gives the whole gradient)
+        return model(batch.input_ids, seq_ends=batch.seq_ends, document_ids=batch.document_ids, loss_fn=on_rewards)
 
 
 def sequence_logps(hidden: torch.Tensor, head_weight: torch.Tensor, targets: torch.Tensor,

@@ -8,6 +8,11 @@ template ends the answer with `<|im_end|>\\n`), so no new vocabulary entry is ne
 Llama directory with `score.weight` that `transformers` loads as `LlamaForSequenceClassification`
 (num_labels = 1; it reads the last token that is not padding), with the tokenizer; `load_reward_model`
 reads it back.
+
+Reading: `ends` are positions in the rows given (a critic's every completion token, `ValueLoss`);
+`seq_ends` are each sequence's reward token in the whole rows (`Batch.seq_ends`, `RewardLoss`),
+read by `read_seq_ends`, which the sequence-parallel wiring swaps for a read over the group when
+the rows given are a shard (`lmforge.train.seqpar.ends`). This file stays free of distribution code.
 """
 
 from __future__ import annotations
@@ -25,6 +30,11 @@ from lmforge.model.hf import (CONFIG_NAME, write_shards, config_to_hf, from_llam
                               to_llama_names)
 
 
+def read_rows(hidden: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+    """The hidden states (N, D) at flat positions `ends` (N,) of the rows `hidden` (B, T, D) holds."""
+    return hidden.reshape(-1, hidden.shape[-1])[ends]
+
+
 class RewardModel(InternLM2):
     """InternLM2 blocks + `score`, a (1, dim) linear head on the reward token's hidden state."""
 
@@ -32,6 +42,8 @@ class RewardModel(InternLM2):
         super().__init__(cfg)
         del self.output  # a reward model has no LM head
         self.score = nn.Linear(cfg.dim, 1, bias=False)
+        # (hidden, seq_ends) -> (N, D); swapped from outside for a read over a sequence-parallel group
+        self.read_seq_ends = read_rows
 
     @classmethod
     def from_lm(cls, lm: InternLM2, seed: int = 0) -> RewardModel:
@@ -47,12 +59,18 @@ class RewardModel(InternLM2):
     def linear_groups(self):
         return super().linear_groups()[:-1]
 
-    def forward(self, input_ids: torch.Tensor, *, ends: torch.Tensor, loss_fn=None, **kwargs):
-        """Rewards (N,) fp32 read at the flat positions `ends` (N,) of the rows `input_ids` (B, T)
-        (row * T + column: several sequences may be packed in a row, with `document_ids`); with
+    def forward(self, input_ids: torch.Tensor, *, ends: torch.Tensor | None = None,
+                seq_ends: torch.Tensor | None = None, loss_fn=None, **kwargs):
+        """Rewards (N,) fp32 read at flat positions (row * T + column: several sequences may be packed
+        in a row, with `document_ids`), given as one of: `ends` (N,), positions in the rows `input_ids`
+        (B, T); `seq_ends` (N,), each sequence's reward token in the whole rows, which are `input_ids`
+        in one process and of which `input_ids` is this rank's shard under sequence parallelism. With
         loss_fn, loss_fn(rewards) (run inside forward, where FSDP has the weights gathered)."""
+        if (ends is None) == (seq_ends is None):
+            raise TypeError("RewardModel reads either `ends` (positions in the rows given) or `seq_ends` "
+                            "(reward tokens in the whole rows), exactly one of them")
         hidden = self.forward_hidden(input_ids, **kwargs)
-        h = hidden.reshape(-1, hidden.shape[-1])[ends]
+        h = read_rows(hidden, ends) if ends is not None else self.read_seq_ends(hidden, seq_ends)
         rewards = self.score(h).squeeze(-1).float()
         return loss_fn(rewards) if loss_fn is not None else rewards
 

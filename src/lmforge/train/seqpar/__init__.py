@@ -12,8 +12,10 @@ traffic (`lmforge seqpar-cost`).
 Training wiring: `shard` cuts a batch's rows into this rank's tokens (and gathers the document ids
 back), `apply` swaps each attention layer's core of a plain InternLM2 for the 2D attention and adds
 a forward pre-hook for RoPE positions and masks of the whole rows, with Selective Checkpoint++ (a
-recomputed block reuses the ring's output and lse). `lmforge.train.parallel.parallelize` applies it
-when `[train] sequence_parallel` asks for head x context > 1; docs/sequence_parallel.md.
+recomputed block reuses the ring's output and lse), and swaps a reward model's read of its reward
+tokens for `ends.SequenceEnds` (each rank reads the ends it holds, an all-reduce shares them).
+`lmforge.train.parallel.parallelize` applies it when `[train] sequence_parallel` asks for
+head x context > 1; docs/sequence_parallel.md.
 
 Like `lmforge.train.parallel`, this is applied from outside the model: it works on the q, k, v
 tensors an attention layer computes and on the model's inputs, never on model code.
@@ -22,6 +24,7 @@ tensors an attention layer computes and on the model's inputs, never on model co
 from lmforge.train.seqpar.apply import SequenceParallelCore, ShardedRows, apply_sequence_parallel
 from lmforge.train.seqpar.attention2d import SequenceParallelGroups, sequence_parallel_attention
 from lmforge.train.seqpar.cost import SeqParCost, cost_table, seqpar_cost
+from lmforge.train.seqpar.ends import SequenceEnds
 from lmforge.train.seqpar.layout import (check_heads, check_seq_len, check_window, factor_world, shard_sequence,
                                          token_indices)
 from lmforge.train.seqpar.mesh import PLACEMENTS, sequence_parallel_mesh
@@ -29,8 +32,8 @@ from lmforge.train.seqpar.ring import KeptAttention
 from lmforge.train.seqpar.shard import gather_rows, shard_batch
 
 __all__ = [
-    "PLACEMENTS", "KeptAttention", "SeqParCost", "SequenceParallelCore", "SequenceParallelGroups", "ShardedRows",
-    "apply_sequence_parallel", "check_heads", "check_seq_len", "check_window", "cost_table", "factor_world",
-    "gather_rows", "seqpar_cost", "sequence_parallel_attention", "sequence_parallel_mesh", "shard_batch",
-    "shard_sequence", "token_indices",
+    "PLACEMENTS", "KeptAttention", "SeqParCost", "SequenceEnds", "SequenceParallelCore", "SequenceParallelGroups",
+    "ShardedRows", "apply_sequence_parallel", "check_heads", "check_seq_len", "check_window", "cost_table",
+    "factor_world", "gather_rows", "seqpar_cost", "sequence_parallel_attention", "sequence_parallel_mesh",
+    "shard_batch", "shard_sequence", "token_indices",
 ]

@@ -1,6 +1,6 @@
 """2D sequence parallelism applied to a plain InternLM2 from outside, as FSDP2 is.
 
-LoongTrain, arXiv 2406.18485, section 3 (docs/papers.md §5). The model is left as it is; three
+LoongTrain, arXiv 2406.18485, section 3 (docs/papers.md §5). The model is left as it is; these
 things change around it:
 - each attention layer's core (`Attention.core`, `attend` by default) becomes a
   `SequenceParallelCore`: `sequence_parallel_attention` of this rank's shard over the whole rows;
@@ -8,6 +8,9 @@ things change around it:
   as `shard.shard_batch` cut them) into what the layers need: RoPE positions of the tokens within
   their documents, computed on the whole rows and then sharded, the dynamic-NTK length of the
   whole rows, and a `ShardedRows` mask holding the whole rows' document ids for the ring;
+- a reward model's read of its sequences' reward tokens (`RewardModel.read_seq_ends`, flat positions
+  in the whole rows) becomes `ends.SequenceEnds`: each rank reads the ends it holds and an
+  all-reduce over the group gives every rank all of them;
 - Selective Checkpoint++: the mask also holds, per layer, the ring's output and log-sum-exp of the
   forward (`ring.KeptAttention`). A checkpointed block keeps its inputs, the mask among them, so
   its recompute in the backward finds them and does not run the ring attention again. The mask is
@@ -28,6 +31,7 @@ import torch
 
 from lmforge.model.attention import positions_from_documents
 from lmforge.train.seqpar.attention2d import SequenceParallelGroups, sequence_parallel_attention
+from lmforge.train.seqpar.ends import SequenceEnds
 from lmforge.train.seqpar.layout import check_heads, shard_sequence
 from lmforge.train.seqpar.ring import KeptAttention
 from lmforge.train.seqpar.shard import gather_rows
@@ -93,11 +97,14 @@ def _shard_inputs_hook(groups: SequenceParallelGroups):
 
 def apply_sequence_parallel(model: torch.nn.Module, groups: SequenceParallelGroups, keep: bool = True
                             ) -> torch.nn.Module:
-    """Swap every attention layer's core for the 2D attention and register the input hook, in place.
-    The model must be called with this rank's tokens (`shard.shard_batch`)."""
+    """Swap every attention layer's core for the 2D attention (and a reward model's read of its
+    sequence ends for one over the group) and register the input hook, in place. The model must be
+    called with this rank's tokens (`shard.shard_batch`)."""
     cfg = model.cfg
     check_heads(cfg.n_heads, cfg.n_kv_heads, groups.sizes[0])
     for block in model.layers:
         block.attention.core = SequenceParallelCore(groups, keep)
+    if hasattr(model, "read_seq_ends"):  # a reward model (lmforge.align.reward.RewardModel)
+        model.read_seq_ends = SequenceEnds(groups)
     model.register_forward_pre_hook(_shard_inputs_hook(groups), with_kwargs=True)
     return model

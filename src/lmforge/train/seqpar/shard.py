@@ -22,12 +22,9 @@ from lmforge.train.seqpar.layout import shard_sequence, zigzag_indices
 
 
 def shard_batch(batch: Batch, groups: SequenceParallelGroups) -> Batch:
-    """This rank's tokens of every per-token field (B, L) of `batch`; per-row fields unchanged."""
-    if batch.seq_ends is not None:
-        raise ValueError("sequence parallelism shards every row, so a sequence's reward token (seq_ends, a flat "
-                         "position in the whole rows) lives on one rank only; train reward models (RewardLoss) "
-                         "with head = context = 1 (a critic's ValueLoss, which reads every masked token of the "
-                         "shard, does run sharded)")
+    """This rank's tokens of every per-token field (B, L) of `batch`; per-row fields unchanged.
+    `seq_ends` (flat positions in the whole rows) stays global: a reward model under sequence
+    parallelism reads them over the group (`ends.SequenceEnds`)."""
     seq_len = batch.input_ids.shape[1]
 
     def mine(t: torch.Tensor | None) -> torch.Tensor | None:

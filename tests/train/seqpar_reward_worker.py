@@ -1,0 +1,87 @@
+"""Worker for tests/train/test_seqpar_reward_loss.py: a reward model's loss under 2D sequence parallelism.
+
+`RewardLoss` reads one reward token per sequence at `Batch.seq_ends`, flat positions in the whole
+rows, which stay global when the trainer shards the rows; the sequence-parallel wiring reads each
+end on the rank that holds it and all-reduces them (`lmforge.train.seqpar.ends`). The reward model
+is the tiny model of `seqpar_train_worker` with a score head, on reward-model rows packed as
+`lmforge.align.pair_rows.reward_batch` packs them (reward tokens on every rank of both layouts).
+Each process computes the one-process loss, logged parts and gradients first, then those of
+head 1 x context 2 and head 2 x context 1 over 2 gloo processes, for the Bradley-Terry and the COOL
+loss; rank 0 writes the largest difference per case.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+from lmforge.align.losses import RewardLoss
+from lmforge.align.pair_rows import reward_batch
+from lmforge.align.reward import RewardModel
+from lmforge.train.parallel import DistInfo, ParallelDims, all_reduce_sum
+from lmforge.train.seqpar import sequence_parallel_mesh
+from lmforge.train.trainer import Trainer
+from tests.train.seqpar_train_worker import SEQ_LEN, TINY, _full, _plain, fresh_model, train_section
+
+LAYOUTS = ((1, 2), (2, 1))
+KINDS = ("bt", "cool")
+LENGTHS = ((5, 9), (3, 12), (14, 2), (7, 6))  # (chosen, rejected) tokens: two rows of 32, four pairs each
+
+
+def pairs_batch():
+    """Four (chosen, rejected) pairs of random tokens packed into two rows of SEQ_LEN tokens."""
+    gen = torch.Generator().manual_seed(11)
+    pairs = [tuple(torch.randint(1, TINY.vocab_size, (n,), generator=gen).tolist() for n in pair) for pair in LENGTHS]
+    return reward_batch(pairs, pad_id=0, seq_len=SEQ_LEN)
+
+
+def reward_model() -> RewardModel:
+    rm = RewardModel.from_lm(fresh_model())
+    with torch.no_grad():  # rewards of order 1, so that every part of the losses matters
+        rm.score.weight.copy_(torch.randn(rm.score.weight.shape, generator=torch.Generator().manual_seed(5)) * 0.5)
+    return rm
+
+
+def loss_and_grads(trainer: Trainer, batch, kind: str) -> tuple[float, dict, dict]:
+    """(loss, logged parts, full gradients) of one forward/backward, summed over the processes."""
+    loss_fn = RewardLoss(kind)
+    local = trainer.local(batch)
+    divisor = all_reduce_sum(loss_fn.count(local), trainer.info)
+    loss, parts = loss_fn(trainer.model, local, divisor)
+    loss.backward()
+    grads = {_plain(n): _full(p.grad) for n, p in trainer.model.named_parameters()}
+    parts = {k: all_reduce_sum(float(v), trainer.info) for k, v in parts.items()}
+    return all_reduce_sum(loss.item(), trainer.info), parts, grads
+
+
+def run(rank: int, world: int, store: str, report: str) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+    batch = pairs_batch()
+    reference = {kind: loss_and_grads(Trainer(reward_model(), train_section(), DistInfo()), batch, kind)
+                 for kind in KINDS}
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    try:
+        lines = []
+        for head, context in LAYOUTS:
+            dims = ParallelDims(1, head, context)
+            info = DistInfo(rank=rank, world_size=world, local_rank=rank, dims=dims,
+                            mesh=sequence_parallel_mesh(dims))
+            for kind in KINDS:
+                ref_loss, ref_parts, ref_grads = reference[kind]
+                trainer = Trainer(reward_model(), train_section(head, context), info)
+                loss, parts, grads = loss_and_grads(trainer, batch, kind)
+                loss_err = abs(loss - ref_loss)
+                parts_err = max(abs(parts[k] - v) for k, v in ref_parts.items())
+                grad_err = max((grads[k] - g).abs().max().item() for k, g in ref_grads.items())
+                err = max(loss_err, parts_err, grad_err)
+                lines.append(f"head={head} context={context} kind={kind} loss={loss:.6f} reference={ref_loss:.6f} "
+                             f"loss_error={loss_err:.3e} parts_error={parts_err:.3e} grad_error={grad_err:.3e} "
+                             f"error={err:.3e}")
+        if rank == 0:
+            with open(report, "w") as f:
+                f.write("\n".join(lines) + "\n")
+    finally:
+        dist.destroy_process_group()
