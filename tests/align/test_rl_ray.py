@@ -133,3 +133,34 @@ def test_workers_without_ray_say_how_to_get_it(monkeypatch, tiny_dir):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as if not installed
     with pytest.raises(ImportError, match=r"pip install 'lmforge\[ray\]'"):
         RayRollouts(str(tiny_dir), workers=2, max_requests=4)
+
+
+def test_the_workers_end_when_a_step_raises(ray_cluster, tiny_dir, tmp_path, monkeypatch):
+    """A step that raises (here the checkers) still kills the Ray actors: they do not outlive the
+    run while the driver goes on (a notebook, a sweep)."""
+    import ray
+
+    from lmforge.align import rl as rl_module
+    from lmforge.align.config import RLSection
+    from lmforge.align.rollout_workers import RayRollouts
+
+    started = []
+    real_init = RayRollouts.__init__
+
+    def recording_init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        started.extend(self.workers)
+
+    def failing_checkers(*args, **kwargs):
+        raise RuntimeError("checker crashed")
+
+    monkeypatch.setattr(RayRollouts, "__init__", recording_init)
+    monkeypatch.setattr(rl_module, "checker_rewards", failing_checkers)
+    cfg = RLSection(init_from=str(tiny_dir), steps=2, global_batch=2, group=2, train_examples=8, eval_examples=4,
+                    max_new_tokens=4, eval_every=0, tensorboard=False, rollout_workers=2, rollout_worker_cpus=0.5)
+    with pytest.raises(RuntimeError, match="checker crashed"):
+        rl_module.rl(cfg, tmp_path / "rl", resume=False)
+    assert len(started) == 2
+    for w in started:
+        with pytest.raises(ray.exceptions.RayActorError):
+            ray.get(w.ready.remote(), timeout=30)

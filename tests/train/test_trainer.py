@@ -203,10 +203,12 @@ def test_muon_trains_and_resumes_exactly(dataset, tmp_path):
     assert losses(straight)[-1] < losses(straight)[0] - 0.5
 
 
-def test_validation_bits_per_byte_matches_the_exported_model(dataset, tmp_path):
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_validation_bits_per_byte_matches_the_exported_model(dataset, tmp_path, dropout):
     """val_bpb in the metrics = the exported model's log-probs of the same validation rows, summed
     over the targets that stand for text, over those targets' UTF-8 bytes (recomputed here from the
-    decoded text of each target token, not from the tokenizer's byte table)."""
+    decoded text of each target token, not from the tokenizer's byte table). With dropout the model
+    trains with it and validates without it, as the exported model scores."""
     import json
 
     from lmforge.model.logprobs import token_logprobs
@@ -214,7 +216,7 @@ def test_validation_bits_per_byte_matches_the_exported_model(dataset, tmp_path):
 
     root, tok = dataset
     tc = _tc(root, steps=6, val_every=6, val_rows=8)
-    result = train(_cfg(tok), tc, tmp_path, tokenizer_dir=str(root / "tokenizer"), console=QUIET)[0]
+    result = train(_cfg(tok, dropout=dropout), tc, tmp_path, tokenizer_dir=str(root / "tokenizer"), console=QUIET)[0]
     rows = [json.loads(line) for line in result.metrics.read_text().splitlines()]
     logged = [r for r in rows if "val_bpb" in r][-1]["val_bpb"]
     model = load_model(tmp_path / "main" / "hf").eval()

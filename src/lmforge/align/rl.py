@@ -36,6 +36,7 @@ by side (reward up while accuracy falls is reward hacking).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import time
@@ -257,7 +258,9 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
                   f"answers, reward from {REWARD_FROM[cfg.reward]}, kl {cfg.kl}, lr {cfg.lr}; held-out accuracy before: "
                   f"{100 * before['all']:.1f}%")
     critic_save = (lambda n: critic_trainer.save(ckpt_root / "critic", n, {})) if critic_trainer else None
-    with StepCheckpoints(trainer, ckpt_root, cfg.ckpt_every, console, also=critic_save) as ckpt:
+    # closing: the rollout workers (Ray actors) end with the loop, also when a step raises
+    with contextlib.closing(rollouts), StepCheckpoints(trainer, ckpt_root, cfg.ckpt_every, console,
+                                                       also=critic_save) as ckpt:
         while step < cfg.steps:
             t0 = time.perf_counter()
             idx = [int(order[(step * cfg.global_batch + i) % len(order)]) for i in range(cfg.global_batch)]
@@ -349,7 +352,6 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
                 break
     interrupted = ckpt.interrupted
     trainer.close()
-    rollouts.close()
     summary = {"algorithm": cfg.algorithm, "steps": step, "interrupted": interrupted}
     if interrupted:
         logger.close()

@@ -39,6 +39,11 @@ class ModelConfig:
     # drown 0.02-scale embeddings in the residual stream and AdamW sits on the unigram plateau for
     # many steps; the CPU presets therefore start embeddings at unit scale.
     embed_init_std: float = 0.02
+    # Residual dropout (the embeddings and each block's attention and feed-forward outputs), in
+    # training mode only. InternLM2 pre-trains without dropout, so the default is 0; a small model that
+    # reads its data many times over (recipes/shakespeare.toml) gains from it. A training setting, not
+    # exported with the weights: a model loaded from a checkpoint fine-tunes without it.
+    dropout: float = 0.0
     # Attention backend for packed training batches: "auto", "sdpa", "flex" or "flash".
     attn_backend: str = "auto"
     bos_token_id: int = 1
@@ -59,6 +64,8 @@ class ModelConfig:
         for name in ("norm_eps", "rope_theta", "rope_scaling_factor"):
             if not isinstance(getattr(self, name), numbers.Real) or getattr(self, name) <= 0:
                 problems.append(f"{name}={getattr(self, name)!r} must be a positive number")
+        if not isinstance(self.dropout, numbers.Real) or not 0 <= self.dropout < 1:
+            problems.append(f"dropout={self.dropout!r} must be in [0, 1)")
         if self.rope_scaling not in ("none", "dynamic"):
             problems.append(f"rope_scaling={self.rope_scaling!r}: expected 'none' or 'dynamic'")
         if self.attn_backend not in ("auto", "sdpa", "flex", "flash"):

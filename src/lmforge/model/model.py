@@ -97,10 +97,14 @@ class Block(nn.Module):
         self.attention = Attention(cfg, layer_idx)
         self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.feed_forward = FeedForward(cfg)
+        self.dropout = cfg.dropout
 
     def forward(self, x, cos, sin, mask, kv_cache=None):
-        x = x + self.attention(self.attention_norm(x), cos, sin, mask, kv_cache)
-        return x + self.feed_forward(self.ffn_norm(x))
+        x = x + self._drop(self.attention(self.attention_norm(x), cos, sin, mask, kv_cache))
+        return x + self._drop(self.feed_forward(self.ffn_norm(x)))
+
+    def _drop(self, x: torch.Tensor) -> torch.Tensor:
+        return F.dropout(x, self.dropout, training=True) if self.dropout and self.training else x
 
 
 class InternLM2(nn.Module):
@@ -123,6 +127,12 @@ class InternLM2(nn.Module):
                     p.fill_(1.0)
                 else:
                     p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float32) * std)
+
+    def set_dropout(self, p: float) -> None:
+        """Residual dropout p from now on (a checkpoint loads without it: it is not exported)."""
+        self.cfg = self.cfg.replace(dropout=p)
+        for layer in self.layers:
+            layer.dropout = p
 
     def head_weight(self) -> torch.Tensor:
         """The LM head matrix; with NormHead each vocabulary row is L2-normalised (Baichuan 2 2.4)."""
@@ -149,6 +159,8 @@ class InternLM2(nn.Module):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         h = self.tok_embeddings(input_ids) if inputs_embeds is None else inputs_embeds
+        if self.cfg.dropout and self.training:
+            h = F.dropout(h, self.cfg.dropout, training=True)
         B, T = h.shape[:2]
         if kv_cache is not None:
             if position_ids is not None or document_ids is not None or mask is not None:

@@ -135,6 +135,8 @@ def build_model(model_cfg: ModelConfig, tc: TrainSection, stage: TrainStageSecti
         model.cfg = model.cfg.replace(**changes, attn_backend=model_cfg.attn_backend, z_loss=model_cfg.z_loss,
                                       norm_head=model_cfg.norm_head)
         model.output.norm_rows = model.cfg.norm_head
+        model.set_dropout(model_cfg.dropout)
+        torch.manual_seed(tc.seed)  # the dropout masks
         return model.train()
     torch.manual_seed(tc.seed)
     model = InternLM2(model_cfg.replace(**changes))
@@ -222,9 +224,23 @@ class Trainer:
             norm = norm.full_tensor()
         return float(norm)
 
+    @contextlib.contextmanager
+    def eval_mode(self):
+        """The model in eval mode (no dropout) for a measurement, back in train mode after it."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            yield
+        finally:
+            self.model.train(was_training)
+
     @torch.no_grad()
     def evaluate(self, batches: list[Batch], loss_fn: LossFn) -> float | None:
         """The loss's `log_key` part per counted item over every data-parallel rank's batches."""
+        with self.eval_mode():
+            return self._evaluate(batches, loss_fn)
+
+    def _evaluate(self, batches: list[Batch], loss_fn: LossFn) -> float | None:
         total, count = 0.0, 0
         for b in batches:
             b = self.local(b)
@@ -239,6 +255,10 @@ class Trainer:
         """(validation loss in nats per target, bits per UTF-8 byte) of the batches in one forward each.
         Bits per byte sum log P over the targets that stand for text (special tokens stand for none),
         over their bytes; comparable across tokenizers (nanochat's validation bpb)."""
+        with self.eval_mode():
+            return self._evaluate_text(batches, token_bytes)
+
+    def _evaluate_text(self, batches: list[Batch], token_bytes: torch.Tensor) -> tuple[float | None, float | None]:
         nats = text_nats = 0.0
         count = n_bytes = 0
         for b in batches:

@@ -72,15 +72,19 @@ class InternVL(nn.Module):
                              f"{n_tiles * self.cfg.num_image_token} image features; put num_image_token "
                              "placeholders in the text for every tile")
         if n_tiles == 0:
-            if not self.training:
+            if not self.training and not self._vision_sharded():
                 return h
-            # Training on text rows still runs the vision tower, on no tiles (zero gradients): under
-            # FSDP every process must take part in each block's gathers, images or not (InternVL
-            # runs a dummy image for the same reason).
+            # Text rows in training, and under FSDP always, still run the vision tower on no tiles
+            # (zero gradients): under FSDP every process must take part in each block's gathers,
+            # images or not (InternVL runs a dummy image for the same reason).
             size = self.cfg.vision.image_size
             pixel_values = h.new_zeros(0, 3, size, size)
         feats = self.image_features(pixel_values).to(h.dtype)
         return h.masked_scatter(is_img.unsqueeze(-1), feats)
+
+    def _vision_sharded(self) -> bool:
+        """Whether FSDP2 shards the vision tower (its parameters are DTensors)."""
+        return hasattr(next(self.vision_model.parameters()), "full_tensor")
 
     def forward(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None = None, *,
                 position_ids: torch.Tensor | None = None, document_ids: torch.Tensor | None = None,
