@@ -1,7 +1,10 @@
 """The `[sft]`, `[rm]` and `[dpo]` recipe sections: the settings of supervised fine-tuning, reward
 models and direct preference optimisation. The optimizer settings are the pre-training trainer's
 (`TrainSection`), with fine-tuning defaults (a smaller learning rate, no weight decay as TRL's
-trainers default to, cosine to zero). Every value is checked when the section is built."""
+trainers default to, cosine to zero). `sequence_parallel` splits every row over head x context
+processes as `[train]`'s does (docs/sequence_parallel.md) for the stages whose losses are exact
+under it (sft's next-token loss, rm's and polar's reward losses); dpo and rl refuse it. Every value
+is checked when the section is built."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from lmforge.config import check_fields
-from lmforge.train.config import TrainSection
+from lmforge.train.config import SequenceParallelSection, TrainSection, check_split
 
 TASK_DATA = "tasks"  # `data` value: the built-in checkable tasks (lmforge.align.tasks)
 
@@ -40,6 +43,8 @@ class FinetuneSection:
     ckpt_every: int = 100
     log_every: int = 10
     tensorboard: bool = True
+    # LoongTrain's 2D sequence parallelism, `[train] sequence_parallel`'s settings and checks (off by default)
+    sequence_parallel: SequenceParallelSection = field(default_factory=SequenceParallelSection)
 
     def __post_init__(self) -> None:
         check_fields(self, {"train_examples": ">= 1", "eval_examples": ">= 1", "max_new_tokens": ">= 1", "steps": ">= 1", "seq_len": ">= 8",
@@ -48,11 +53,20 @@ class FinetuneSection:
                             "ckpt_every": ">= 1", "log_every": ">= 1"},
                      {"schedule": ("cosine", "wsd", "constant")})
         self.check_batch()
+        check_split(self.sequence_parallel, self.seq_len)
         from lmforge.align.tasks import TASKS
 
         unknown = [t for t in self.tasks if t not in TASKS]
         if unknown:
             raise ValueError(f"tasks = {self.tasks!r}: unknown {unknown}; known: {list(TASKS)}")
+
+    def refuse_sequence_parallel(self, why: str) -> None:
+        """For a stage whose loss is not exact when its rows are split over processes."""
+        sp = self.sequence_parallel
+        if sp.size > 1:
+            raise ValueError(f"sequence_parallel = {{ head = {sp.head}, context = {sp.context} }}: {why}; set "
+                             "head = 1 and context = 1 (train data parallel under torchrun). Sequence parallelism "
+                             "works for sft, rm and polar (docs/sequence_parallel.md)")
 
     def check_batch(self) -> None:
         if self.global_batch % self.micro_batch:
@@ -112,6 +126,8 @@ class DPOSection(FinetuneSection):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_fields(self, {"beta": "> 0", "simpo_gamma": ">= 0"}, {"loss": ("dpo", "simpo")})
+        self.refuse_sequence_parallel("DPO / SimPO sum each answer's log-probabilities over its whole row "
+                                      "(right-padded rows of any length), which a split row would not give")
 
 
 @dataclass
@@ -216,6 +232,8 @@ class RLSection(FinetuneSection):
                             "eval_every": ">= 0", "rollout_workers": ">= 0", "rollout_worker_cpus": "> 0"},
                      {"algorithm": ("grpo", "rloo", "rft", "ppo"), "reward": ("checker", "rm", "polar"), "aggregate": ("token", "sequence"),
                       "combine": ("mean", "min", "mean_minus_std")})
+        self.refuse_sequence_parallel("online RL generates and trains in one process (its policy loss and "
+                                      "rollouts are not split)")
         if (self.rounds > 1 or self.hack_window) and self.reward != "rm":
             raise ValueError(f"rounds = {self.rounds}, hack_window = {self.hack_window}: online RLHF updates reward "
                              f"models, so it needs reward = 'rm' (this recipe has reward = {self.reward!r})")

@@ -6,6 +6,10 @@ The same contract as a pre-training stage: a checkpoint every `ckpt_every` steps
 SIGTERM finishes the step, writes a checkpoint and returns `interrupted`, and `resume` continues from
 the last checkpoint with the loader where it was, so a killed run loses at most `ckpt_every` steps.
 Metrics go to metrics.jsonl and TensorBoard like pre-training's.
+
+`setup` arranges the processes as `lmforge train` does (`trainer.distributed_for`): dp x head x
+context from the section's `sequence_parallel`, so the trainer cuts each row into the rank's
+zigzag shard and the loader splits the batch over the data-parallel ranks only.
 """
 
 from __future__ import annotations
@@ -17,18 +21,18 @@ from pathlib import Path
 from rich.console import Console
 
 from lmforge.train.metrics import MetricsLogger
-from lmforge.train.parallel import init_distributed
 from lmforge.train.schedule import lr_at
-from lmforge.train.trainer import StepCheckpoints, Trainer
+from lmforge.train.trainer import StepCheckpoints, Trainer, distributed_for
 
 
 def setup(name: str, cfg, out_dir: str | Path, device: str, console: Console | None):
-    """(out_dir, process info, console) for an alignment stage; refuses a section without init_from."""
+    """(out_dir, process info, console) for an alignment stage; refuses a section without init_from.
+    The processes are arranged dp x head x context by the section's `sequence_parallel`."""
     if not cfg.init_from:
         raise ValueError(f"{name}.init_from is empty: name the HF model directory to start from")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    info = init_distributed(device=device)
+    info = distributed_for(cfg.train_section(), device)
     return out_dir, info, console or Console(quiet=not info.is_main)
 
 

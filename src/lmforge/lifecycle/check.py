@@ -131,8 +131,10 @@ def check_data(recipe: Recipe, recipe_dir: Path | None) -> None:
 
 
 def check_align(recipe: Recipe, world: int, sections: tuple[str, ...] = ("sft", "rm")) -> None:
-    """The alignment sections a run (or `lmforge sft` / `rm` / `dpo`) will use: data files, batches, LoRA's
-    single process."""
+    """The alignment sections a run (or `lmforge sft` / `rm` / `dpo`) will use: data files, the processes
+    arranged as dp x head x context, batches over the data-parallel ones, LoRA's single process."""
+    from lmforge.train.config import data_parallel_size
+
     for name in sections:
         section = getattr(recipe, name)
         if section.data != "tasks" and not Path(section.data).is_file():
@@ -149,9 +151,13 @@ def check_align(recipe: Recipe, world: int, sections: tuple[str, ...] = ("sft", 
                     raise RecipeError(f"rl.{used[0]}: {d!r} is not a model directory (no config.json); give "
                                       "what `lmforge rm` or `lmforge polar` wrote")
             continue
-        if section.global_batch % (section.micro_batch * world):
+        try:
+            dp = data_parallel_size(section.sequence_parallel, world)
+        except ValueError as e:
+            raise RecipeError(f"{name}.{e}") from None
+        if section.global_batch % (section.micro_batch * dp):
             raise RecipeError(f"{name}.global_batch = {section.global_batch}: must be a multiple of micro_batch x "
-                              f"processes = {section.micro_batch} x {world}")
+                              f"data-parallel processes = {section.micro_batch} x {dp}")
     if "sft" in sections and recipe.sft.lora_rank and world > 1:
         raise RecipeError(f"sft.lora_rank = {recipe.sft.lora_rank}: LoRA runs in one process, but {world} were "
                           "started; use lora_rank = 0 (full fine-tuning) under torchrun")

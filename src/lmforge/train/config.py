@@ -138,18 +138,31 @@ def stage_value(train: TrainSection, stage: TrainStageSection | None, name: str)
     return getattr(train, name) if value is None else value
 
 
+def check_split(sp: SequenceParallelSection, seq_len: int, where: str = "") -> None:
+    """Rows of `seq_len` tokens must split into the zigzag shards of sp's head x context processes
+    (also used by the alignment sections, `lmforge.align.config`)."""
+    if sp.size == 1:
+        return
+    try:
+        check_seq_len(seq_len, sp.head, sp.context)
+    except ValueError as e:
+        raise ValueError(f"seq_len = {seq_len}{where} with sequence_parallel = {{ head = {sp.head}, "
+                         f"context = {sp.context} }}: {e}") from None
+
+
+def data_parallel_size(sp: SequenceParallelSection, world_size: int, where: str = "") -> int:
+    """The data-parallel processes that sp leaves of `world_size`; an error when they do not factor."""
+    try:
+        return factor_world(world_size, sp.head, sp.context)
+    except ValueError as e:
+        raise ValueError(f"sequence_parallel{where}: {e}") from None
+
+
 def check_sequence_split(train: TrainSection) -> None:
     """Each stage's rows must split into the zigzag shards of its head x context processes."""
     for stage in train.stages or [None]:
-        sp, seq_len = stage_value(train, stage, "sequence_parallel"), stage_value(train, stage, "seq_len")
-        if sp.size == 1:
-            continue
-        try:
-            check_seq_len(seq_len, sp.head, sp.context)
-        except ValueError as e:
-            where = f" (stage {stage.name!r})" if stage else ""
-            raise ValueError(f"seq_len = {seq_len}{where} with sequence_parallel = {{ head = {sp.head}, "
-                             f"context = {sp.context} }}: {e}") from None
+        check_split(stage_value(train, stage, "sequence_parallel"), stage_value(train, stage, "seq_len"),
+                    f" (stage {stage.name!r})" if stage else "")
 
 
 def check_batches(train: TrainSection, dp_size: int = 1, *, world_size: int | None = None) -> None:
@@ -160,11 +173,7 @@ def check_batches(train: TrainSection, dp_size: int = 1, *, world_size: int | No
         gb, mb = stage_value(train, stage, "global_batch"), stage_value(train, stage, "micro_batch")
         where = f" (stage {stage.name!r})" if stage else ""
         if world_size is not None:
-            sp = stage_value(train, stage, "sequence_parallel")
-            try:
-                dp_size = factor_world(world_size, sp.head, sp.context)
-            except ValueError as e:
-                raise ValueError(f"sequence_parallel{where}: {e}") from None
+            dp_size = data_parallel_size(stage_value(train, stage, "sequence_parallel"), world_size, where)
         if gb % (mb * dp_size):
             raise ValueError(f"global_batch = {gb}{where}: must be a multiple of micro_batch x data-parallel "
                              f"processes = {mb} x {dp_size}")

@@ -1,0 +1,49 @@
+"""Worker for tests/align/test_seqpar_stages.py: the sft and rm stages under 2D sequence parallelism.
+
+Each process joins a gloo group through a file store, sets the variables `torchrun` would
+(WORLD_SIZE, RANK, LOCAL_RANK) and runs `lmforge.align.sft.sft` then `lmforge.align.rm.rm` with the
+sections of `sections(...)`, as `lmforge sft` / `lmforge rm` under torchrun do; `setup` arranges
+the processes as dp x head x context from the sections' `sequence_parallel`. The caller compares
+the metrics.jsonl losses they write with one process's.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from rich.console import Console
+
+from lmforge.align.config import RMSection, SFTSection
+from lmforge.train.config import SequenceParallelSection
+
+SHARED = dict(steps=2, global_batch=4, micro_batch=2, train_examples=24, eval_examples=4, max_new_tokens=2,
+              tensorboard=False, log_every=1)
+
+
+def sections(tiny_dir: str, head: int = 1, context: int = 1) -> tuple[SFTSection, RMSection]:
+    sp = SequenceParallelSection(head, context)
+    return (SFTSection(init_from=tiny_dir, seq_len=64, sequence_parallel=sp, **SHARED),
+            RMSection(init_from=tiny_dir, seq_len=128, ensemble=1, sequence_parallel=sp, **SHARED))
+
+
+def run_stages(out: Path, tiny_dir: str, head: int = 1, context: int = 1) -> None:
+    from lmforge.align.rm import rm
+    from lmforge.align.sft import sft
+
+    sft_cfg, rm_cfg = sections(tiny_dir, head, context)
+    quiet = Console(quiet=True)
+    sft(sft_cfg, out / "sft", resume=False, console=quiet, device="cpu")
+    rm(rm_cfg, out / "rm", resume=False, console=quiet, device="cpu")
+
+
+def run(rank: int, world: int, store: str, out: str, tiny_dir: str, head: int, context: int) -> None:
+    os.environ.update(WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank), OMP_NUM_THREADS="1")
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    try:
+        run_stages(Path(out), tiny_dir, head, context)
+    finally:
+        dist.destroy_process_group()
