@@ -17,7 +17,7 @@ TINY = ["tokenizer.vocab_size=300", "model.dim=32", "model.n_layers=1", "model.n
         "model.ffn_dim=64", "model.max_seq_len=64", "train.steps=3", "train.seq_len=64", "train.global_batch=4",
         "train.micro_batch=4", "train.warmup_steps=1", "train.val_every=3", "train.val_rows=4",
         "train.ckpt_every=3", "train.tensorboard=false", "eval.bpb_max_chars=4000", "eval.ppl_max_windows=1",
-        "sample.max_new_tokens=4", 'run.device="cpu"']
+        "sample.max_new_tokens=4", 'run.device="cpu"', "train.compile=false"]
 
 
 def test_split_is_by_whole_plays_and_modern_editions_only():

@@ -125,6 +125,17 @@ def test_the_flag_is_checked():
         RLSection(rollout_workers=-1)
     with pytest.raises(ValueError, match="rollout_worker_cpus"):
         RLSection(rollout_worker_cpus=0)
+    with pytest.raises(ValueError, match="rollout_worker_gpus"):
+        RLSection(rollout_worker_gpus=-1)
+
+
+def test_workers_asking_for_gpus_ray_lacks_say_what_to_lower(ray_cluster, tiny_dir):
+    """A worker placed on a GPU asks Ray for it; where there is none (this CPU cluster) the start
+    times out with a message naming the settings, instead of waiting forever."""
+    from lmforge.align.rollout_workers import RayRollouts
+
+    with pytest.raises(RuntimeError, match=r"1 of 1 rollout workers did not start.*1\.0 GPUs.*rollout_worker_gpus"):
+        RayRollouts(str(tiny_dir), workers=1, max_requests=4, cpus=0.5, start_timeout=3, gpus=1.0)
 
 
 def test_workers_without_ray_say_how_to_get_it(monkeypatch, tiny_dir):

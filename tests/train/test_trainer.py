@@ -232,3 +232,17 @@ def test_validation_bits_per_byte_matches_the_exported_model(dataset, tmp_path, 
             bits -= sum(float(lp[r, t]) for t in kept) / math.log(2)
             n_bytes += len(tok.decode([int(b.targets[r, t]) for t in kept]).encode("utf-8"))  # English: whole chars
     assert logged == pytest.approx(bits / n_bytes, rel=2e-3)
+
+
+def test_compile_without_a_cxx_compiler_says_what_to_install(dataset, tmp_path, monkeypatch):
+    import shutil
+
+    root, tok = dataset
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(RuntimeError, match="needs a C\\+\\+ compiler.*apt-get install g\\+\\+.*\"auto\""):
+        train(_cfg(tok), _tc(root, steps=1, val_every=0, compile=True), tmp_path, console=QUIET)
+    # "auto" trains uncompiled there
+    result = train(_cfg(tok), _tc(root, steps=1, val_every=0, compile="auto"), tmp_path / "auto", console=QUIET)[0]
+    assert result.steps == 1
+    with pytest.raises(ValueError, match="compile = 'yes'"):
+        _tc(root, compile="yes")

@@ -189,6 +189,9 @@ class RLSection(FinetuneSection):
     # weights after every update (OpenRLHF / verl style; needs `pip install 'lmforge[ray]'`).
     rollout_workers: int = 0
     rollout_worker_cpus: float = 1.0
+    # GPUs each worker asks Ray for (0: it decodes on its CPUs). Ray gives the actor its own devices
+    # (CUDA_VISIBLE_DEVICES), apart from the trainer's; fractions share one GPU between workers.
+    rollout_worker_gpus: float = 0.0
     reward: str = "checker"  # "checker": 1 correct, 0 wrong, malformed_reward malformed; "rm": reward models
     malformed_reward: float = -0.5
     # reward = "rm": reward-model directories (`lmforge rm`'s member-k/model, or its soup), scored under
@@ -229,7 +232,8 @@ class RLSection(FinetuneSection):
                             "hack_length_ratio": "> 1", "patch_steps": ">= 1", "patch_lr": "> 0",
                             "patch_seq_len": ">= 8", "ptx": ">= 0", "ptx_rows": ">= 1", "critic_lr": ">= 0", "gae_lambda": "[0, 1]",
                             "group": ">= 1", "temperature": "> 0", "top_p": "(0, 1]", "clip": ">= 0", "kl": ">= 0",
-                            "eval_every": ">= 0", "rollout_workers": ">= 0", "rollout_worker_cpus": "> 0"},
+                            "eval_every": ">= 0", "rollout_workers": ">= 0", "rollout_worker_cpus": "> 0",
+                            "rollout_worker_gpus": ">= 0"},
                      {"algorithm": ("grpo", "rloo", "rft", "ppo"), "reward": ("checker", "rm", "polar"), "aggregate": ("token", "sequence"),
                       "combine": ("mean", "min", "mean_minus_std")})
         self.refuse_sequence_parallel("online RL generates and trains in one process (its policy loss and "

@@ -63,15 +63,20 @@ class Colocated:
 
 
 class RolloutWorker:
-    """One Ray actor: a copy of the policy from `init_from` and its engine, on `threads` CPU threads."""
+    """One Ray actor: a copy of the policy from `init_from` and its engine, on `threads` CPU threads,
+    or on the GPU Ray gave it (`gpu`; float32 weights, as the trainer's master copy)."""
 
-    def __init__(self, init_from: str, max_requests: int, threads: int):
+    def __init__(self, init_from: str, max_requests: int, threads: int, gpu: bool = False):
         from lmforge.model import load_model
         from lmforge.tokenizer import Tokenizer
 
         torch.set_num_threads(threads)
         self.tokenizer = Tokenizer.load(init_from)
-        self.model = load_model(init_from).float().eval().requires_grad_(False)
+        device = "cuda" if gpu else "cpu"
+        if gpu and not torch.cuda.is_available():
+            raise RuntimeError("rollout worker was given a GPU by Ray but torch sees no CUDA device; "
+                               "install a CUDA build of torch on the Ray nodes or set rl.rollout_worker_gpus = 0")
+        self.model = load_model(init_from).float().to(device).eval().requires_grad_(False)
         self.engine = engine_for(self.model, self.tokenizer, max_requests)
         self.version = 0  # the checkpoint's own weights
 
@@ -104,23 +109,26 @@ def shards(n: int, parts: int) -> list[range]:
 
 
 class RayRollouts:
-    """Rollouts from `workers` Ray actors, each with `cpus` CPUs of its own (they decode on the CPU)."""
+    """Rollouts from `workers` Ray actors, each with `cpus` CPUs of its own, and `gpus` GPUs when
+    asked (then they decode on the GPU)."""
 
     def __init__(self, init_from: str, workers: int, max_requests: int, cpus: float = 1.0,
-                 start_timeout: float = 300.0):
+                 start_timeout: float = 300.0, gpus: float = 0.0):
         from lmforge.ray_init import init_ray
 
         ray = init_ray("rl.rollout_workers > 0 needs ray: pip install 'lmforge[ray]'")
         self.ray = ray
-        actor = ray.remote(num_cpus=cpus, max_restarts=0)(RolloutWorker)
-        self.workers = [actor.remote(str(init_from), max_requests, max(1, int(cpus))) for _ in range(workers)]
+        actor = ray.remote(num_cpus=cpus, num_gpus=gpus, max_restarts=0)(RolloutWorker)
+        self.workers = [actor.remote(str(init_from), max_requests, max(1, int(cpus)), gpus > 0)
+                        for _ in range(workers)]
         self.version = 0
         _, waiting = ray.wait([w.ready.remote() for w in self.workers], num_returns=workers, timeout=start_timeout)
         if waiting:  # Ray would wait for room forever
             self.close()
             raise RuntimeError(f"{len(waiting)} of {workers} rollout workers did not start in {start_timeout:.0f} s; "
-                               f"each asks for {cpus} CPUs, and Ray has {ray.available_resources()} "
-                               "free: lower rl.rollout_worker_cpus or rl.rollout_workers")
+                               f"each asks for {cpus} CPUs and {gpus} GPUs, and Ray has "
+                               f"{ray.available_resources()} free: lower rl.rollout_worker_cpus, "
+                               "rl.rollout_worker_gpus or rl.rollout_workers")
 
     def generate(self, prompt_ids: Sequence[list[int]], group: int, max_new_tokens: int, temperature: float = 1.0,
                  top_p: float = 1.0, seed: int = 0) -> list[Rollout]:
@@ -149,4 +157,5 @@ def rollout_engine(cfg, model, tokenizer):
     max_requests = cfg.global_batch * cfg.group
     if cfg.rollout_workers == 0:
         return Colocated(model, tokenizer, max_requests)
-    return RayRollouts(cfg.init_from, cfg.rollout_workers, max_requests, cfg.rollout_worker_cpus)
+    return RayRollouts(cfg.init_from, cfg.rollout_workers, max_requests, cfg.rollout_worker_cpus,
+                       gpus=cfg.rollout_worker_gpus)

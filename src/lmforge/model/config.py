@@ -40,9 +40,10 @@ class ModelConfig:
     # many steps; the CPU presets therefore start embeddings at unit scale.
     embed_init_std: float = 0.02
     # Residual dropout (the embeddings and each block's attention and feed-forward outputs), in
-    # training mode only. InternLM2 pre-trains without dropout, so the default is 0; a small model that
-    # reads its data many times over (recipes/shakespeare.toml) gains from it. A training setting, not
-    # exported with the weights: a model loaded from a checkpoint fine-tunes without it.
+    # training mode only (nanoGPT's placement). InternLM2 pre-trains without dropout, so the default is
+    # 0; it is for small models that read their data many times over (in the Shakespeare race, 0.1
+    # did not help: docs/benchmarks.md). A training setting, not exported with the weights: a model
+    # loaded from a checkpoint fine-tunes without it.
     dropout: float = 0.0
     # Attention backend for packed training batches: "auto", "sdpa", "flex" or "flash".
     attn_backend: str = "auto"

@@ -24,6 +24,7 @@ torch.distributed.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 
 import torch
@@ -134,8 +135,26 @@ def apply_activation_checkpointing(model: torch.nn.Module, mode: str, every: int
             block.attention = checkpoint_wrapper(block.attention)
 
 
+def has_cxx_compiler() -> bool:
+    """Whether inductor can compile for a CPU here (it writes and builds C++ kernels)."""
+    return bool(shutil.which("g++") or shutil.which("c++"))
+
+
+def compile_blocks(setting: bool | str, device: torch.device) -> bool:
+    """`train.compile` resolved: "auto" compiles where it can run (a GPU, or a CPU with a C++
+    compiler); true on a CPU without one is refused, saying what to install."""
+    if setting == "auto":
+        return device.type != "cpu" or has_cxx_compiler()
+    if setting and device.type == "cpu" and not has_cxx_compiler():
+        raise RuntimeError("train.compile = true on a CPU needs a C++ compiler (torch.compile's inductor "
+                           "writes C++ kernels) and none is on PATH; install one (Debian/Ubuntu: "
+                           "apt-get install g++; macOS: xcode-select --install), or set train.compile = \"auto\" "
+                           "(compile where possible) or false")
+    return bool(setting)
+
+
 def parallelize(model: torch.nn.Module, info: DistInfo, *, activation_checkpointing: str = "none",
-                ac_every: int = 1, compile: bool = False, param_dtype: torch.dtype | None = None,
+                ac_every: int = 1, compile: bool | str = False, param_dtype: torch.dtype | None = None,
                 double_ring_window: int | None = None) -> torch.nn.Module:
     """The model, in place, with 2D sequence parallelism (when head x context > 1), activation
     checkpointing, compiled blocks and FSDP2 over all processes (when there are several)."""
@@ -149,7 +168,7 @@ def parallelize(model: torch.nn.Module, info: DistInfo, *, activation_checkpoint
                              "set head = 1 and context = 1")
         apply_sequence_parallel(model, groups)
     apply_activation_checkpointing(decoder, activation_checkpointing, ac_every)
-    if compile:
+    if compile_blocks(compile, info.device):
         for block in decoder.layers:
             block.compile()  # in place: parameter names (and so checkpoints) stay the same
     if info.world_size > 1:
