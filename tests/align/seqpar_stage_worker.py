@@ -12,12 +12,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
-import torch.distributed as dist
 from rich.console import Console
 
 from lmforge.align.config import RMSection, SFTSection
 from lmforge.train.config import SequenceParallelSection
+from tests.train.seqpar_train_worker import gloo_group, one_thread
 
 SHARED = dict(steps=2, global_batch=4, micro_batch=2, train_examples=24, eval_examples=4, max_new_tokens=2,
               tensorboard=False, log_every=1)
@@ -40,10 +39,7 @@ def run_stages(out: Path, tiny_dir: str, head: int = 1, context: int = 1) -> Non
 
 
 def run(rank: int, world: int, store: str, out: str, tiny_dir: str, head: int, context: int) -> None:
-    os.environ.update(WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank), OMP_NUM_THREADS="1")
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
-    try:
+    os.environ.update(WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank))
+    one_thread()
+    with gloo_group(rank, world, store):
         run_stages(Path(out), tiny_dir, head, context)
-    finally:
-        dist.destroy_process_group()

@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 
 import torch
-import torch.distributed as dist
 
 from lmforge.train.loader import make_batch
-from lmforge.train.parallel import DistInfo, ParallelDims
-from lmforge.train.seqpar import sequence_parallel_mesh
+from lmforge.train.parallel import DistInfo
 from lmforge.train.trainer import Trainer
-from tests.train.seqpar_train_worker import compare, fresh_model, one_step, rows, train_section
+from tests.train.seqpar_train_worker import (compare, fresh_model, gloo_group, layout_info, one_step, one_thread, rows,
+                                             train_section, write_report)
 
 # (name, head, context, TrainSection changes)
 CASES = [
@@ -37,28 +35,19 @@ CASES = [
 
 
 def run(rank: int, world: int, store: str, report: str, names: tuple[str, ...]) -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    torch.set_num_threads(1)
+    one_thread()
     batches = [make_batch([r]) for r in rows()]
     ref = one_step(Trainer(fresh_model(), train_section(), DistInfo()), batches)
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
-    try:
+    with gloo_group(rank, world, store):
         lines = []
         for name, head, context, changes in (c for c in CASES if c[0] in names):
-            dims = ParallelDims(1, head, context)
-            info = DistInfo(rank=rank, world_size=world, local_rank=rank, dims=dims,
-                            mesh=sequence_parallel_mesh(dims))
             tc = dataclasses.replace(train_section(head, context), **changes)
             torch._dynamo.reset()
-            got = one_step(Trainer(fresh_model(), tc, info), batches)
+            got = one_step(Trainer(fresh_model(), tc, layout_info(rank, world, 1, head, context)), batches)
             scale = max(g.abs().max().item() for g in ref["grads"].values())
             grad_abs = max((got["grads"][k] - g).abs().max().item() for k, g in ref["grads"].items())
             lines.append(json.dumps({"case": f"{name} head={head} context={context}", "error": compare(got, ref),
                                      "loss_rel": abs(got["loss"] - ref["loss"]) / abs(ref["loss"]),
                                      "grad_abs": grad_abs, "grad_rel": grad_abs / scale,
                                      "ring_calls": got["ring_calls"]}))
-        if rank == 0:
-            with open(report, "w") as f:
-                f.write("\n".join(lines) + "\n")
-    finally:
-        dist.destroy_process_group()
+        write_report(rank, report, lines)

@@ -12,18 +12,15 @@ loss; rank 0 writes the largest difference per case.
 
 from __future__ import annotations
 
-import os
-
 import torch
-import torch.distributed as dist
 
 from lmforge.align.losses import RewardLoss
 from lmforge.align.pair_rows import reward_batch
 from lmforge.align.reward import RewardModel
-from lmforge.train.parallel import DistInfo, ParallelDims, all_reduce_sum
-from lmforge.train.seqpar import sequence_parallel_mesh
+from lmforge.train.parallel import DistInfo, all_reduce_sum
 from lmforge.train.trainer import Trainer
-from tests.train.seqpar_train_worker import SEQ_LEN, TINY, _full, _plain, fresh_model, train_section
+from tests.train.seqpar_train_worker import (SEQ_LEN, TINY, _full, _plain, fresh_model, gloo_group, layout_info,
+                                             one_thread, train_section, write_report)
 
 LAYOUTS = ((1, 2), (2, 1))
 KINDS = ("bt", "cool")
@@ -57,18 +54,14 @@ def loss_and_grads(trainer: Trainer, batch, kind: str) -> tuple[float, dict, dic
 
 
 def run(rank: int, world: int, store: str, report: str) -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    torch.set_num_threads(1)
+    one_thread()
     batch = pairs_batch()
     reference = {kind: loss_and_grads(Trainer(reward_model(), train_section(), DistInfo()), batch, kind)
                  for kind in KINDS}
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
-    try:
+    with gloo_group(rank, world, store):
         lines = []
         for head, context in LAYOUTS:
-            dims = ParallelDims(1, head, context)
-            info = DistInfo(rank=rank, world_size=world, local_rank=rank, dims=dims,
-                            mesh=sequence_parallel_mesh(dims))
+            info = layout_info(rank, world, 1, head, context)
             for kind in KINDS:
                 ref_loss, ref_parts, ref_grads = reference[kind]
                 trainer = Trainer(reward_model(), train_section(head, context), info)
@@ -80,8 +73,4 @@ def run(rank: int, world: int, store: str, report: str) -> None:
                 lines.append(f"head={head} context={context} kind={kind} loss={loss:.6f} reference={ref_loss:.6f} "
                              f"loss_error={loss_err:.3e} parts_error={parts_err:.3e} grad_error={grad_err:.3e} "
                              f"error={err:.3e}")
-        if rank == 0:
-            with open(report, "w") as f:
-                f.write("\n".join(lines) + "\n")
-    finally:
-        dist.destroy_process_group()
+        write_report(rank, report, lines)

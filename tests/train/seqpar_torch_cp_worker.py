@@ -11,7 +11,6 @@ one-process SDPA) and the public path's error, if any, as JSON.
 from __future__ import annotations
 
 import json
-import os
 
 import torch
 import torch.distributed as dist
@@ -20,6 +19,7 @@ import torch.nn.functional as F
 from lmforge.train.seqpar import SequenceParallelGroups, sequence_parallel_attention
 from lmforge.train.seqpar.layout import token_indices
 from lmforge.train.seqpar.torchcp import public_api_error, torch_cp_attention
+from tests.train.seqpar_train_worker import gloo_group, one_thread
 
 SHAPE = (2, 4, 64, 16)  # B, H, T, D
 
@@ -36,10 +36,8 @@ def _diff(a, b) -> float:
 
 
 def run(rank: int, world: int, store: str, out: str) -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
-    try:
+    one_thread()
+    with gloo_group(rank, world, store):
         from torch.distributed.device_mesh import init_device_mesh
 
         mesh = init_device_mesh("cpu", (world,))
@@ -66,5 +64,3 @@ def run(rank: int, world: int, store: str, out: str) -> None:
         if rank == 0:
             with open(out, "w") as f:
                 json.dump(gathered, f)
-    finally:
-        dist.destroy_process_group()

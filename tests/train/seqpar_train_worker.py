@@ -12,7 +12,9 @@ twice (the recompute runs the ring again).
 
 from __future__ import annotations
 
+import contextlib
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -115,19 +117,59 @@ def compare(got: dict, ref: dict) -> float:
     return max(errors)
 
 
-def run(rank: int, world: int, store: str, report: str) -> None:
+# ---------------------------------------------------------------- shared by the seqpar_*_worker files
+
+
+def one_thread() -> None:
+    """One CPU thread per process: the processes share the machine's cores."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(1)
+
+
+@contextlib.contextmanager
+def gloo_group(rank: int, world: int, store: str):
+    """The gloo process group of a spawned test, destroyed after the block."""
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def layout_info(rank: int, world: int, dp: int, head: int, context: int, placement: str = "head_first") -> DistInfo:
+    """This process's place in a dp x head x context layout of the world."""
+    dims = ParallelDims(dp, head, context)
+    return DistInfo(rank=rank, world_size=world, local_rank=rank, dims=dims,
+                    mesh=sequence_parallel_mesh(dims, placement))
+
+
+def write_report(rank: int, report: str, lines: list[str]) -> None:
+    """Rank 0 writes one line per case for the test to read."""
+    if rank == 0:
+        Path(report).write_text("\n".join(lines) + "\n")
+
+
+def spawn_report(run, tmp_path: Path, nprocs: int, *args, name: str = "report.txt") -> list[str]:
+    """Spawn `run(rank, nprocs, store, report, *args)` on `nprocs` gloo processes; the report's lines
+    (printed, for the test log)."""
+    import torch.multiprocessing as mp
+
+    report = tmp_path / name
+    mp.spawn(run, args=(nprocs, str(tmp_path / "store"), str(report), *args), nprocs=nprocs, join=True)
+    lines = report.read_text().splitlines()
+    print("\n".join(lines))
+    return lines
+
+
+def run(rank: int, world: int, store: str, report: str) -> None:
+    one_thread()
     batches = [make_batch([r]) for r in rows()]
     assert int(positions_from_documents(batches[0].document_ids).max()) + 1 > TINY.max_seq_len  # NTK active
     ref = one_step(Trainer(fresh_model(), train_section(), DistInfo()), batches)
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
-    try:
+    with gloo_group(rank, world, store):
         failures, lines = [], []
         for dp, head, context, placement, window, checkpointing, keep in CASES:
-            dims = ParallelDims(dp, head, context)
-            info = DistInfo(rank=rank, world_size=world, local_rank=rank, dims=dims,
-                            mesh=sequence_parallel_mesh(dims, placement))
+            info = layout_info(rank, world, dp, head, context, placement)
             trainer = Trainer(fresh_model(), train_section(head, context, placement, window, checkpointing), info)
             for module in trainer.model.modules():
                 if isinstance(getattr(module, "core", None), SequenceParallelCore):
@@ -143,9 +185,5 @@ def run(rank: int, world: int, store: str, report: str) -> None:
             expected_calls = per_dp * TINY.n_layers * (2 if checkpointing != "none" and not keep else 1)
             if got["ring_calls"] != expected_calls:
                 failures.append(f"{name}: ring attention ran {got['ring_calls']} times, expected {expected_calls}")
-        if rank == 0:
-            with open(report, "w") as f:
-                f.write("\n".join(lines) + "\n")
+        write_report(rank, report, lines)
         assert not failures, f"rank {rank}:\n" + "\n".join(failures)
-    finally:
-        dist.destroy_process_group()

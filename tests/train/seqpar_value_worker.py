@@ -10,18 +10,15 @@ head 2 x context 1 over 2 gloo processes; rank 0 writes the largest difference p
 
 from __future__ import annotations
 
-import os
-
 import torch
-import torch.distributed as dist
 
 from lmforge.align.losses import ValueLoss
 from lmforge.align.reward import RewardModel
 from lmforge.train.loader import make_batch
-from lmforge.train.parallel import DistInfo, ParallelDims, all_reduce_sum
-from lmforge.train.seqpar import sequence_parallel_mesh
+from lmforge.train.parallel import DistInfo, all_reduce_sum
 from lmforge.train.trainer import Trainer
-from tests.train.seqpar_train_worker import _full, _plain, fresh_model, rows, train_section
+from tests.train.seqpar_train_worker import (_full, _plain, fresh_model, gloo_group, layout_info, one_thread, rows,
+                                             train_section, write_report)
 
 LAYOUTS = ((1, 2), (2, 1))
 
@@ -46,24 +43,16 @@ def loss_and_grads(trainer: Trainer, batch) -> tuple[float, dict]:
 
 
 def run(rank: int, world: int, store: str, report: str) -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    torch.set_num_threads(1)
+    one_thread()
     batch = critic_batch()
     ref_loss, ref_grads = loss_and_grads(Trainer(RewardModel.from_lm(fresh_model()), train_section(), DistInfo()),
                                          batch)
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
-    try:
+    with gloo_group(rank, world, store):
         lines = []
         for head, context in LAYOUTS:
-            dims = ParallelDims(1, head, context)
-            info = DistInfo(rank=rank, world_size=world, local_rank=rank, dims=dims,
-                            mesh=sequence_parallel_mesh(dims))
-            trainer = Trainer(RewardModel.from_lm(fresh_model()), train_section(head, context), info)
+            trainer = Trainer(RewardModel.from_lm(fresh_model()), train_section(head, context),
+                              layout_info(rank, world, 1, head, context))
             loss, grads = loss_and_grads(trainer, batch)
             err = max([abs(loss - ref_loss)] + [(grads[k] - g).abs().max().item() for k, g in ref_grads.items()])
             lines.append(f"head={head} context={context} loss={loss:.6f} reference={ref_loss:.6f} error={err:.3e}")
-        if rank == 0:
-            with open(report, "w") as f:
-                f.write("\n".join(lines) + "\n")
-    finally:
-        dist.destroy_process_group()
+        write_report(rank, report, lines)

@@ -12,17 +12,13 @@ of the largest float32 gradient (bf16 keeps 8 mantissa bits).
 import json
 
 import pytest
-import torch.multiprocessing as mp
 
 from tests.train import seqpar_compile_worker as worker
-from tests.train.seqpar_train_worker import ROWS, TINY
+from tests.train.seqpar_train_worker import ROWS, TINY, spawn_report
 
 
 def _spawn(tmp_path, *names: str) -> list[dict]:
-    report = tmp_path / "report.jsonl"
-    mp.spawn(worker.run, args=(2, str(tmp_path / "store"), str(report), names), nprocs=2, join=True)
-    lines = [json.loads(line) for line in report.read_text().splitlines()]
-    print("\n".join(map(json.dumps, lines)))
+    lines = [json.loads(line) for line in spawn_report(worker.run, tmp_path, 2, names, name="report.jsonl")]
     assert len(lines) == sum(c[0] in names for c in worker.CASES)
     return lines
 

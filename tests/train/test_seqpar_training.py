@@ -14,7 +14,6 @@ The rest are the recipe and process-count checks, without processes.
 import json
 
 import pytest
-import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
 from lmforge.config import RecipeError, load_recipe
@@ -26,10 +25,7 @@ from tests.train.test_distributed import _run, _train_cmd
 
 
 def test_four_processes_train_like_one(tmp_path):
-    report = tmp_path / "report.txt"
-    mp.spawn(worker.run, args=(4, str(tmp_path / "store"), str(report)), nprocs=4, join=True)
-    print(report.read_text())
-    assert len(report.read_text().splitlines()) == len(worker.CASES)
+    assert len(worker.spawn_report(worker.run, tmp_path, 4)) == len(worker.CASES)
 
 
 def _validation(out, stage):

@@ -8,18 +8,14 @@ tests/train/test_seqpar_reward_loss.py.
 
 import re
 
-import torch.multiprocessing as mp
-
 from tests.train import seqpar_value_worker as worker
+from tests.train.seqpar_train_worker import spawn_report
 
 TOLERANCE = 1e-5
 
 
 def test_value_loss_under_sequence_parallelism_equals_one_process(tmp_path):
-    report = tmp_path / "report.txt"
-    mp.spawn(worker.run, args=(2, str(tmp_path / "store"), str(report)), nprocs=2, join=True)
-    lines = report.read_text().splitlines()
-    print("\n".join(lines))
+    lines = spawn_report(worker.run, tmp_path, 2)
     assert len(lines) == len(worker.LAYOUTS)
     for line in lines:
         assert float(re.search(r"error=(\S+)", line).group(1)) <= TOLERANCE, line
