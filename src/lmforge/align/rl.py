@@ -246,8 +246,6 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
 
             rm_rewards.members = [load_reward_model(Path(d)) for d in patches[-1]["models"]]
         console.print(f"[green]resumed rl from {state['path']} (step {step})[/green]")
-    rollouts = rollout_engine(cfg, model, tok)
-    rollouts.sync(model)  # the workers start from the trainer's weights (a resumed run's too)
     logger = MetricsLogger(out_dir, info.is_main, cfg.tensorboard, console, resume_step=step or None)
     if before is None:
         before = held_out()["accuracy"]
@@ -258,9 +256,10 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
                   f"answers, reward from {REWARD_FROM[cfg.reward]}, kl {cfg.kl}, lr {cfg.lr}; held-out accuracy before: "
                   f"{100 * before['all']:.1f}%")
     critic_save = (lambda n: critic_trainer.save(ckpt_root / "critic", n, {})) if critic_trainer else None
-    # closing: the rollout workers (Ray actors) end with the loop, also when a step raises
-    with contextlib.closing(rollouts), StepCheckpoints(trainer, ckpt_root, cfg.ckpt_every, console,
-                                                       also=critic_save) as ckpt:
+    # closing: the rollout workers (Ray actors) live exactly as long as the loop, also when a step raises
+    with (contextlib.closing(rollout_engine(cfg, model, tok)) as rollouts,
+          StepCheckpoints(trainer, ckpt_root, cfg.ckpt_every, console, also=critic_save) as ckpt):
+        rollouts.sync(model)  # the workers start from the trainer's weights (a resumed run's too)
         while step < cfg.steps:
             t0 = time.perf_counter()
             idx = [int(order[(step * cfg.global_batch + i) % len(order)]) for i in range(cfg.global_batch)]
