@@ -4,7 +4,8 @@
 both, tests/align/seqpar_stage_worker.py) log the losses of one process, step by step, within 1e-5
 (the second step's loss follows the first update, so it checks the gradients too). Bad settings are
 refused with [train]'s messages: a sequence length that does not split, a world size that does not
-factor, a batch that does not divide over the data-parallel processes left; dpo and rl refuse it.
+factor, a batch that does not divide over the data-parallel processes left; rl refuses it, dpo
+takes it (its sums over each answer are exact under it: tests/train/test_seqpar_dpo_loss.py).
 """
 
 import json
@@ -76,8 +77,17 @@ def test_setup_arranges_the_processes_from_the_section(tmp_path, monkeypatch):
         setup("sft", recipe.sft, tmp_path, "cpu", None)
 
 
-@pytest.mark.parametrize("section, what", [("dpo", "DPO / SimPO"), ("rl", "online RL")])
-def test_stages_whose_loss_is_not_split_refuse_it(section, what):
-    with pytest.raises(RecipeError, match=rf"{section}\.sequence_parallel = \{{ head = 1, context = 2 \}}: {what}"
+def test_rl_whose_loss_is_not_split_refuses_it():
+    with pytest.raises(RecipeError, match=r"rl\.sequence_parallel = \{ head = 1, context = 2 \}: online RL"
                                           r".*set head = 1 and context = 1"):
-        _recipe(f"{section}.sequence_parallel.context=2")
+        _recipe("rl.sequence_parallel.context=2")
+
+
+@pytest.mark.parametrize("loss", ["dpo", "simpo"])
+def test_dpo_takes_sequence_parallelism_and_checks_the_split(loss):
+    sp = _recipe(f"dpo.loss='{loss}'", "dpo.sequence_parallel.head=2", "dpo.sequence_parallel.context=2").dpo
+    assert (sp.sequence_parallel.head, sp.sequence_parallel.context) == (2, 2)
+    with pytest.raises(RecipeError, match=r"dpo\.seq_len = 126 with sequence_parallel = \{ head = 2, context = 2 \}"
+                                          r".*multiple of 4.*use seq_len=124 or 128"):
+        _recipe(f"dpo.loss='{loss}'", "dpo.seq_len=126", "dpo.sequence_parallel.head=2",
+                "dpo.sequence_parallel.context=2")

@@ -17,9 +17,9 @@ import torch
 from lmforge.align.losses import RewardLoss
 from lmforge.align.pair_rows import reward_batch
 from lmforge.align.reward import RewardModel
-from lmforge.train.parallel import DistInfo, all_reduce_sum
+from lmforge.train.parallel import DistInfo
 from lmforge.train.trainer import Trainer
-from tests.train.seqpar_train_worker import (SEQ_LEN, TINY, _full, _plain, fresh_model, gloo_group, layout_info,
+from tests.train.seqpar_train_worker import (SEQ_LEN, TINY, fresh_model, gloo_group, layout_info, loss_and_grads,
                                              one_thread, train_section, write_report)
 
 LAYOUTS = ((1, 2), (2, 1))
@@ -41,22 +41,10 @@ def reward_model() -> RewardModel:
     return rm
 
 
-def loss_and_grads(trainer: Trainer, batch, kind: str) -> tuple[float, dict, dict]:
-    """(loss, logged parts, full gradients) of one forward/backward, summed over the processes."""
-    loss_fn = RewardLoss(kind)
-    local = trainer.local(batch)
-    divisor = all_reduce_sum(loss_fn.count(local), trainer.info)
-    loss, parts = loss_fn(trainer.model, local, divisor)
-    loss.backward()
-    grads = {_plain(n): _full(p.grad) for n, p in trainer.model.named_parameters()}
-    parts = {k: all_reduce_sum(float(v), trainer.info) for k, v in parts.items()}
-    return all_reduce_sum(loss.item(), trainer.info), parts, grads
-
-
 def run(rank: int, world: int, store: str, report: str) -> None:
     one_thread()
     batch = pairs_batch()
-    reference = {kind: loss_and_grads(Trainer(reward_model(), train_section(), DistInfo()), batch, kind)
+    reference = {kind: loss_and_grads(Trainer(reward_model(), train_section(), DistInfo()), batch, RewardLoss(kind))
                  for kind in KINDS}
     with gloo_group(rank, world, store):
         lines = []
@@ -65,7 +53,7 @@ def run(rank: int, world: int, store: str, report: str) -> None:
             for kind in KINDS:
                 ref_loss, ref_parts, ref_grads = reference[kind]
                 trainer = Trainer(reward_model(), train_section(head, context), info)
-                loss, parts, grads = loss_and_grads(trainer, batch, kind)
+                loss, parts, grads = loss_and_grads(trainer, batch, RewardLoss(kind))
                 loss_err = abs(loss - ref_loss)
                 parts_err = max(abs(parts[k] - v) for k, v in ref_parts.items())
                 grad_err = max((grads[k] - g).abs().max().item() for k, g in ref_grads.items())

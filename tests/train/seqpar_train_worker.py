@@ -102,6 +102,18 @@ def one_step(trainer: Trainer, batches) -> dict:
             "ring_calls": ring_calls[0]}
 
 
+def loss_and_grads(trainer: Trainer, batch, loss_fn) -> tuple[float, dict, dict]:
+    """(loss, logged parts, full gradients) of one forward/backward of `loss_fn` (a trainer loss) on
+    this rank's share of `batch`, the loss and parts summed over the processes."""
+    local = trainer.local(batch)
+    divisor = all_reduce_sum(loss_fn.count(local), trainer.info)
+    loss, parts = loss_fn(trainer.model, local, divisor)
+    loss.backward()
+    grads = {_plain(n): _full(p.grad) for n, p in trainer.model.named_parameters()}
+    parts = {k: all_reduce_sum(float(v), trainer.info) for k, v in parts.items()}
+    return all_reduce_sum(loss.item(), trainer.info), parts, grads
+
+
 def fresh_model() -> InternLM2:
     torch.manual_seed(0)
     model = InternLM2(TINY)

@@ -3,8 +3,8 @@ models and direct preference optimisation. The optimizer settings are the pre-tr
 (`TrainSection`), with fine-tuning defaults (a smaller learning rate, no weight decay as TRL's
 trainers default to, cosine to zero). `sequence_parallel` splits every row over head x context
 processes as `[train]`'s does (docs/sequence_parallel.md) for the stages whose losses are exact
-under it (sft's next-token loss, rm's and polar's reward losses); dpo and rl refuse it. Every value
-is checked when the section is built."""
+under it (sft's next-token loss, rm's and polar's reward losses, dpo's sums over each answer); rl
+refuses it. Every value is checked when the section is built."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ class FinetuneSection:
         if sp.size > 1:
             raise ValueError(f"sequence_parallel = {{ head = {sp.head}, context = {sp.context} }}: {why}; set "
                              "head = 1 and context = 1 (train data parallel under torchrun). Sequence parallelism "
-                             "works for sft, rm and polar (docs/sequence_parallel.md)")
+                             "works for sft, rm, polar and dpo (docs/sequence_parallel.md)")
 
     def check_batch(self) -> None:
         if self.global_batch % self.micro_batch:
@@ -125,9 +125,8 @@ class DPOSection(FinetuneSection):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        # sequence_parallel: each answer's log-probs are summed over the ranks (lmforge.train.seqpar.rowsums)
         check_fields(self, {"beta": "> 0", "simpo_gamma": ">= 0"}, {"loss": ("dpo", "simpo")})
-        self.refuse_sequence_parallel("DPO / SimPO sum each answer's log-probabilities over its whole row "
-                                      "(right-padded rows of any length), which a split row would not give")
 
 
 @dataclass

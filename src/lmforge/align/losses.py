@@ -37,7 +37,10 @@ models, whose sequences may be packed several to a row).
   step's pre-training tokens (`ptx_tokens`, set each step), the policy's over its own count.
 
 The sequence log-probabilities sum the answer tokens (the batch's loss mask) through
-`target_logprobs`, inside the model's forward (FSDP has the LM head gathered there).
+`target_logprobs`, inside the model's forward (FSDP has the LM head gathered there). Under sequence
+parallelism (rows split over head x context ranks) DPO's and SimPO's sums, and SimPO's token counts,
+are added over the ranks by the model's `row_sums` (`lmforge.train.seqpar.rowsums`), so they are
+exact; the reference log-probs are computed the same way (`lmforge.align.dpo.reference_table`).
 """
 
 from __future__ import annotations
@@ -105,19 +108,32 @@ class RewardLoss:
 
 
 def sequence_logps(hidden: torch.Tensor, head_weight: torch.Tensor, targets: torch.Tensor,
-                   mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sum of log P(target) over the masked tokens of each row, number of them), each (B,)."""
+                   mask: torch.Tensor, row_sums=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of log P(target) over the masked tokens of each row, number of them), each (B,).
+    `row_sums` (sums (B, k) over the tokens given, hidden, head weight) -> sums (B, k) over the whole
+    rows: the model's `row_sums` when its rows are sequence-parallel shards
+    (`lmforge.train.seqpar.rowsums`); None when the tokens given are the whole rows."""
     rows = mask.nonzero()[:, 0]
     logp, _ = target_logprobs(hidden[mask], head_weight, targets[mask])
     total = torch.zeros(mask.shape[0], dtype=torch.float32, device=hidden.device).index_add(0, rows, logp)
-    return total, mask.sum(1)
+    if row_sums is None:
+        return total, mask.sum(1)
+    whole = row_sums(torch.stack([total, mask.sum(1).float()], 1), hidden, head_weight)
+    return whole[:, 0], whole[:, 1].round().long()
+
+
+def model_row_sums(model):
+    """The per-row sums over the processes that share the model's rows, set on it from outside by
+    `lmforge.train.seqpar.apply_sequence_parallel`; None for a model that is given whole rows."""
+    return getattr(model, "row_sums", None)
 
 
 @torch.no_grad()
 def reference_logps(model, batch: Batch) -> torch.Tensor:
-    """log P(answer) per row under `model` (the frozen reference), (B,) fp32."""
-    out = model(batch.input_ids, document_ids=batch.document_ids,
-                loss_fn=lambda h, w: sequence_logps(h, w, batch.targets, batch.loss_mask)[0], **batch.model_inputs())
+    """log P(answer) per row under `model` (the frozen reference), (B,) fp32; under sequence
+    parallelism `batch` is this rank's shard and every rank gets the whole rows' sums."""
+    out = model(batch.input_ids, document_ids=batch.document_ids, **batch.model_inputs(),
+                loss_fn=lambda h, w: sequence_logps(h, w, batch.targets, batch.loss_mask, model_row_sums(model))[0])
     return out.float().cpu()
 
 
@@ -133,7 +149,9 @@ class PreferenceLoss:
 
     def __call__(self, model, batch: Batch, divisor: float):
         def head_loss(hidden: torch.Tensor, weight: torch.Tensor):
-            logps, n = sequence_logps(hidden, weight, batch.targets, batch.loss_mask)
+            # under sequence parallelism, the whole rows' sums on every rank (counted there too: each
+            # rank's loss is 1/P of the pair loss and the sum over the ranks gives the whole gradient)
+            logps, n = sequence_logps(hidden, weight, batch.targets, batch.loss_mask, model_row_sums(model))
             if self.kind == "dpo":
                 if batch.ref_logps is None:
                     raise ValueError("DPO needs the reference log-probs (Batch.ref_logps)")

@@ -13,7 +13,9 @@ Training wiring: `shard` cuts a batch's rows into this rank's tokens (and gather
 back), `apply` swaps each attention layer's core of a plain InternLM2 for the 2D attention and adds
 a forward pre-hook for RoPE positions and masks of the whole rows, with Selective Checkpoint++ (a
 recomputed block reuses the ring's output and lse), and swaps a reward model's read of its reward
-tokens for `ends.SequenceEnds` (each rank reads the ends it holds, an all-reduce shares them).
+tokens for `ends.SequenceEnds` (each rank reads the ends it holds, an all-reduce shares them), and
+sets `rowsums.RowSums` for DPO's and SimPO's per-answer sums (each rank sums its tokens of every
+row, an all-reduce adds them).
 `lmforge.train.parallel.parallelize` applies it when `[train] sequence_parallel` asks for
 head x context > 1; docs/sequence_parallel.md.
 
@@ -29,11 +31,12 @@ from lmforge.train.seqpar.layout import (check_heads, check_seq_len, check_windo
                                          token_indices)
 from lmforge.train.seqpar.mesh import PLACEMENTS, sequence_parallel_mesh
 from lmforge.train.seqpar.ring import KeptAttention
-from lmforge.train.seqpar.shard import gather_rows, shard_batch
+from lmforge.train.seqpar.rowsums import RowSums
+from lmforge.train.seqpar.shard import gather_rows, pad_rows, shard_batch
 
 __all__ = [
-    "PLACEMENTS", "KeptAttention", "SeqParCost", "SequenceEnds", "SequenceParallelCore", "SequenceParallelGroups",
-    "ShardedRows", "apply_sequence_parallel", "check_heads", "check_seq_len", "check_window", "cost_table",
-    "factor_world", "gather_rows", "seqpar_cost", "sequence_parallel_attention", "sequence_parallel_mesh",
-    "shard_batch", "shard_sequence", "token_indices",
+    "PLACEMENTS", "KeptAttention", "RowSums", "SeqParCost", "SequenceEnds", "SequenceParallelCore",
+    "SequenceParallelGroups", "ShardedRows", "apply_sequence_parallel", "check_heads", "check_seq_len", "check_window",
+    "cost_table", "factor_world", "gather_rows", "pad_rows", "seqpar_cost", "sequence_parallel_attention",
+    "sequence_parallel_mesh", "shard_batch", "shard_sequence", "token_indices",
 ]

@@ -11,6 +11,9 @@ things change around it:
 - a reward model's read of its sequences' reward tokens (`RewardModel.read_seq_ends`, flat positions
   in the whole rows) becomes `ends.SequenceEnds`: each rank reads the ends it holds and an
   all-reduce over the group gives every rank all of them;
+- `model.row_sums`, which DPO's and SimPO's losses read, is set to `rowsums.RowSums`: each rank
+  sums the answer log-probs of the tokens it holds per row, and an all-reduce over the group gives
+  every rank the whole rows' sums (a model that holds whole rows has no `row_sums`);
 - Selective Checkpoint++: the mask also holds, per layer, the ring's output and log-sum-exp of the
   forward (`ring.KeptAttention`). A checkpointed block keeps its inputs, the mask among them, so
   its recompute in the backward finds them and does not run the ring attention again. The mask is
@@ -34,6 +37,7 @@ from lmforge.train.seqpar.attention2d import SequenceParallelGroups, sequence_pa
 from lmforge.train.seqpar.ends import SequenceEnds
 from lmforge.train.seqpar.layout import check_heads, shard_sequence
 from lmforge.train.seqpar.ring import KeptAttention
+from lmforge.train.seqpar.rowsums import RowSums
 from lmforge.train.seqpar.shard import gather_rows
 
 
@@ -98,13 +102,15 @@ def _shard_inputs_hook(groups: SequenceParallelGroups):
 def apply_sequence_parallel(model: torch.nn.Module, groups: SequenceParallelGroups, keep: bool = True
                             ) -> torch.nn.Module:
     """Swap every attention layer's core for the 2D attention (and a reward model's read of its
-    sequence ends for one over the group) and register the input hook, in place. The model must be
-    called with this rank's tokens (`shard.shard_batch`)."""
+    sequence ends for one over the group), set the per-row sums over the group (`row_sums`) and
+    register the input hook, in place. The model must be called with this rank's tokens
+    (`shard.shard_batch`)."""
     cfg = model.cfg
     check_heads(cfg.n_heads, cfg.n_kv_heads, groups.sizes[0])
     for block in model.layers:
         block.attention.core = SequenceParallelCore(groups, keep)
     if hasattr(model, "read_seq_ends"):  # a reward model (lmforge.align.reward.RewardModel)
         model.read_seq_ends = SequenceEnds(groups)
+    model.row_sums = RowSums(groups)  # read by the sequence-level losses (lmforge.align.losses.sequence_logps)
     model.register_forward_pre_hook(_shard_inputs_hook(groups), with_kwargs=True)
     return model

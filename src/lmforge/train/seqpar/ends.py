@@ -53,6 +53,15 @@ class _SumOverGroup(torch.autograd.Function):
         return grad, None
 
 
+def sum_over_group(x: torch.Tensor, groups: SequenceParallelGroups) -> torch.Tensor:
+    """The sum of `x` over every rank of the sequence-parallel group (head group, then context ring),
+    with the backward above (also `rowsums.RowSums`'s)."""
+    for group in (groups.head, groups.context):
+        if group is not None and dist.get_world_size(group) > 1:
+            x = _SumOverGroup.apply(x, group)
+    return x
+
+
 class SequenceEnds:
     """(hidden (B, T/P, D) of this rank's shard, ends (N,) flat positions in the whole rows (B, T))
     -> the hidden states at the ends (N, D), the same on every rank of the group."""
@@ -72,7 +81,4 @@ class SequenceEnds:
         cols = shard_columns(seq_len, self.groups, hidden.device)[ends % seq_len]
         held = (cols >= 0).unsqueeze(-1)
         mine = torch.where(held, hidden[ends // seq_len, cols.clamp(min=0)], 0).float()
-        for group in (self.groups.head, self.groups.context):
-            if group is not None and dist.get_world_size(group) > 1:
-                mine = _SumOverGroup.apply(mine, group)
-        return mine.to(hidden.dtype)
+        return sum_over_group(mine, self.groups).to(hidden.dtype)
