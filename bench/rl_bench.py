@@ -24,9 +24,10 @@ adds behind it).
     `model.generate` as TRL's GRPOTrainer calls it without vLLM: the prompts repeated `group`
     times and left-padded into one batch, `do_sample=True`, TRL's GenerationConfig (its defaults:
     temperature, top_p 1, top_k 0), KV cache on. Generated tokens/s.
-(b) A whole GRPO step: lmforge's `rl()` step body (rollout, checker rewards, group-standardised
-    advantages, the batch (`rl_batch`; one update per rollout, so the sampling policy's log-probs come
-    from the loss's own forward, as TRL's do), one `trainer.step` on `PolicyLoss`,
+(b) A whole GRPO step: lmforge's `rl()` step (rollout, checker rewards, then `policy_batches`, as
+    `rl()` calls it: group-standardised advantages, the batch (`rl_batch`; one update per rollout, so
+    the sampling policy's log-probs come from the loss's own forward, as TRL's do), one
+    `trainer.step` on `PolicyLoss`,
     `weights_updated`), vs TRL's GRPOTrainer with one generation batch per optimizer step
     (per_device_train_batch_size = generation_batch_size = prompts x group, num_generations =
     group), loss_type "bnpo" (lmforge's "token" aggregate), beta 0 (no reference model, as
@@ -71,10 +72,9 @@ from align_bench import build_model_dir  # noqa: E402
 from stats import median_ci, paired_ratio, print_ratio_table  # noqa: E402
 
 import lmforge  # noqa: E402
-from lmforge.align.advantages import grpo_advantages  # noqa: E402
 from lmforge.align.config import RLSection  # noqa: E402
-from lmforge.align.losses import PolicyLoss, ValueLoss  # noqa: E402
-from lmforge.align.rl import build_critic, checker_rewards, ppo_targets, rl_batch  # noqa: E402
+from lmforge.align.losses import PolicyLoss  # noqa: E402
+from lmforge.align.rl import build_critic, checker_rewards, policy_batches  # noqa: E402
 from lmforge.align.rollout import rollout  # noqa: E402
 from lmforge.align.tasks import check, make_examples  # noqa: E402
 from lmforge.align.rollout_workers import engine_for  # noqa: E402
@@ -186,13 +186,7 @@ def grpo_lmforge(model_dir: Path, tok, examples, prompt_ids, args, info, ppo: bo
         rolls = rollout(engine, tok, [], cfg.group, cfg.max_new_tokens, cfg.temperature, cfg.top_p,
                         seed=cfg.seed * 1_000_003 + step * len(prompt_ids) * cfg.group, prompt_ids=prompt_ids)
         rewards = checker_rewards(examples, [r.text for r in rolls], cfg.group, cfg.malformed_reward)
-        if ppo:
-            batches = rl_batch(rolls, torch.zeros(len(rolls)), model, None, pad, cfg.micro_batch)
-            ppo_targets(batches, rewards, critic_trainer.model, cfg)
-            critic_trainer.step(batches, ValueLoss(), cfg.critic_lr)
-        else:
-            batches = rl_batch(rolls, grpo_advantages(rewards, cfg.group), model, None, pad, cfg.micro_batch,
-                               old_logps=False)  # as `rl()`: one update per rollout, no separate log-prob pass
+        batches, _ = policy_batches(cfg, rolls, rewards, model, None, pad, critic_trainer)  # `rl()`'s step
         model.train()
         trainer.step(batches, loss_fn, cfg.lr)
         engine.weights_updated()

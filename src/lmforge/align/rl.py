@@ -179,6 +179,32 @@ def rl_batch(rollouts, advantages: torch.Tensor, policy, reference, pad: int, mi
     return batches
 
 
+def policy_batches(cfg: RLSection, rolls, rewards: torch.Tensor, model, reference, pad: int,
+                   critic_trainer=None, warming: bool = False) -> tuple[list[Batch], StepStats | None]:
+    """One step's policy micro-batches from its rollouts and their rewards, by algorithm, and, for PPO,
+    the critic's update on the same rollouts (its stats; None for the others). `warming`: PPO's critic
+    warm-up, when the critic learns and the policy gets no batches. `rl()` and bench/rl_bench.py run
+    this same step."""
+    critic_stats = None
+    if cfg.algorithm == "ppo":
+        batches = rl_batch(rolls, torch.zeros(len(rolls)), model, reference, pad, cfg.micro_batch)
+        ppo_targets(batches, rewards, critic_trainer.model, cfg)
+        critic_stats = critic_trainer.step(batches, ValueLoss(), cfg.critic_lr)
+        if warming:
+            batches = []
+    elif cfg.algorithm == "rft":  # rejection sampling: learn each group's best answer, when it stands out
+        floor = cfg.rft_min_reward if cfg.rft_min_reward is not None else (1.0 if cfg.reward == "checker" else None)
+        best = best_of_groups(rewards, cfg.group, floor)
+        batches = [lm_batch([rolls[i].encoded() for i in best[s:s + cfg.micro_batch]], pad)
+                   for s in range(0, len(best), cfg.micro_batch)]
+    else:
+        adv = grpo_advantages(rewards, cfg.group) if cfg.algorithm == "grpo" else rloo_advantages(rewards, cfg.group)
+        # one optimizer step per rollout: the sampling policy is the one being updated, so its
+        # log-probs come from the loss's own forward instead of another pass
+        batches = rl_batch(rolls, adv, model, reference, pad, cfg.micro_batch, old_logps=False)
+    return batches, critic_stats
+
+
 def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Console | None = None,
        device: str = "auto") -> dict:
     """Optimise `cfg.init_from` online on the tasks; returns the summary (also rl.json)."""
@@ -212,11 +238,9 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
         ptx_loader = PackedLoader(cfg.ptx_data, policy.cfg.vocab_size, cfg.seq_len, cfg.ptx_rows, cfg.ptx_rows,
                                   seed=cfg.seed)
         loss_fn = PretrainMix(loss_fn, cfg.ptx)
-    critic = critic_trainer = None
+    critic_trainer = None
     if cfg.algorithm == "ppo":
-        critic = build_critic(cfg)
-        critic_trainer = Trainer(critic, dataclasses.replace(cfg.train_section(), lr=cfg.critic_lr), info)
-        critic = critic_trainer.model
+        critic_trainer = Trainer(build_critic(cfg), dataclasses.replace(cfg.train_section(), lr=cfg.critic_lr), info)
     rm_rewards = {"rm": RMRewards, "polar": PolarRewards}[cfg.reward](cfg, tok) if cfg.reward != "checker" else None
     online = cfg.rounds > 1 or cfg.hack_window > 0  # online RLHF: the reward models learn as the policy does
     collector = PairCollector() if online else None
@@ -275,25 +299,9 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
             rewards = verdicts if rm_rewards is None else rm_rewards(examples, answers, cfg.group)
             if collector is not None:
                 collector.add(examples, answers, verdicts, rewards, cfg.group, domain_of)
-            critic_stats = None
-            if cfg.algorithm == "ppo":
-                batches = rl_batch(rolls, torch.zeros(len(rolls)), model, reference, pad, cfg.micro_batch)
-                ppo_targets(batches, rewards, critic, cfg)
-                critic_stats = critic_trainer.step(batches, ValueLoss(), cfg.critic_lr)
-                if step < warm_until:  # the critic learns alone first (COOL: 50 iterations), and after a patch
-                    batches = []
-            elif cfg.algorithm == "rft":  # rejection sampling: learn each group's best answer, when it stands out
-                floor = cfg.rft_min_reward if cfg.rft_min_reward is not None else (
-                    1.0 if cfg.reward == "checker" else None)
-                best = best_of_groups(rewards, cfg.group, floor)
-                batches = [lm_batch([rolls[i].encoded() for i in best[s:s + cfg.micro_batch]], pad)
-                           for s in range(0, len(best), cfg.micro_batch)]
-            else:
-                adv = (grpo_advantages(rewards, cfg.group) if cfg.algorithm == "grpo"
-                       else rloo_advantages(rewards, cfg.group))
-                # one optimizer step per rollout: the sampling policy is the one being updated, so its
-                # log-probs come from the loss's own forward instead of another pass
-                batches = rl_batch(rolls, adv, model, reference, pad, cfg.micro_batch, old_logps=False)
+            # the critic learns alone first (COOL: 50 iterations), and after a patch
+            batches, critic_stats = policy_batches(cfg, rolls, rewards, model, reference, pad, critic_trainer,
+                                                   warming=step < warm_until)
             model.train()
             lr = lr_at(step, peak=cfg.lr, total=cfg.steps, warmup=cfg.warmup_steps, schedule=cfg.schedule,
                        min_ratio=cfg.min_lr_ratio)
