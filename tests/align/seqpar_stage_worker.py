@@ -1,8 +1,8 @@
-"""Worker for tests/align/test_seqpar_stages.py: the sft and rm stages under 2D sequence parallelism.
+"""Worker for tests/align/test_seqpar_stages.py: the sft, rm and dpo stages under 2D sequence parallelism.
 
 Each process joins a gloo group through a file store, sets the variables `torchrun` would
-(WORLD_SIZE, RANK, LOCAL_RANK) and runs `lmforge.align.sft.sft` then `lmforge.align.rm.rm` with the
-sections of `sections(...)`, as `lmforge sft` / `lmforge rm` under torchrun do; `setup` arranges
+(WORLD_SIZE, RANK, LOCAL_RANK) and runs `lmforge.align.sft.sft`, `lmforge.align.rm.rm` and
+`lmforge.align.dpo.dpo` with the sections of `sections(...)`, as the commands under torchrun do; `setup` arranges
 the processes as dp x head x context from the sections' `sequence_parallel`. The caller compares
 the metrics.jsonl losses they write with one process's.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from lmforge.align.config import RMSection, SFTSection
+from lmforge.align.config import DPOSection, RMSection, SFTSection
 from lmforge.train.config import SequenceParallelSection
 from tests.train.seqpar_train_worker import gloo_group, one_thread
 
@@ -22,20 +22,23 @@ SHARED = dict(steps=2, global_batch=4, micro_batch=2, train_examples=24, eval_ex
               tensorboard=False, log_every=1)
 
 
-def sections(tiny_dir: str, head: int = 1, context: int = 1) -> tuple[SFTSection, RMSection]:
+def sections(tiny_dir: str, head: int = 1, context: int = 1) -> tuple[SFTSection, RMSection, DPOSection]:
     sp = SequenceParallelSection(head, context)
     return (SFTSection(init_from=tiny_dir, seq_len=64, sequence_parallel=sp, **SHARED),
-            RMSection(init_from=tiny_dir, seq_len=128, ensemble=1, sequence_parallel=sp, **SHARED))
+            RMSection(init_from=tiny_dir, seq_len=128, ensemble=1, sequence_parallel=sp, **SHARED),
+            DPOSection(init_from=tiny_dir, seq_len=64, sequence_parallel=sp, **SHARED))
 
 
 def run_stages(out: Path, tiny_dir: str, head: int = 1, context: int = 1) -> None:
+    from lmforge.align.dpo import dpo
     from lmforge.align.rm import rm
     from lmforge.align.sft import sft
 
-    sft_cfg, rm_cfg = sections(tiny_dir, head, context)
+    sft_cfg, rm_cfg, dpo_cfg = sections(tiny_dir, head, context)
     quiet = Console(quiet=True)
     sft(sft_cfg, out / "sft", resume=False, console=quiet, device="cpu")
     rm(rm_cfg, out / "rm", resume=False, console=quiet, device="cpu")
+    dpo(dpo_cfg, out / "dpo", resume=False, console=quiet, device="cpu")
 
 
 def run(rank: int, world: int, store: str, out: str, tiny_dir: str, head: int, context: int) -> None:

@@ -1,7 +1,7 @@
 """The alignment stages' `sequence_parallel` setting.
 
-`lmforge sft` and `lmforge rm` over 2 gloo processes at head 1 x context 2 (each row split over
-both, tests/align/seqpar_stage_worker.py) log the losses of one process, step by step, within 1e-5
+`lmforge sft`, `lmforge rm` and `lmforge dpo` over 2 gloo processes at head 1 x context 2 (each
+row split over both, tests/align/seqpar_stage_worker.py) log the losses of one process, step by step, within 1e-5
 (the second step's loss follows the first update, so it checks the gradients too). Bad settings are
 refused with [train]'s messages: a sequence length that does not split, a world size that does not
 factor, a batch that does not divide over the data-parallel processes left; rl refuses it, dpo
@@ -28,7 +28,7 @@ def _losses(metrics: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in map(json.loads, metrics.read_text().splitlines()) if "loss" in r}
 
 
-def test_sft_and_rm_under_sequence_parallelism_match_one_process(tiny_dir, tmp_path, monkeypatch):
+def test_sft_rm_and_dpo_under_sequence_parallelism_match_one_process(tiny_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "1")
     threads = torch.get_num_threads()
     try:
@@ -38,7 +38,7 @@ def test_sft_and_rm_under_sequence_parallelism_match_one_process(tiny_dir, tmp_p
         torch.set_num_threads(threads)
     mp.spawn(worker.run, args=(2, str(tmp_path / "store"), str(tmp_path / "two"), str(tiny_dir), 1, 2), nprocs=2,
              join=True)
-    for metrics in ("sft/metrics.jsonl", "rm/member-0/metrics.jsonl"):
+    for metrics in ("sft/metrics.jsonl", "rm/member-0/metrics.jsonl", "dpo/metrics.jsonl"):
         one, two = _losses(tmp_path / "one" / metrics), _losses(tmp_path / "two" / metrics)
         assert sorted(one) == sorted(two) == [1, 2]
         diff = max(abs(one[s] - two[s]) for s in one)
