@@ -22,7 +22,8 @@ COMMANDS = {
     "rm": ("sft/model", "reward models: Bradley-Terry or COOL's conditional RM, K-member ensembles and a soup"),
     "dpo": ("sft/model", "direct preference optimisation (DPO, or reference-free SimPO) on preference pairs"),
     "polar": ("sft/model", "POLAR reward pre-training on a pool of policies, then fine-tuning on ranked triples"),
-    "rl": ("sft/model", "online RL on the checkable tasks (GRPO or RLOO), rollouts from the inference engine"),
+    "rl": ("sft/model", "online RL on the checkable tasks (PPO as COOL RLHF does it, GRPO, RLOO or rejection "
+                        "sampling), rollouts from the inference engine"),
 }
 
 DATA_HELP = """Data (`data` in the section): "tasks" (default) draws the built-in checkable tasks

@@ -1,0 +1,128 @@
+"""When does a small model learn to copy? The induction-circuit onset by embedding scale (issue #19).
+
+Paper: InternLM2 report, arXiv 2403.17297, section 5 (NIAH); induction heads: Olsson et al. 2022;
+docs/papers.md §2, §9.
+
+Pass-key retrieval needs the model to copy from far back: an induction circuit (a head that marks
+each token's predecessor, and one that finds the earlier occurrence of the current token and copies
+what followed it). This trains a fresh model of a preset on the cleanest copy task there is: rows of
+random segments, each written twice ("<s> a b c ... a b c ..."), the loss on the second copies only,
+and prints the copy accuracy (argmax) on fixed held-out rows every --every steps, for each
+embedding initialisation scale in --scales. The onset is abrupt (a phase change, as Olsson et al.
+saw), and its step depends on the scale.
+
+--hf also trains transformers' LlamaForCausalLM from the same initial weights (saved in Llama
+format) on the same batches with the same optimizer, for the first scale: the two loss columns
+agree until rounding separates them, so the onset is not an artefact of lmforge's model code.
+
+    python bench/copy_onset.py --scales 1.0,0.2,0.1,0.05,0.02 --steps 800      # ~25 minutes, 1 thread
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+
+from lmforge.model import InternLM2, preset
+from lmforge.model.loss import IGNORE_INDEX
+
+
+def copy_rows(rng: random.Random, batch: int, seq: int, symbols: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs (B, seq), targets (B, seq)): segments of 5-20 random ids from [3, 3 + symbols), each
+    written twice after a BOS (id 1); only the second copy's tokens are targets."""
+    xs, ys = [], []
+    for _ in range(batch):
+        ids, counted = [], []
+        while len(ids) < seq + 1:
+            n = rng.randint(5, 20)
+            seg = [rng.randrange(3, 3 + symbols) for _ in range(n)]
+            ids += [1, *seg, *seg]
+            counted += [False] * (n + 1) + [True] * n
+        x = torch.tensor(ids[:seq + 1])
+        y = x[1:].clone()
+        y[~torch.tensor(counted[1:seq + 1])] = IGNORE_INDEX
+        xs.append(x[:-1])
+        ys.append(y)
+    return torch.stack(xs), torch.stack(ys)
+
+
+def logits_of(model, x: torch.Tensor) -> torch.Tensor:
+    out = model(x)
+    return out if isinstance(out, torch.Tensor) else out.logits  # transformers returns an output object
+
+
+def train(models: dict, args, rows_seed: int = 0) -> dict[str, list[tuple[int, float, float]]]:
+    """Train every model on the same batches; {name: [(step, loss, held-out copy accuracy)]}."""
+    rng = random.Random(rows_seed)
+    held_x, held_y = copy_rows(random.Random(123), 32, args.seq, args.symbols)
+    opts = {k: torch.optim.AdamW(m.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
+            for k, m in models.items()}
+    curves: dict[str, list] = {k: [] for k in models}
+    for step in range(1, args.steps + 1):
+        x, y = copy_rows(rng, args.batch, args.seq, args.symbols)
+        for k, m in models.items():
+            loss = F.cross_entropy(logits_of(m, x).flatten(0, 1), y.flatten(), ignore_index=IGNORE_INDEX)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+            opts[k].step()
+            opts[k].zero_grad()
+            if step % args.every == 0:
+                with torch.no_grad():
+                    m.eval()
+                    pred = logits_of(m, held_x).argmax(-1)
+                    m.train()
+                keep = held_y != IGNORE_INDEX
+                curves[k].append((step, loss.item(), (pred[keep] == held_y[keep]).float().mean().item()))
+        if step % args.every == 0:
+            print(f"step {step}: " + "  ".join(f"{k} loss {c[-1][1]:.4f} copy {c[-1][2]:.3f}"
+                                                for k, c in curves.items()), flush=True)
+    return curves
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="tiny", help="model preset (default: the demo's)")
+    ap.add_argument("--scales", default="1.0,0.1", help="embedding init std values, comma-separated")
+    ap.add_argument("--steps", type=int, default=800)
+    ap.add_argument("--every", type=int, default=100)
+    ap.add_argument("--lr", type=float, default=1e-3, help="AdamW (0.9, 0.95), weight decay 0.1, clip 1.0")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--symbols", type=int, default=64, help="the segments' alphabet size")
+    ap.add_argument("--hf", action="store_true", help="also train transformers' Llama from the same init")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    onset = {}
+    for i, scale in enumerate(float(s) for s in args.scales.split(",")):
+        cfg = preset(args.preset, max_seq_len=args.seq, embed_init_std=scale)
+        model = InternLM2(cfg)
+        model.init_weights(0)
+        models = {f"lmforge@{scale:g}": model}
+        if args.hf and i == 0:
+            from transformers import LlamaForCausalLM
+
+            from lmforge.model.hf import save_model
+
+            with tempfile.TemporaryDirectory() as d:
+                save_model(model, d, fmt="llama")
+                models[f"transformers@{scale:g}"] = LlamaForCausalLM.from_pretrained(
+                    d, torch_dtype=torch.float32, attn_implementation="eager")
+        t0 = time.perf_counter()
+        for name, curve in train(models, args).items():
+            onset[name] = (next((s for s, _, acc in curve if acc >= 0.5), None), curve[-1][2],
+                           time.perf_counter() - t0)
+    print(f"\n{args.preset} preset, {args.symbols}-symbol copy task, batch {args.batch} x {args.seq}, lr {args.lr}")
+    print("| model @ embedding std | first step with copy accuracy >= 0.5 | accuracy at the end | seconds |")
+    print("|---|---:|---:|---:|")
+    for name, (step, acc, secs) in onset.items():
+        print(f"| {name} | {step if step is not None else f'> {args.steps}'} | {acc:.3f} | {secs:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
