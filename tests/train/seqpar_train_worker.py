@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -171,6 +172,12 @@ def spawn_report(run, tmp_path: Path, nprocs: int, *args, name: str = "report.tx
     lines = report.read_text().splitlines()
     print("\n".join(lines))
     return lines
+
+
+def spawn_errors(run, tmp_path: Path, nprocs: int, *args) -> list[tuple[str, float]]:
+    """`spawn_report`, each line with its largest difference from one process (its ` error=` field)."""
+    return [(line, float(re.search(r"(?:^| )error=(\S+)", line).group(1)))
+            for line in spawn_report(run, tmp_path, nprocs, *args)]
 
 
 def run(rank: int, world: int, store: str, report: str) -> None:

@@ -7,23 +7,21 @@ Bradley-Terry and COOL losses (tests/train/seqpar_reward_worker.py): the loss, i
 every gradient within 1e-5 of one process. What the read refuses: positions outside the whole rows.
 """
 
-import re
-
 import pytest
 import torch
 
 from lmforge.train.seqpar import SequenceEnds, SequenceParallelGroups, shard_batch
 from tests.train import seqpar_reward_worker as worker
-from tests.train.seqpar_train_worker import spawn_report
+from tests.train.seqpar_train_worker import spawn_errors
 
 TOLERANCE = 1e-5
 
 
 def test_reward_loss_under_sequence_parallelism_equals_one_process(tmp_path):
-    lines = spawn_report(worker.run, tmp_path, 2)
-    assert len(lines) == len(worker.LAYOUTS) * len(worker.KINDS)
-    for line in lines:
-        assert float(re.search(r" error=(\S+)", line).group(1)) <= TOLERANCE, line
+    errors = spawn_errors(worker.run, tmp_path, 2)
+    assert len(errors) == len(worker.LAYOUTS) * len(worker.KINDS)
+    for line, error in errors:
+        assert error <= TOLERANCE, line
 
 
 def test_the_shard_keeps_the_reward_tokens_global():

@@ -6,17 +6,15 @@ loss and every gradient within 1e-5. A reward model's loss (one token per sequen
 tests/train/test_seqpar_reward_loss.py.
 """
 
-import re
-
 from tests.train import seqpar_value_worker as worker
-from tests.train.seqpar_train_worker import spawn_report
+from tests.train.seqpar_train_worker import spawn_errors
 
 TOLERANCE = 1e-5
 
 
 def test_value_loss_under_sequence_parallelism_equals_one_process(tmp_path):
-    lines = spawn_report(worker.run, tmp_path, 2)
-    assert len(lines) == len(worker.LAYOUTS)
-    for line in lines:
-        assert float(re.search(r"error=(\S+)", line).group(1)) <= TOLERANCE, line
+    errors = spawn_errors(worker.run, tmp_path, 2)
+    assert len(errors) == len(worker.LAYOUTS)
+    for line, error in errors:
+        assert error <= TOLERANCE, line
 
