@@ -74,7 +74,7 @@ from stats import median_ci, paired_ratio, print_ratio_table  # noqa: E402
 import lmforge  # noqa: E402
 from lmforge.align.config import RLSection  # noqa: E402
 from lmforge.align.losses import PolicyLoss  # noqa: E402
-from lmforge.align.rl import build_critic, checker_rewards, policy_batches  # noqa: E402
+from lmforge.align.rl import build_critic_trainer, checker_rewards, policy_batches  # noqa: E402
 from lmforge.align.rollout import rollout  # noqa: E402
 from lmforge.align.tasks import check, make_examples  # noqa: E402
 from lmforge.align.rollout_workers import engine_for  # noqa: E402
@@ -174,9 +174,7 @@ def grpo_lmforge(model_dir: Path, tok, examples, prompt_ids, args, info, ppo: bo
     trainer = Trainer(policy, cfg.train_section(), info)
     model = trainer.model
     loss_fn = PolicyLoss(cfg.clip, 0.0 if ppo else cfg.kl, cfg.aggregate, cfg.kl_weighted)
-    critic_trainer = None
-    if ppo:
-        critic_trainer = Trainer(build_critic(cfg), cfg.train_section(), info)
+    critic_trainer = build_critic_trainer(cfg, info) if ppo else None
     pad = tok.pad_id or 0
     engine = make_engine(model, tok, cfg)  # one for the run, as `rl()` keeps one (colocated rollouts)
     times = []

@@ -60,7 +60,7 @@ from lmforge.train.batch import Batch
 from lmforge.train.metrics import MetricsLogger
 from lmforge.train.schedule import lr_at
 from lmforge.train.losses import NextTokenLoss
-from lmforge.train.trainer import StepCheckpoints, StepStats
+from lmforge.train.trainer import StepCheckpoints, StepStats, Trainer
 
 
 REWARD_FROM = {"checker": "the checkers", "rm": "the reward model(s)", "polar": "POLAR against the references"}
@@ -130,15 +130,17 @@ def best_of_groups(rewards: torch.Tensor, group: int, min_reward: float | None =
     return [int(j * group + best[j]) for j in range(r.shape[0]) if keep[j]]
 
 
-def build_critic(cfg: RLSection):
-    """PPO's critic: the first reward model (COOL: the critic starts from the RM), else the policy's
-    blocks with a fresh value head."""
+def build_critic_trainer(cfg: RLSection, info) -> Trainer:
+    """PPO's critic, in a trainer of its own at `critic_lr`: the first reward model (COOL: the critic
+    starts from the RM), else the policy's blocks with a fresh value head."""
     from lmforge.align.reward import RewardModel, load_reward_model
     from lmforge.model import load_model
 
     if cfg.reward_models:
-        return load_reward_model(cfg.reward_models[0]).train()
-    return RewardModel.from_lm(load_model(cfg.init_from).float(), seed=cfg.seed).train()
+        critic = load_reward_model(cfg.reward_models[0]).train()
+    else:
+        critic = RewardModel.from_lm(load_model(cfg.init_from).float(), seed=cfg.seed).train()
+    return Trainer(critic, dataclasses.replace(cfg.train_section(), lr=cfg.critic_lr), info)
 
 
 @torch.no_grad()
@@ -212,7 +214,6 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
     from lmforge.align.sft import print_accuracy, task_splits
     from lmforge.model import load_model
     from lmforge.tokenizer import Tokenizer
-    from lmforge.train.trainer import Trainer
 
     out_dir, info, console = setup("rl", cfg, out_dir, device, console)
     if info.distributed:
@@ -238,9 +239,7 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
         ptx_loader = PackedLoader(cfg.ptx_data, policy.cfg.vocab_size, cfg.seq_len, cfg.ptx_rows, cfg.ptx_rows,
                                   seed=cfg.seed)
         loss_fn = PretrainMix(loss_fn, cfg.ptx)
-    critic_trainer = None
-    if cfg.algorithm == "ppo":
-        critic_trainer = Trainer(build_critic(cfg), dataclasses.replace(cfg.train_section(), lr=cfg.critic_lr), info)
+    critic_trainer = build_critic_trainer(cfg, info) if cfg.algorithm == "ppo" else None
     rm_rewards = {"rm": RMRewards, "polar": PolarRewards}[cfg.reward](cfg, tok) if cfg.reward != "checker" else None
     online = cfg.rounds > 1 or cfg.hack_window > 0  # online RLHF: the reward models learn as the policy does
     collector = PairCollector() if online else None
