@@ -1,4 +1,4 @@
-"""Tiny random InternLM2 models for fast CPU tests, and what the machine can run."""
+"""Tiny random InternLM2 models for fast CPU tests."""
 
 from lmforge.model import InternLM2, ModelConfig
 
@@ -14,10 +14,3 @@ def tiny_model(seed: int = 0, **kw) -> InternLM2:
     model = InternLM2(tiny_config(**kw))
     model.init_weights(seed)
     return model.eval()
-
-
-def has_cxx_compiler() -> bool:
-    """Whether inductor can compile for CPU here (it needs a C++ compiler)."""
-    from lmforge.train.parallel import has_cxx_compiler as found
-
-    return found()

@@ -10,7 +10,8 @@ import pytest
 
 from lmforge.generate import SamplingParams, generate
 from lmforge.generate import decode as decode_mod
-from tests.helpers import has_cxx_compiler, tiny_model
+from lmforge.train.parallel import has_cxx_compiler
+from tests.helpers import tiny_model
 
 
 @pytest.mark.skipif(not has_cxx_compiler(), reason="torch.compile on CPU needs a C++ compiler")

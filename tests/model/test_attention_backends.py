@@ -11,7 +11,8 @@ from torch.nn.attention import varlen as torch_varlen
 
 from lmforge.model import attention
 from lmforge.model.attention import AttentionMask, attend, build_mask
-from tests.helpers import has_cxx_compiler, tiny_model
+from lmforge.train.parallel import has_cxx_compiler
+from tests.helpers import tiny_model
 
 
 def _available_backends(device):

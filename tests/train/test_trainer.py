@@ -12,8 +12,8 @@ from lmforge.model.loss import lm_loss
 from lmforge.shards import ShardError, list_shards, open_shard, write_shard
 from lmforge.train import TrainSection, TrainStageSection, train
 from lmforge.train.loader import TokenStream, make_batch
+from lmforge.train.parallel import has_cxx_compiler
 from lmforge.train.spike import SpikeDetector
-from tests.helpers import has_cxx_compiler
 
 QUIET = Console(quiet=True)
 
