@@ -15,9 +15,9 @@ import torch
 from lmforge.align.losses import ValueLoss
 from lmforge.align.reward import RewardModel
 from lmforge.train.loader import make_batch
-from lmforge.train.parallel import DistInfo, all_reduce_sum
+from lmforge.train.parallel import DistInfo
 from lmforge.train.trainer import Trainer
-from tests.train.seqpar_train_worker import (_full, _plain, fresh_model, gloo_group, layout_info, one_thread, rows,
+from tests.train.seqpar_train_worker import (fresh_model, gloo_group, layout_info, loss_and_grads, one_thread, rows,
                                              train_section, write_report)
 
 LAYOUTS = ((1, 2), (2, 1))
@@ -32,27 +32,17 @@ def critic_batch():
     return batch
 
 
-def loss_and_grads(trainer: Trainer, batch) -> tuple[float, dict]:
-    loss_fn = ValueLoss()
-    local = trainer.local(batch)
-    divisor = all_reduce_sum(loss_fn.count(local), trainer.info)
-    loss, _ = loss_fn(trainer.model, local, divisor)
-    loss.backward()
-    grads = {_plain(n): _full(p.grad) for n, p in trainer.model.named_parameters()}
-    return all_reduce_sum(loss.item(), trainer.info), grads
-
-
 def run(rank: int, world: int, store: str, report: str) -> None:
     one_thread()
     batch = critic_batch()
-    ref_loss, ref_grads = loss_and_grads(Trainer(RewardModel.from_lm(fresh_model()), train_section(), DistInfo()),
-                                         batch)
+    ref_loss, _, ref_grads = loss_and_grads(Trainer(RewardModel.from_lm(fresh_model()), train_section(), DistInfo()),
+                                            batch, ValueLoss())
     with gloo_group(rank, world, store):
         lines = []
         for head, context in LAYOUTS:
             trainer = Trainer(RewardModel.from_lm(fresh_model()), train_section(head, context),
                               layout_info(rank, world, 1, head, context))
-            loss, grads = loss_and_grads(trainer, batch)
+            loss, _, grads = loss_and_grads(trainer, batch, ValueLoss())
             err = max([abs(loss - ref_loss)] + [(grads[k] - g).abs().max().item() for k, g in ref_grads.items()])
             lines.append(f"head={head} context={context} loss={loss:.6f} reference={ref_loss:.6f} error={err:.3e}")
         write_report(rank, report, lines)
