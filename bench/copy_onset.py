@@ -84,10 +84,22 @@ def train(models: dict, args, rows_seed: int = 0) -> dict[str, list[tuple[int, f
     return curves
 
 
+def positive_floats(text: str) -> list[float]:
+    """--scales: comma-separated positive numbers."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated numbers, e.g. 1.0,0.1") from None
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: every scale must be > 0")
+    return values
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="tiny", help="model preset (default: the demo's)")
-    ap.add_argument("--scales", default="1.0,0.1", help="embedding init std values, comma-separated")
+    ap.add_argument("--scales", type=positive_floats, default=[1.0, 0.1],
+                    help="embedding init std values, comma-separated (default 1.0,0.1)")
     ap.add_argument("--steps", type=int, default=800)
     ap.add_argument("--every", type=int, default=100)
     ap.add_argument("--lr", type=float, default=1e-3, help="AdamW (0.9, 0.95), weight decay 0.1, clip 1.0")
@@ -97,9 +109,21 @@ def main() -> None:
     ap.add_argument("--hf", action="store_true", help="also train transformers' Llama from the same init")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
+    for name in ("steps", "every", "batch", "seq", "symbols", "threads"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name} must be >= 1")
+    if args.steps < args.every:
+        ap.error(f"--steps {args.steps} is fewer than --every {args.every}: nothing would be measured")
+    try:
+        vocab = preset(args.preset).vocab_size
+    except (KeyError, ValueError) as e:
+        ap.error(str(e.args[0]) if e.args else f"--preset {args.preset!r}: unknown")
+    if args.symbols + 3 > vocab:
+        ap.error(f"--symbols {args.symbols}: the {args.preset} preset has {vocab} tokens (ids 3.. are used); "
+                 f"use at most {vocab - 3}")
     torch.set_num_threads(args.threads)
     onset = {}
-    for i, scale in enumerate(float(s) for s in args.scales.split(",")):
+    for i, scale in enumerate(args.scales):
         cfg = preset(args.preset, max_seq_len=args.seq, embed_init_std=scale)
         model = InternLM2(cfg)
         model.init_weights(0)
