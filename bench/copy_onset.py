@@ -16,6 +16,10 @@ format) on the same batches with the same optimizer, for the first scale: the tw
 agree until rounding separates them, so the onset is not an artefact of lmforge's model code.
 
     python bench/copy_onset.py --scales 1.0,0.2,0.1,0.05,0.02 --steps 800      # ~25 minutes, 1 thread
+
+--model DIR measures a trained model instead (segments drawn from its whole vocabulary):
+
+    python bench/copy_onset.py --model runs/tiny/pretrain/model
 """
 
 from __future__ import annotations
@@ -56,6 +60,15 @@ def logits_of(model, x: torch.Tensor) -> torch.Tensor:
     return out if isinstance(out, torch.Tensor) else out.logits  # transformers returns an output object
 
 
+def copy_accuracy(model, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Argmax accuracy on the second copies' tokens (the targets of `copy_rows`); leaves the model in
+    eval mode."""
+    with torch.no_grad():
+        pred = logits_of(model.eval(), x).argmax(-1)
+    keep = y != IGNORE_INDEX
+    return (pred[keep] == y[keep]).float().mean().item()
+
+
 def train(models: dict, args, rows_seed: int = 0) -> dict[str, list[tuple[int, float, float]]]:
     """Train every model on the same batches; {name: [(step, loss, held-out copy accuracy)]}."""
     rng = random.Random(rows_seed)
@@ -72,16 +85,31 @@ def train(models: dict, args, rows_seed: int = 0) -> dict[str, list[tuple[int, f
             opts[k].step()
             opts[k].zero_grad()
             if step % args.every == 0:
-                with torch.no_grad():
-                    m.eval()
-                    pred = logits_of(m, held_x).argmax(-1)
-                    m.train()
-                keep = held_y != IGNORE_INDEX
-                curves[k].append((step, loss.item(), (pred[keep] == held_y[keep]).float().mean().item()))
+                curves[k].append((step, loss.item(), copy_accuracy(m, held_x, held_y)))
+                m.train()
         if step % args.every == 0:
             print(f"step {step}: " + "  ".join(f"{k} loss {c[-1][1]:.4f} copy {c[-1][2]:.3f}"
                                                 for k, c in curves.items()), flush=True)
     return curves
+
+
+def measure(args, ap: argparse.ArgumentParser) -> None:
+    """--model: the copy accuracy of a trained model on 32 held-out rows of `--seq` tokens."""
+    from lmforge.model import load_model
+
+    try:
+        model = load_model(args.model).float()
+    except (FileNotFoundError, OSError, ValueError) as e:
+        ap.error(f"--model {args.model}: {e}")
+    vocab = model.cfg.vocab_size
+    symbols = args.symbols or vocab - 3
+    if symbols + 3 > vocab:
+        ap.error(f"--symbols {symbols}: the model has {vocab} tokens (ids 3.. are used); use at most {vocab - 3}")
+    torch.set_num_threads(args.threads)
+    x, y = copy_rows(random.Random(123), 32, args.seq, symbols)
+    keep = int((y != IGNORE_INDEX).sum())
+    print(f"{args.model}: copy accuracy {copy_accuracy(model, x, y):.3f} on {keep} second-copy tokens "
+          f"(32 rows of {args.seq}, segments of 5-20 ids from [3, {3 + symbols}))")
 
 
 def positive_floats(text: str) -> list[float]:
@@ -105,13 +133,23 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3, help="AdamW (0.9, 0.95), weight decay 0.1, clip 1.0")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seq", type=int, default=128)
-    ap.add_argument("--symbols", type=int, default=64, help="the segments' alphabet size")
+    ap.add_argument("--symbols", type=int, help="the segments' alphabet size (default: 64 when training, the "
+                                                "model's whole vocabulary with --model)")
     ap.add_argument("--hf", action="store_true", help="also train transformers' Llama from the same init")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--model", help="a trained model's folder (e.g. runs/tiny/pretrain/model): print its copy "
+                                    "accuracy on the held-out rows instead of training; --symbols defaults "
+                                    "to its whole vocabulary")
     args = ap.parse_args()
-    for name in ("steps", "every", "batch", "seq", "symbols", "threads"):
+    if args.symbols is not None and args.symbols < 1:
+        ap.error("--symbols must be >= 1")
+    for name in ("steps", "every", "batch", "seq", "threads"):
         if getattr(args, name) < 1:
             ap.error(f"--{name} must be >= 1")
+    if args.model:
+        measure(args, ap)
+        return
+    args.symbols = args.symbols or 64
     if args.steps < args.every:
         ap.error(f"--steps {args.steps} is fewer than --every {args.every}: nothing would be measured")
     try:
