@@ -137,6 +137,31 @@ def test_zero_learning_rate_leaves_the_policy_unchanged_and_the_stage_reports(ti
     assert (tmp_path / "rl" / "curves.png").is_file()
 
 
+def test_rl_on_some_tasks_also_measures_every_task_and_the_report_shows_them(tiny_dir, tmp_path):
+    from lmforge.align.config import RLSection
+    from lmforge.align.rl import rl
+    from lmforge.align.tasks import TASKS
+    from lmforge.report.build import _rl_section
+    from lmforge.report.page import ReportPage
+
+    cfg = RLSection(init_from=str(tiny_dir), steps=1, lr=0.0, tasks=["first_word"], global_batch=2, group=2,
+                    train_examples=8, eval_examples=16, max_new_tokens=4, eval_every=0, tensorboard=False)
+    s = rl(cfg, tmp_path / "rl", resume=False)
+    assert set(s["accuracy_before"]) == {"first_word", "all"}  # the trained subset's own held-out prompts
+    assert set(s["accuracy_every_before"]) == {*TASKS, "all"}  # and every task's
+    assert s["accuracy_every_before"] == s["accuracy_every_after"]  # lr 0: the same model on the same prompts
+    s["curves"] = None  # the plot is the run's business
+    page = ReportPage("t")
+    _rl_section(page, s, None, {}, tmp_path)
+    (sec,) = page.sections
+    assert "trained on first_word only" in sec.blocks[0][1]
+    assert [row[0] for row in sec.blocks[1][2]] == [*TASKS, "all"]
+    s.pop("accuracy_every_after")  # a run on every task shows its own table
+    page = ReportPage("t")
+    _rl_section(page, s, None, {}, tmp_path)
+    assert [row[0] for row in page.sections[0].blocks[1][2]] == ["first_word", "all"]
+
+
 def test_a_step_raises_the_log_prob_of_answers_with_positive_advantage(tiny_dir):
     from lmforge.align.config import RLSection
     from lmforge.align.losses import token_logps

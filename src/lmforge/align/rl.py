@@ -54,7 +54,7 @@ from lmforge.align.online import HackingDetector, PairCollector, patch_reward_mo
 from lmforge.align.preferences import domain_of
 from lmforge.align.pair_rows import lm_batch
 from lmforge.align.rollout_workers import rollout_engine
-from lmforge.align.tasks import check
+from lmforge.align.tasks import check, make_examples
 from lmforge.atomic import write_json
 from lmforge.train.batch import Batch
 from lmforge.train.metrics import MetricsLogger
@@ -250,15 +250,19 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
     system = cfg.system_prompt or None
     order = np.random.default_rng(cfg.seed).permutation(len(train))
 
-    def held_out() -> dict:
-        acc = task_accuracy(model, tok, test, cfg.max_new_tokens, system)
+    def held_out(examples=test) -> dict:
+        acc = task_accuracy(model, tok, examples, cfg.max_new_tokens, system)
         model.train()
         return acc
 
+    # RL on a subset of the tasks: every task's held-out accuracy too, before and after, so what the
+    # subset's training does to the rest is measured (the same seed's held-out draw over all tasks)
+    every = make_examples(cfg.eval_examples, cfg.seed, "test", None) if cfg.tasks else None
+
     ckpt_root = out_dir / "checkpoints"
-    step, before = 0, None
+    step, before, before_every = 0, None, None
     if resume and (state := trainer.restore(ckpt_root)) is not None:
-        step, before = state["step"], state["before"]
+        step, before, before_every = state["step"], state["before"], state.get("before_every")
         if critic_trainer is not None:
             critic_trainer.restore(ckpt_root / "critic")
         if ptx_loader is not None:
@@ -273,6 +277,8 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
     if before is None:
         before = held_out()["accuracy"]
         logger.log({"step": 0, "heldout_acc": before["all"]})
+    if every is not None and before_every is None:
+        before_every = held_out(every)["accuracy"]
     if detector is not None:
         detector.held_out(before["all"], len(test))  # the starting model's, the first best
     console.print(f"[bold]rl[/bold] ({cfg.algorithm}): {cfg.steps} steps x {cfg.global_batch} prompts x {cfg.group} "
@@ -354,11 +360,11 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
                     console.print(f"[yellow]step {step}: {reason}; reward model(s) updated on {len(pairs)} "
                                   "checker-labelled pairs of the policy's answers[/yellow]")
             if ckpt.after_step(step, step == cfg.steps, lambda: {
-                    "before": before, "patches": patches, **({"ptx": ptx_loader.state_dict()} if ptx_loader else {})}):
+                    "before": before, "before_every": before_every, "patches": patches, **({"ptx": ptx_loader.state_dict()} if ptx_loader else {})}):
                 break
     interrupted = ckpt.interrupted
     trainer.close()
-    summary = {"algorithm": cfg.algorithm, "steps": step, "interrupted": interrupted}
+    summary = {"algorithm": cfg.algorithm, "steps": step, "interrupted": interrupted, "tasks": cfg.tasks}
     if interrupted:
         logger.close()
         return summary
@@ -370,8 +376,13 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
     summary.update(model=str(model_dir), rm_patches=patches, accuracy_before=before, accuracy_after=after["accuracy"],
                    samples=after["samples"], curves=png and png.name, seconds=time.perf_counter() - began,
                    config=dataclasses.asdict(cfg))
+    if every is not None:
+        summary.update(accuracy_every_before=before_every, accuracy_every_after=held_out(every)["accuracy"])
     write_json(out_dir / "rl.json", summary)
     print_accuracy(before, after["accuracy"], console, title=f"held-out task accuracy ({cfg.algorithm})")
+    if every is not None:
+        print_accuracy(before_every, summary["accuracy_every_after"], console,
+                       title=f"every task, trained on {', '.join(cfg.tasks)} only")
     return summary
 
 

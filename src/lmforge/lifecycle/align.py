@@ -72,4 +72,4 @@ def rl_stage(recipe: Recipe, sft_model: Path, folder: Path, console: Console) ->
     if summary.get("interrupted"):
         raise RunStageInterrupted(f"rl stopped at step {summary['steps']}; run the same command to resume")
     return {k: summary.get(k) for k in ("model", "algorithm", "steps", "accuracy_before", "accuracy_after", "samples",
-                                         "curves", "seconds")}
+                                         "curves", "seconds", "tasks", "accuracy_every_before", "accuracy_every_after")}

@@ -304,13 +304,18 @@ def _mimg_section(page: ReportPage, m: dict) -> None:
 def _rl_section(page: ReportPage, rl: dict, sft: dict | None, outcomes: dict, assets: Path) -> None:
     """Online RL's held-out accuracy (base, SFT, RL) and its reward / accuracy curves."""
     sec = page.section("Online RL")
-    sec.paragraph(f"{rl['algorithm'].upper()} from the SFT model for {rl['steps']} steps: rollouts from the inference "
-                  "engine (colocated with the trainer), rewards from the tasks' checkers. Held-out greedy accuracy:")
+    intro = (f"{rl['algorithm'].upper()} from the SFT model for {rl['steps']} steps: rollouts from the inference "
+             "engine (colocated with the trainer), rewards from the tasks' checkers.")
     base = sft.get("accuracy_before") if sft else None
-    after = rl.get("accuracy_after") or {}
+    before, after = rl.get("accuracy_before") or {}, rl.get("accuracy_after") or {}
+    if rl.get("accuracy_every_after"):  # trained on some tasks: every task's accuracy, and the subset's own
+        sec.paragraph(f"{intro} It trained on {', '.join(rl['tasks'])} only, whose held-out greedy accuracy went from "
+                      f"{_pct(before.get('all'))} to {_pct(after.get('all'))}. Every task's held-out greedy accuracy:")
+        before, after = rl["accuracy_every_before"], rl["accuracy_every_after"]
+    else:
+        sec.paragraph(f"{intro} Held-out greedy accuracy:")
     sec.table(["task", "pre-trained", "SFT", "RL"],
-              [[t, _pct(base.get(t) if base else None), _pct((rl.get("accuracy_before") or {}).get(t)), _pct(v)]
-               for t, v in after.items()])
+              [[t, _pct(base.get(t) if base else None), _pct(before.get(t)), _pct(v)] for t, v in after.items()])
     if rl.get("curves"):
         png = _copy(outcomes["rl"].folder / rl["curves"], assets, "rl_curves.png")
         if png:
