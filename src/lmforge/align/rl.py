@@ -28,7 +28,9 @@ Each step:
    on the pairs the reward models ranked wrong), the reward models are trained on them.
 
 Held-out greedy accuracy is measured every `eval_every` steps, so reward and accuracy are seen side
-by side (reward up while accuracy falls is reward hacking).
+by side (reward up while accuracy falls is reward hacking). With `tasks` a subset, every built-in
+task's held-out accuracy is also measured before and after, so what the subset's training does to
+the others is seen.
 
     out_dir/metrics.jsonl (reward, accuracy, KL, length, rollout, train and sync seconds), checkpoints/,
     model/ (HF InternLM2 + tokenizer), rl.json (summary), curves.png (reward and accuracy)
@@ -360,7 +362,8 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
                     console.print(f"[yellow]step {step}: {reason}; reward model(s) updated on {len(pairs)} "
                                   "checker-labelled pairs of the policy's answers[/yellow]")
             if ckpt.after_step(step, step == cfg.steps, lambda: {
-                    "before": before, "before_every": before_every, "patches": patches, **({"ptx": ptx_loader.state_dict()} if ptx_loader else {})}):
+                    "before": before, "before_every": before_every, "patches": patches,
+                    **({"ptx": ptx_loader.state_dict()} if ptx_loader else {})}):
                 break
     interrupted = ckpt.interrupted
     trainer.close()
