@@ -276,11 +276,11 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
             rm_rewards.members = [load_reward_model(Path(d)) for d in patches[-1]["models"]]
         console.print(f"[green]resumed rl from {state['path']} (step {step})[/green]")
     logger = MetricsLogger(out_dir, info.is_main, cfg.tensorboard, console, resume_step=step or None)
-    if before is None:
+    if before is None:  # a fresh start: the starting model's figures (a resume restores them)
         before = held_out()["accuracy"]
         logger.log({"step": 0, "heldout_acc": before["all"]})
-    if every is not None and before_every is None:
-        before_every = held_out(every)["accuracy"]
+        if every is not None:
+            before_every = held_out(every)["accuracy"]
     if detector is not None:
         detector.held_out(before["all"], len(test))  # the starting model's, the first best
     console.print(f"[bold]rl[/bold] ({cfg.algorithm}): {cfg.steps} steps x {cfg.global_batch} prompts x {cfg.group} "
@@ -379,11 +379,11 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
     summary.update(model=str(model_dir), rm_patches=patches, accuracy_before=before, accuracy_after=after["accuracy"],
                    samples=after["samples"], curves=png and png.name, seconds=time.perf_counter() - began,
                    config=dataclasses.asdict(cfg))
-    if every is not None:
+    if before_every is not None:  # None on a resume from a checkpoint that predates the measurement
         summary.update(accuracy_every_before=before_every, accuracy_every_after=held_out(every)["accuracy"])
     write_json(out_dir / "rl.json", summary)
     print_accuracy(before, after["accuracy"], console, title=f"held-out task accuracy ({cfg.algorithm})")
-    if every is not None:
+    if before_every is not None:
         print_accuracy(before_every, summary["accuracy_every_after"], console,
                        title=f"every task, trained on {', '.join(cfg.tasks)} only")
     return summary
