@@ -103,13 +103,18 @@ def measure(args, ap: argparse.ArgumentParser) -> None:
         ap.error(f"--model {args.model}: {e}")
     vocab = model.cfg.vocab_size
     symbols = args.symbols or vocab - 3
-    if symbols + 3 > vocab:
-        ap.error(f"--symbols {symbols}: the model has {vocab} tokens (ids 3.. are used); use at most {vocab - 3}")
+    check_symbols(ap, symbols, vocab, "the model")
     torch.set_num_threads(args.threads)
     x, y = copy_rows(random.Random(123), 32, args.seq, symbols)
     keep = int((y != IGNORE_INDEX).sum())
     print(f"{args.model}: copy accuracy {copy_accuracy(model, x, y):.3f} on {keep} second-copy tokens "
           f"(32 rows of {args.seq}, segments of 5-20 ids from [3, {3 + symbols}))")
+
+
+def check_symbols(ap: argparse.ArgumentParser, symbols: int, vocab: int, owner: str) -> None:
+    """--symbols must leave ids 0-2 (the special tokens) out of the segments' alphabet."""
+    if symbols + 3 > vocab:
+        ap.error(f"--symbols {symbols}: {owner} has {vocab} tokens (ids 3.. are used); use at most {vocab - 3}")
 
 
 def positive_floats(text: str) -> list[float]:
@@ -156,9 +161,7 @@ def main() -> None:
         vocab = preset(args.preset).vocab_size
     except (KeyError, ValueError) as e:
         ap.error(str(e.args[0]) if e.args else f"--preset {args.preset!r}: unknown")
-    if args.symbols + 3 > vocab:
-        ap.error(f"--symbols {args.symbols}: the {args.preset} preset has {vocab} tokens (ids 3.. are used); "
-                 f"use at most {vocab - 3}")
+    check_symbols(ap, args.symbols, vocab, f"the {args.preset} preset")
     torch.set_num_threads(args.threads)
     onset = {}
     for i, scale in enumerate(args.scales):
