@@ -372,3 +372,50 @@ def _policy_batch(model, tok):
     prompts = [[{"role": "user", "content": "Add 2 and 3."}], [{"role": "user", "content": "Reverse: cat"}]]
     rolls = rollout(Engine(model, tok, kv_blocks=64, max_batch=8), tok, prompts, group=2, max_new_tokens=6, seed=1)
     return rl_batch(rolls, torch.tensor([1.0, -1.0, -1.0, 1.0]), model, None, 0, 8)[0]
+
+
+def test_dynamic_sampling_draws_until_enough_groups_have_unequal_rewards():
+    """DAPO's dynamic sampling: groups with one reward for every answer are dropped and more prompts
+    are drawn, at most `max_sample_batches` batches; the seeds are those of the plain loop."""
+    import types
+
+    from lmforge.align.config import RLSection
+    from lmforge.align.rl import draw_groups, varied_groups
+
+    r = torch.tensor([1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, -0.5, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0])
+    assert varied_groups(r, 4).tolist() == [True, False, True, False]
+
+    class Source:  # answers "right" to the prompts whose number is in `varied`, else all "wrong"
+        def __init__(self, varied):
+            self.varied, self.seeds = varied, []
+
+        def generate(self, prompt_ids, group, max_new_tokens, temperature, top_p, seed):
+            self.seeds.append(seed)
+            return [types.SimpleNamespace(text="right" if p[0] in self.varied and k == 0 else "wrong")
+                    for p in prompt_ids for k in range(group)]
+
+    tok = types.SimpleNamespace(encode_chat=lambda msgs, add_generation_prompt: [int(msgs[0]["content"])])
+    train = [types.SimpleNamespace(messages=lambda system, i=i: [{"role": "user", "content": str(i)}, {}])
+             for i in range(20)]
+    order = list(range(20))
+
+    def score(examples, rolls):
+        v = torch.tensor([1.0 if x.text == "right" else 0.0 for x in rolls])
+        return v, v
+
+    base = dict(global_batch=3, group=2, seed=5)
+    src = Source(varied={1, 4, 5, 9})
+    ex, rolls, verdicts, rewards, keep, cursor = draw_groups(
+        RLSection(dynamic_sampling=True, max_sample_batches=4, **base), src, tok, train, order, 0, None, score)
+    assert cursor == 6 and len(ex) == 6 and len(rolls) == 12  # two batches of 3 prompts held 3 varied groups
+    assert [ex[j] for j in keep] == [train[1], train[4], train[5]]
+    assert src.seeds == [5 * 1_000_003 + 0, 5 * 1_000_003 + 3 * 2]  # the cursor's seeds, as without it
+    src = Source(varied={1})  # too few: it stops after max_sample_batches and trains on what it found
+    ex, *_, keep, cursor = draw_groups(RLSection(dynamic_sampling=True, max_sample_batches=2, **base), src, tok,
+                                       train, order, 0, None, score)
+    assert cursor == 6 and [ex[j] for j in keep] == [train[1]]
+    src = Source(varied={1})  # off: one batch, every group kept
+    ex, *_, keep, cursor = draw_groups(RLSection(**base), src, tok, train, order, 3, None, score)
+    assert cursor == 6 and keep == [0, 1, 2] and ex == train[3:6] and src.seeds == [5 * 1_000_003 + 6]
+    with pytest.raises(ValueError, match="PPO's critic"):
+        RLSection(dynamic_sampling=True, algorithm="ppo")

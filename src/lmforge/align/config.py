@@ -202,6 +202,13 @@ class RLSection(FinetuneSection):
     # rft: a group's best answer is learned when it beats the group's mean and scores at least this;
     # unset: 1.0 (correct answers only) with checker rewards, no floor with reward models' scores
     rft_min_reward: float | None = None
+    # DAPO's dynamic sampling (Yu et al., arXiv 2503.14476, section 3.2): a group whose answers all got
+    # the same reward has zero advantage under a group baseline (GRPO, RLOO; RFT has no standout), so
+    # it adds nothing but tokens to the update. On: such groups are dropped, and further batches of
+    # `global_batch` prompts are drawn and answered, at most `max_sample_batches` per step, until
+    # `global_batch` groups with unequal rewards are found (a step trains on fewer when they run out).
+    dynamic_sampling: bool = False
+    max_sample_batches: int = 4
     combine: str = "mean_minus_std"
     uncertainty: float = 1.0
     temperature: float = 1.0
@@ -232,7 +239,7 @@ class RLSection(FinetuneSection):
                             "patch_seq_len": ">= 8", "ptx": ">= 0", "ptx_rows": ">= 1", "critic_lr": ">= 0", "gae_lambda": "[0, 1]",
                             "group": ">= 1", "temperature": "> 0", "top_p": "(0, 1]", "clip": ">= 0", "kl": ">= 0",
                             "eval_every": ">= 0", "rollout_workers": ">= 0", "rollout_worker_cpus": "> 0",
-                            "rollout_worker_gpus": ">= 0"},
+                            "rollout_worker_gpus": ">= 0", "max_sample_batches": ">= 1"},
                      {"algorithm": ("grpo", "rloo", "rft", "ppo"), "reward": ("checker", "rm", "polar"), "aggregate": ("token", "sequence"),
                       "combine": ("mean", "min", "mean_minus_std")})
         self.refuse_sequence_parallel("online RL generates and trains in one process (its policy loss and "
@@ -240,6 +247,10 @@ class RLSection(FinetuneSection):
         if (self.rounds > 1 or self.hack_window) and self.reward != "rm":
             raise ValueError(f"rounds = {self.rounds}, hack_window = {self.hack_window}: online RLHF updates reward "
                              f"models, so it needs reward = 'rm' (this recipe has reward = {self.reward!r})")
+        if self.dynamic_sampling and self.algorithm == "ppo":
+            raise ValueError("dynamic_sampling = true with algorithm = 'ppo': it drops the groups whose answers all "
+                             "got one reward because a group baseline gives them zero advantage, but PPO's critic "
+                             "gives them advantages; use it with 'grpo', 'rloo' or 'rft', or set dynamic_sampling = false")
         if self.ptx and self.algorithm == "rft":
             raise ValueError("ptx > 0 with algorithm = 'rft': rejection sampling already trains on a next-token "
                              "loss; mix pre-training rows into the RFT data instead, or set ptx = 0")

@@ -6,6 +6,8 @@ Each step:
 1. `global_batch` prompts of the built-in tasks are answered `group` times by the inference engine,
    which decodes with the trainer's own module (rollout and training colocated in one process), or,
    with `rollout_workers = N`, by N Ray actors with copies of the policy (lmforge.align.rollout_workers).
+   With `dynamic_sampling` (DAPO, arXiv 2503.14476 section 3.2), groups whose answers all got one
+   reward are dropped and more prompts answered until `global_batch` groups differ (`draw_groups`).
 2. Each answer's reward is its checker's verdict (1 correct, 0 wrong, `malformed_reward` malformed);
    or, with `reward = "rm"`, the score of the reward model(s) `lmforge rm` trained (an ensemble
    combined by its rule); or, with `reward = "polar"`, a POLAR model's score against the task's
@@ -132,6 +134,41 @@ def best_of_groups(rewards: torch.Tensor, group: int, min_reward: float | None =
     return [int(j * group + best[j]) for j in range(r.shape[0]) if keep[j]]
 
 
+def varied_groups(rewards: torch.Tensor, group: int) -> torch.Tensor:
+    """(prompts,) bool: the groups whose answers did not all get the same reward, the ones a group
+    baseline gives a non-zero advantage (DAPO's dynamic sampling keeps these)."""
+    r = rewards.view(-1, group)
+    return (r != r[:, :1]).any(1)
+
+
+def draw_groups(cfg: RLSection, rollouts, tok, train, order, cursor: int, system, score) -> tuple:
+    """One step's answered prompts: `global_batch` prompts from `order` at `cursor`, each answered
+    `group` times; with `dynamic_sampling`, more batches (at most `max_sample_batches`) until
+    `global_batch` of the groups have unequal rewards. `score(examples, rolls)` gives (verdicts,
+    rewards). Returns (examples, rollouts, verdicts, rewards, kept group indices, the next cursor);
+    every group is kept without dynamic sampling, else the first `global_batch` varied ones."""
+    examples, rolls, verdicts, rewards, varied = [], [], [], [], 0
+    for _ in range(cfg.max_sample_batches if cfg.dynamic_sampling else 1):
+        batch = [train[int(order[(cursor + i) % len(order)])] for i in range(cfg.global_batch)]
+        prompt_ids = [tok.encode_chat(ex.messages(system)[:-1], add_generation_prompt=True) for ex in batch]
+        got = rollouts.generate(prompt_ids, cfg.group, cfg.max_new_tokens, cfg.temperature, cfg.top_p,
+                                seed=cfg.seed * 1_000_003 + cursor * cfg.group)
+        cursor += cfg.global_batch
+        v, r = score(batch, got)
+        examples += batch
+        rolls += got
+        verdicts.append(v)
+        rewards.append(r)
+        varied += int(varied_groups(r, cfg.group).sum())
+        if varied >= cfg.global_batch:
+            break
+    verdicts, rewards = torch.cat(verdicts), torch.cat(rewards)
+    keep = list(range(len(examples)))
+    if cfg.dynamic_sampling:
+        keep = varied_groups(rewards, cfg.group).nonzero().flatten().tolist()[:cfg.global_batch]
+    return examples, rolls, verdicts, rewards, keep, cursor
+
+
 def build_critic_trainer(cfg: RLSection, info) -> Trainer:
     """PPO's critic, in a trainer of its own at `critic_lr`: the first reward model (COOL: the critic
     starts from the RM), else the policy's blocks with a fresh value head."""
@@ -252,6 +289,11 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
     system = cfg.system_prompt or None
     order = np.random.default_rng(cfg.seed).permutation(len(train))
 
+    def score(examples, rolls) -> tuple[torch.Tensor, torch.Tensor]:  # (checker verdicts, rewards)
+        answers = [r.text for r in rolls]
+        verdicts = checker_rewards(examples, answers, cfg.group, cfg.malformed_reward)
+        return verdicts, verdicts if rm_rewards is None else rm_rewards(examples, answers, cfg.group)
+
     def held_out(examples=test) -> dict:
         acc = task_accuracy(model, tok, examples, cfg.max_new_tokens, system)
         model.train()
@@ -262,9 +304,10 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
     every = make_examples(cfg.eval_examples, cfg.seed, "test", None) if cfg.tasks else None
 
     ckpt_root = out_dir / "checkpoints"
-    step, before, before_every = 0, None, None
+    step, before, before_every, cursor = 0, None, None, 0  # cursor: the prompts of `order` drawn so far
     if resume and (state := trainer.restore(ckpt_root)) is not None:
         step, before, before_every = state["step"], state["before"], state.get("before_every")
+        cursor = state.get("cursor", step * cfg.global_batch)
         if critic_trainer is not None:
             critic_trainer.restore(ckpt_root / "critic")
         if ptx_loader is not None:
@@ -293,22 +336,18 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
         rollouts.sync(model)  # the workers start from the trainer's weights (a resumed run's too)
         while step < cfg.steps:
             t0 = time.perf_counter()
-            idx = [int(order[(step * cfg.global_batch + i) % len(order)]) for i in range(cfg.global_batch)]
-            examples = [train[i] for i in idx]
-            prompts = [ex.messages(system)[:-1] for ex in examples]
             model.eval()
-            prompt_ids = [tok.encode_chat(p, add_generation_prompt=True) for p in prompts]
-            rolls = rollouts.generate(prompt_ids, cfg.group, cfg.max_new_tokens, cfg.temperature, cfg.top_p,
-                                      seed=cfg.seed * 1_000_003 + step * len(prompts) * cfg.group)
+            examples, rolls, verdicts, rewards, keep, cursor = draw_groups(
+                cfg, rollouts, tok, train, order, cursor, system, score)
             t_roll = time.perf_counter() - t0
             answers = [r.text for r in rolls]
-            verdicts = checker_rewards(examples, answers, cfg.group, cfg.malformed_reward)
-            rewards = verdicts if rm_rewards is None else rm_rewards(examples, answers, cfg.group)
             if collector is not None:
                 collector.add(examples, answers, verdicts, rewards, cfg.group, domain_of)
+            # what the update learns from: every group, or (dynamic sampling) the ones with unequal rewards
+            rows = [j * cfg.group + k for j in keep for k in range(cfg.group)]
             # the critic learns alone first (COOL: 50 iterations), and after a patch
-            batches, critic_stats = policy_batches(cfg, rolls, rewards, model, reference, pad, critic_trainer,
-                                                   warming=step < warm_until)
+            batches, critic_stats = policy_batches(cfg, [rolls[i] for i in rows], rewards[rows], model, reference,
+                                                   pad, critic_trainer, warming=step < warm_until)
             model.train()
             lr = lr_at(step, peak=cfg.lr, total=cfg.steps, warmup=cfg.warmup_steps, schedule=cfg.schedule,
                        min_ratio=cfg.min_lr_ratio)
@@ -329,7 +368,8 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
             row = {"step": step, "loss": stats.loss, "lr": lr, "grad_norm": stats.grad_norm,
                    "reward": float(rewards.mean()), "accuracy": float((verdicts == 1).float().mean()),
                    **task_accuracy_parts(examples, verdicts, cfg.group),
-                   "response_len": new_tokens / len(rolls), **{k: v for k, v in stats.parts.items() if k != "pg"},
+                   "response_len": new_tokens / len(rolls), "prompts_answered": len(examples),
+                   "groups_trained": len(keep), **{k: v for k, v in stats.parts.items() if k != "pg"},
                    "rollout_s": t_roll, "train_s": time.perf_counter() - t0 - t_roll - t_sync, "sync_s": t_sync,
                    "rollout_tokens_per_s": new_tokens / max(t_roll, 1e-9),
                    "tokens_per_s": sum(int(b.input_ids.numel()) for b in batches) / (time.perf_counter() - t0)}
@@ -362,7 +402,7 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
                     console.print(f"[yellow]step {step}: {reason}; reward model(s) updated on {len(pairs)} "
                                   "checker-labelled pairs of the policy's answers[/yellow]")
             if ckpt.after_step(step, step == cfg.steps, lambda: {
-                    "before": before, "before_every": before_every, "patches": patches,
+                    "before": before, "before_every": before_every, "patches": patches, "cursor": cursor,
                     **({"ptx": ptx_loader.state_dict()} if ptx_loader else {})}):
                 break
     interrupted = ckpt.interrupted
