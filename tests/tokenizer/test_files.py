@@ -89,3 +89,26 @@ def test_corrupt_files_are_value_errors_naming_the_file(saved_dir: Path, tmp_pat
     (tmp_path / "tokenizer_config.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(ValueError, match="tokenizer_config.json"):
         Tokenizer.load(tmp_path)
+
+
+def test_a_model_directory_ends_a_chat_turn_at_im_end_for_transformers(tok: Tokenizer, saved_dir: Path,
+                                                                      tmp_path: Path) -> None:
+    """InternLM2's chat checkpoints list <|im_end|> beside </s> in generation_config.json; ours too,
+    so transformers' generate (TRL, vLLM) stops a turn where lmforge's engine does."""
+    transformers = pytest.importorskip("transformers")
+    from lmforge.tokenizer.hf_files import copy_tokenizer_files
+
+    im_end = tok.token_to_id("<|im_end|>")
+    assert im_end is not None and im_end != tok.eos_id
+    for i, write in enumerate((lambda d: tok.save(d), lambda d: copy_tokenizer_files(saved_dir, d))):
+        model_dir = tmp_path / f"model{i}"
+        model_dir.mkdir()
+        (model_dir / "generation_config.json").write_text(json.dumps({"bos_token_id": tok.bos_id,
+                                                                      "eos_token_id": tok.eos_id}))
+        write(model_dir)
+        write(model_dir)  # twice: listed once
+        gen = transformers.GenerationConfig.from_pretrained(model_dir)
+        assert gen.eos_token_id == [tok.eos_id, im_end] and gen.bos_token_id == tok.bos_id
+    plain = tmp_path / "tokenizer_only"
+    tok.save(plain)  # no generation_config.json: nothing is created
+    assert not (plain / "generation_config.json").exists()

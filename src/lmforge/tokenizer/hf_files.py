@@ -18,6 +18,8 @@ from typing import Any
 
 from tokenizers import Tokenizer as BackendTokenizer
 
+from lmforge.tokenizer.special import IM_END
+
 TOKENIZER_JSON = "tokenizer.json"
 TOKENIZER_CONFIG = "tokenizer_config.json"
 SPECIAL_TOKENS_MAP = "special_tokens_map.json"
@@ -119,6 +121,30 @@ def write_files(
     for name, data in ((TOKENIZER_CONFIG, config), (SPECIAL_TOKENS_MAP, special_map)):
         text = json.dumps(data, ensure_ascii=False, indent=2) + "\n"
         (directory / name).write_text(text, encoding="utf-8")
+    declare_turn_end(directory)
+
+
+GENERATION_CONFIG = "generation_config.json"
+
+
+def declare_turn_end(directory: Path) -> None:
+    """In a model directory (one with generation_config.json) whose tokenizer has the chat format's
+    `<|im_end|>`, list it in `eos_token_id` beside `</s>`, as InternLM2's chat checkpoints do ([2,
+    92542]), so transformers' `generate` (and TRL, vLLM, lm-eval) end a chat turn where lmforge's
+    engine does, instead of writing past it. Other keys are kept; nothing to do without either file."""
+    directory = Path(directory)
+    gen_path, tok_path = directory / GENERATION_CONFIG, directory / TOKENIZER_JSON
+    if not gen_path.is_file() or not tok_path.is_file():
+        return
+    turn_end = read_backend(tok_path).token_to_id(IM_END)
+    if turn_end is None:
+        return
+    gen = _read_json(gen_path)
+    eos = gen.get("eos_token_id")
+    eos = [] if eos is None else list(eos) if isinstance(eos, list) else [eos]
+    if turn_end not in eos:
+        gen["eos_token_id"] = [*eos, turn_end]
+        gen_path.write_text(json.dumps(gen, indent=2) + "\n", encoding="utf-8")
 
 
 def declare_named_tokens(directory: Path, names: dict[str, str]) -> None:
@@ -137,10 +163,12 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 
 
 def copy_tokenizer_files(src: str | Path, dst: str | Path) -> list[str]:
-    """Copy whichever tokenizer files `src` holds into `dst`; return their names."""
+    """Copy whichever tokenizer files `src` holds into `dst` (and declare the chat turn's end in its
+    generation_config.json, if it has one); return their names."""
     copied = []
     for name in TOKENIZER_FILES:
         if (Path(src) / name).is_file():
             shutil.copyfile(Path(src) / name, Path(dst) / name)
             copied.append(name)
+    declare_turn_end(Path(dst))
     return copied
