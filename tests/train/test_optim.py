@@ -162,3 +162,34 @@ def test_muon_updates_block_matrices_by_its_formula_and_the_rest_by_adamw():
         assert float((d_got - d_want).norm() / d_want.norm()) < RTOL_MUON, n
     emb = dict(model.named_parameters())["tok_embeddings.weight"]
     assert adamw.state[emb]["step"] == 2  # AdamW's state, not Muon's
+
+
+def test_embedding_and_head_learning_rate_scales_are_adamw_at_the_scaled_rate():
+    """`train.embed_lr_scale` / `head_lr_scale`: the embedding matrix and the LM head step as AdamW
+    at lr x scale would; the other parameters at lr; refused for the other optimizers."""
+    from lmforge.train.optim import build_optimizer, set_lr
+    from tests.helpers import tiny_model
+
+    torch.manual_seed(0)
+    model = tiny_model().train()
+    twin = tiny_model().train()
+    twin.load_state_dict(model.state_dict())
+    opt = build_optimizer(model, "adamw", lr=1.0, weight_decay=0.1, embed_lr_scale=10.0, head_lr_scale=0.5)
+    special = {"tok_embeddings.weight": 10.0, "output.weight": 0.5}
+    ref = torch.optim.AdamW([{"params": [p], "lr": 1e-3 * special.get(n, 1.0),
+                              "weight_decay": 0.1 if p.dim() >= 2 else 0.0} for n, p in twin.named_parameters()],
+                            betas=(0.9, 0.95), eps=1e-8)
+    for _ in range(3):
+        ids = torch.randint(0, 300, (2, 16))
+        for m in (model, twin):
+            logits = m.logits(m.forward_hidden(ids))
+            torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 300), ids[:, 1:].reshape(-1)).backward()
+        set_lr(opt, 1e-3)
+        opt.step(), ref.step()
+        opt.zero_grad(), ref.zero_grad()
+    for (n, a), b in zip(model.named_parameters(), twin.parameters()):
+        assert torch.allclose(a, b, atol=1e-6), n
+    assert sorted(g.get("lr_scale", 1.0) for g in opt.param_groups) == [0.5, 1.0, 1.0, 10.0]
+    assert len(build_optimizer(model, "adamw", lr=1.0).param_groups) == 2  # unscaled: the two groups as before
+    with pytest.raises(ValueError, match="AdamW only"):
+        build_optimizer(model, "muon", lr=1.0, embed_lr_scale=2.0)

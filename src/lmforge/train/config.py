@@ -101,6 +101,10 @@ class TrainSection:
     eps: float = 1e-8
     grad_clip: float = 1.0  # global-norm clipping (AdamW); 0 disables
     clip_value: float = 1.0  # gradient value clipping (AdaLomo); 0 disables
+    # AdamW: the embedding matrix's and the LM head's learning rates as multiples of `lr` (1: one rate
+    # for all, InternLM2's recipe; modded-nanoGPT gives embeddings a far higher one)
+    embed_lr_scale: float = 1.0
+    head_lr_scale: float = 1.0
     dtype: str = "auto"  # "auto" (bf16 autocast on GPU, fp32 on CPU), "float32" or "bfloat16"
     # torch.compile of each block: true, false, or "auto" (on where it can run: a GPU, or a CPU with a
     # C++ compiler for inductor's kernels; about 10% faster steps for the race's 1M-parameter model)
@@ -121,7 +125,7 @@ class TrainSection:
     def __post_init__(self) -> None:
         check_fields(self, {**STAGE_RANGES, "max_seconds": ">= 0", "min_lr_ratio": "[0, 1]", "decay_fraction": "[0, 1]",
                             "weight_decay": ">= 0", "beta1": "[0, 1)", "beta2": "[0, 1)", "eps": "> 0",
-                            "grad_clip": ">= 0", "clip_value": ">= 0", "ac_every": ">= 1", "keep_checkpoints": ">= 1",
+                            "grad_clip": ">= 0", "clip_value": ">= 0", "embed_lr_scale": "> 0", "head_lr_scale": "> 0", "ac_every": ">= 1", "keep_checkpoints": ">= 1",
                             "val_rows": ">= 1", "log_every": ">= 1", "spike_window": ">= 1", "spike_zscore": ">= 0"},
                      {"optimizer": ("adamw", "adalomo", "muon"), "schedule": ("cosine", "wsd", "constant"),
                       "dtype": ("auto", "float32", "bfloat16"),

@@ -14,13 +14,23 @@ import torch
 from lmforge.train.adalomo import AdaLomo
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Decay the matrices (embeddings, projections, head); never the norm gains."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
+def param_groups(model: torch.nn.Module, weight_decay: float, embed_lr_scale: float = 1.0,
+                 head_lr_scale: float = 1.0) -> list[dict]:
+    """Decay the matrices (embeddings, projections, head); never the norm gains. The embedding
+    matrix and the LM head get groups of their own when their learning rate is scaled
+    (`lr_scale`, which `set_lr` applies); otherwise the two groups of one rate."""
+    decay, no_decay, own = [], [], {}
+    scales = {"tok_embeddings.weight": embed_lr_scale, "output.weight": head_lr_scale}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        key = name.removeprefix("_orig_mod.").replace("._orig_mod", "").replace("._checkpoint_wrapped_module", "")
+        if scales.get(key, 1.0) != 1.0:
+            own[key] = {"params": [p], "weight_decay": weight_decay, "lr_scale": scales[key]}
+        else:
             (decay if p.dim() >= 2 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0},
+            *own.values()]
 
 
 class OptimizerList:
@@ -55,8 +65,11 @@ def muon_split(model: torch.nn.Module) -> tuple[list, list]:
 
 def build_optimizer(model: torch.nn.Module, name: str, lr: float, weight_decay: float = 0.1,
                     betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8,
-                    clip_value: float = 0.0) -> torch.optim.Optimizer:
-    groups = param_groups(model, weight_decay)
+                    clip_value: float = 0.0, embed_lr_scale: float = 1.0,
+                    head_lr_scale: float = 1.0) -> torch.optim.Optimizer:
+    if (embed_lr_scale, head_lr_scale) != (1.0, 1.0) and name != "adamw":
+        raise ValueError(f"train.embed_lr_scale / head_lr_scale apply to AdamW only; train.optimizer={name!r}")
+    groups = param_groups(model, weight_decay, embed_lr_scale, head_lr_scale)
     if name == "adamw":
         # foreach keeps the step a handful of kernels; it also accepts FSDP2's DTensor parameters.
         return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, foreach=True)
@@ -77,4 +90,4 @@ def build_optimizer(model: torch.nn.Module, name: str, lr: float, weight_decay: 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
