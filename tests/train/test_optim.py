@@ -166,7 +166,8 @@ def test_muon_updates_block_matrices_by_its_formula_and_the_rest_by_adamw():
 
 def test_embedding_and_head_learning_rate_scales_are_adamw_at_the_scaled_rate():
     """`train.embed_lr_scale` / `head_lr_scale`: the embedding matrix and the LM head step as AdamW
-    at lr x scale would; the other parameters at lr; refused for the other optimizers."""
+    at lr x scale would; the other parameters at lr; a recipe with another optimizer is refused."""
+    from lmforge.train.config import TrainSection
     from lmforge.train.optim import build_optimizer, set_lr
     from tests.helpers import tiny_model
 
@@ -191,5 +192,5 @@ def test_embedding_and_head_learning_rate_scales_are_adamw_at_the_scaled_rate():
         assert torch.allclose(a, b, atol=1e-6), n
     assert sorted(g.get("lr_scale", 1.0) for g in opt.param_groups) == [0.5, 1.0, 1.0, 10.0]
     assert len(build_optimizer(model, "adamw", lr=1.0).param_groups) == 2  # unscaled: the two groups as before
-    with pytest.raises(ValueError, match="AdamW only"):
-        build_optimizer(model, "muon", lr=1.0, embed_lr_scale=2.0)
+    with pytest.raises(ValueError, match="AdamW only"):  # refused with the recipe, before any work
+        TrainSection(shards="x", optimizer="muon", embed_lr_scale=2.0)

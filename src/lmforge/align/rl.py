@@ -147,7 +147,7 @@ def draw_groups(cfg: RLSection, rollouts, tok, train, order, cursor: int, system
     `global_batch` of the groups have unequal rewards. `score(examples, rolls)` gives (verdicts,
     rewards). Returns (examples, rollouts, verdicts, rewards, kept group indices, the next cursor);
     every group is kept without dynamic sampling, else the first `global_batch` varied ones."""
-    examples, rolls, verdicts, rewards, varied = [], [], [], [], 0
+    examples, rolls, verdicts, rewards, varied = [], [], [], [], []
     for _ in range(cfg.max_sample_batches if cfg.dynamic_sampling else 1):
         batch = [train[int(order[(cursor + i) % len(order)])] for i in range(cfg.global_batch)]
         prompt_ids = [tok.encode_chat(ex.messages(system)[:-1], add_generation_prompt=True) for ex in batch]
@@ -155,18 +155,15 @@ def draw_groups(cfg: RLSection, rollouts, tok, train, order, cursor: int, system
                                 seed=cfg.seed * 1_000_003 + cursor * cfg.group)
         cursor += cfg.global_batch
         v, r = score(batch, got)
+        varied += [len(examples) + j for j in varied_groups(r, cfg.group).nonzero().flatten().tolist()]
         examples += batch
         rolls += got
         verdicts.append(v)
         rewards.append(r)
-        varied += int(varied_groups(r, cfg.group).sum())
-        if varied >= cfg.global_batch:
+        if len(varied) >= cfg.global_batch:
             break
-    verdicts, rewards = torch.cat(verdicts), torch.cat(rewards)
-    keep = list(range(len(examples)))
-    if cfg.dynamic_sampling:
-        keep = varied_groups(rewards, cfg.group).nonzero().flatten().tolist()[:cfg.global_batch]
-    return examples, rolls, verdicts, rewards, keep, cursor
+    keep = varied[:cfg.global_batch] if cfg.dynamic_sampling else list(range(len(examples)))
+    return examples, rolls, torch.cat(verdicts), torch.cat(rewards), keep, cursor
 
 
 def build_critic_trainer(cfg: RLSection, info) -> Trainer:

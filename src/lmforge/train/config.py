@@ -132,6 +132,9 @@ class TrainSection:
                       "activation_checkpointing": ("none", "blocks", "attention")})
         if self.compile not in (True, False, "auto"):
             raise ValueError(f"compile = {self.compile!r}: expected true, false or \"auto\"")
+        if (self.embed_lr_scale, self.head_lr_scale) != (1.0, 1.0) and self.optimizer != "adamw":
+            raise ValueError(f"embed_lr_scale = {self.embed_lr_scale}, head_lr_scale = {self.head_lr_scale}: they "
+                             f"apply to AdamW only (optimizer = {self.optimizer!r}); set them to 1 or use adamw")
         names = [s.name for s in self.stages]
         if len(set(names)) < len(names):
             raise ValueError(f"stages: two stages are named {next(n for n in names if names.count(n) > 1)!r}; "

@@ -24,9 +24,9 @@ def param_groups(model: torch.nn.Module, weight_decay: float, embed_lr_scale: fl
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        key = name.removeprefix("_orig_mod.").replace("._orig_mod", "").replace("._checkpoint_wrapped_module", "")
-        if scales.get(key, 1.0) != 1.0:
-            own[key] = {"params": [p], "weight_decay": weight_decay, "lr_scale": scales[key]}
+        # top-level names: `parallelize` wraps and compiles the blocks only, so these never change
+        if scales.get(name, 1.0) != 1.0:
+            own[name] = {"params": [p], "weight_decay": weight_decay, "lr_scale": scales[name]}
         else:
             (decay if p.dim() >= 2 else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0},
@@ -67,8 +67,6 @@ def build_optimizer(model: torch.nn.Module, name: str, lr: float, weight_decay: 
                     betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8,
                     clip_value: float = 0.0, embed_lr_scale: float = 1.0,
                     head_lr_scale: float = 1.0) -> torch.optim.Optimizer:
-    if (embed_lr_scale, head_lr_scale) != (1.0, 1.0) and name != "adamw":
-        raise ValueError(f"train.embed_lr_scale / head_lr_scale apply to AdamW only; train.optimizer={name!r}")
     groups = param_groups(model, weight_decay, embed_lr_scale, head_lr_scale)
     if name == "adamw":
         # foreach keeps the step a handful of kernels; it also accepts FSDP2's DTensor parameters.
