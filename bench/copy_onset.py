@@ -17,6 +17,12 @@ agree until rounding separates them, so the onset is not an artefact of lmforge'
 
     python bench/copy_onset.py --scales 1.0,0.2,0.1,0.05,0.02 --steps 800      # ~25 minutes, 1 thread
 
+--smear-keys trains a smeared-key model (`model.smear_keys`: each key mixes in the one before it,
+Olsson et al. 2022) beside each plain one, from the same initial weights and on the same batches:
+an induction head then needs no previous-token head, and the onset comes far sooner.
+
+    python bench/copy_onset.py --scales 1.0 --smear-keys --steps 600     # ~10 minutes, 1 thread
+
 --model DIR measures a trained model instead (segments drawn from its whole vocabulary):
 
     python bench/copy_onset.py --model runs/tiny/pretrain/model
@@ -141,6 +147,8 @@ def main() -> None:
     ap.add_argument("--symbols", type=int, help="the segments' alphabet size (default: 64 when training, the "
                                                 "model's whole vocabulary with --model)")
     ap.add_argument("--hf", action="store_true", help="also train transformers' Llama from the same init")
+    ap.add_argument("--smear-keys", action="store_true",
+                    help="also train a model with smeared keys (model.smear_keys) from the same initial weights")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--model", help="a trained model's folder (e.g. runs/tiny/pretrain/model): print its copy "
                                     "accuracy on the held-out rows instead of training; --symbols defaults "
@@ -169,6 +177,11 @@ def main() -> None:
         model = InternLM2(cfg)
         model.init_weights(0)
         models = {f"lmforge@{scale:g}": model}
+        if args.smear_keys:  # the same initial weights, plus the smear gates (at an even mix)
+            smeared = InternLM2(cfg.replace(smear_keys=True))
+            smeared.init_weights(0)
+            smeared.load_state_dict(model.state_dict(), strict=False)
+            models[f"smeared keys@{scale:g}"] = smeared
         if args.hf and i == 0:
             from transformers import LlamaForCausalLM
 

@@ -123,3 +123,10 @@ def test_device_is_honoured():
     assert init_distributed(device="cpu").device == torch.device("cpu")
     with pytest.raises(ValueError, match="device 'gpu0': expected"):
         process_device("gpu0")
+
+
+def test_smeared_keys_are_refused_with_sequence_parallelism():
+    split = "train.sequence_parallel={ head = 1, context = 2 }"
+    check_train(micro(split, "train.stages=[]"), 2)
+    with pytest.raises(RecipeError, match=r"model.smear_keys = true with train.sequence_parallel"):
+        check_train(micro("model.smear_keys=true", split, "train.stages=[]"), 2)

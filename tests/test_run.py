@@ -125,9 +125,12 @@ def test_rerun_skips_done_stages_and_edits_redo_downstream(first, tmp_path):
                                                                                 "polar", "rl", "mimg"]
     assert numbers(forced)["pretrain"] == numbers(report)["pretrain"]  # the same inputs train the same model
     # A setting upstream redoes its stage and every stage that reads what it wrote.
-    upstream = run(micro(out, "eval.limit=2", "data.passkey_docs=9"), MICRO.parent)
+    upstream = run(micro(out, "eval.limit=2", "data.passkey_docs=9", "data.short_passkey_docs=5"), MICRO.parent)
     assert [k for k, v in statuses(upstream).items() if v != "skipped"] == ["shards", "pretrain", "eval", "sample",
                                                                              "sft", "rm", "polar", "rl", "mimg"]
+    shards = upstream["shards"]
+    assert shards["docs"]["train"] == report["shards"]["docs"]["train"] + 5  # at the short stage's length
+    assert 5 * 16 <= shards["tokens"]["train"]["passkey"] < shards["tokens"]["long"]["passkey"]
 
 
 def test_seed_changes_the_numbers(first, tmp_path):

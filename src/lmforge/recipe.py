@@ -55,10 +55,14 @@ class DataSection:
     # Synthetic passkey-retrieval documents (lmforge.eval.passkey) mixed into the long-context
     # stage's shards (`shards = "long"` in a [[train.stages]] table), 1/8 to all of that stage's length.
     passkey_docs: int = 0
+    # The same documents, 1/2 to all of the first stage's length, mixed into the train shards that
+    # every stage reads: the copy (induction) circuit that retrieval needs forms on them early, at
+    # the short stage's cheap steps (docs/training.md, the pass-key section).
+    short_passkey_docs: int = 0
 
     def __post_init__(self) -> None:
         check_fields(self, {"crawl_pages": ">= 1", "tasks": ">= 1", "workers": ">= 1", "val_share": "[0, 1)",
-                            "passkey_docs": ">= 0"},
+                            "passkey_docs": ">= 0", "short_passkey_docs": ">= 0"},
                      {"input_format": FORMATS, "executor": EXECUTORS, "corpus": ("", *EMBEDDED_CORPORA)})
         if self.corpus and self.input:
             raise ValueError(f"corpus = {self.corpus!r} and input = {self.input!r}: set one of them")

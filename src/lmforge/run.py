@@ -4,7 +4,7 @@
     runs/<name>/data/        the WanJuan-CC curation pipeline's stages, stats, drops and funnel.png
     runs/<name>/tokenizer/   tokenizer.json + tokenizer_config.json (InternLM2 chat template)
     runs/<name>/shards/      packed token shards: train/, val/, long/ (+ held-out text per language)
-    runs/<name>/pretrain/    train/<stage>/ (metrics.jsonl, checkpoints/, hf/), model/, model-llama/
+    runs/<name>/pretrain/    train/<stage>/ (metrics.jsonl, checkpoints/, hf/), model/, model-llama/ (no smeared keys)
     runs/<name>/eval/        perplexity.json, benchmarks/results.json, niah/ (heatmaps)
     runs/<name>/sample/      samples.json: completions from the model read back from disk
     runs/<name>/sft/         [sft] enabled: metrics.jsonl, checkpoints/, model/ (the chat model), sft.json
@@ -105,15 +105,18 @@ def run(recipe: Recipe, recipe_dir: Path | None = None, from_stage: str | None =
 
     # 4. Shards: train / val, and long/ for a long-context stage that asks for it.
     long_lens = [s.seq_len or recipe.train.seq_len for s in recipe.train.stages if s.shards == "long"]
+    short_len = (recipe.train.stages[0].seq_len if recipe.train.stages else None) or recipe.train.seq_len
 
     def shards_stage(folder: Path) -> dict:
         train_docs, val_docs = documents()
         long_docs = [d for b in curated.summary["branches"] for d in corpus.read_documents(data_dir / b)]
         return corpus.write_shards(tokenizer.folder, train_docs, val_docs, long_docs, data,
-                                   max(long_lens) if long_lens else None, seed, folder, console)
+                                   max(long_lens) if long_lens else None, seed, folder, console, short_len=short_len)
 
-    shards = stages.run("shards", {"val_share": data.val_share, "passkey_docs": data.passkey_docs,
-                                   "long_len": long_lens, "seed": seed}, ["tokenizer"], shards_stage)
+    shards_key = {"val_share": data.val_share, "passkey_docs": data.passkey_docs, "long_len": long_lens, "seed": seed}
+    if data.short_passkey_docs:  # only then, so that the shards of earlier runs stay done
+        shards_key |= {"short_passkey_docs": data.short_passkey_docs, "short_len": short_len}
+    shards = stages.run("shards", shards_key, ["tokenizer"], shards_stage)
 
     # 5. Pre-training: every [train] stage; a killed run resumes from its last checkpoint.
     train_config = {"model": to_dict(recipe.model), "train": to_dict(recipe.train), "seed": seed}

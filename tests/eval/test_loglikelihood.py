@@ -90,3 +90,19 @@ def test_shared_few_shot_prefixes_and_choice_prefixes(tokenizer):
         ours = loglikelihood(model, tokenizer, requests, row_tokens=row_tokens)
         assert [x for x, _ in ours] == pytest.approx([x for x, _ in ref], abs=1e-4)
         assert [g for _, g in ours] == [g for _, g in ref]
+
+
+def test_smeared_keys_follow_the_trie_to_each_token_s_parent(tokenizer):
+    # model.smear_keys mixes into each key the key of the token before it, which in a trie is the
+    # parent's column, and, after a cached shared prefix, the prefix's last key.
+    model = make_model(tokenizer, seed=3, smear_keys=True)
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.attention.smear.normal_(0, 2)
+    shots = "The first example.\nThe second one.\n\n"
+    requests = [(shots + f"Question {i}: which?\nAnswer:", c) for i in range(3)
+                for c in (" the end of it", " the end", " A")]
+    ref = reference(model, encode_requests(tokenizer, requests), model.cfg.max_seq_len)
+    for row_tokens in (32, 2048):  # short rows: a shared prefix cached once; long: one trie per row
+        ours = loglikelihood(model, tokenizer, requests, row_tokens=row_tokens)
+        assert [x for x, _ in ours] == pytest.approx([x for x, _ in ref], abs=1e-4)

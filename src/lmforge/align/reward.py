@@ -27,7 +27,7 @@ import torch.nn as nn
 from lmforge.atomic import write_atomic
 from lmforge.model import InternLM2, ModelConfig
 from lmforge.model.hf import (CONFIG_NAME, write_shards, config_to_hf, from_llama_names, read_config, read_tensors,
-                              to_llama_names)
+                              to_internlm2_names, to_llama_names)
 
 
 def read_rows(hidden: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
@@ -111,16 +111,20 @@ def score(rm: RewardModel, tokenizer, conversations: Sequence[Sequence[dict]], b
 
 
 def save_reward_model(rm: RewardModel, path: str | Path, tokenizer_dir: str | Path | None = None) -> Path:
-    """Write `rm` as a `LlamaForSequenceClassification` directory (plus the tokenizer files)."""
+    """Write `rm` as a `LlamaForSequenceClassification` directory (plus the tokenizer files); with
+    smeared keys, which Llama lacks, in the InternLM2 layout (`InternLM2ForRewardModel`), which
+    `load_reward_model` reads."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().float().contiguous() for k, v in rm.state_dict().items()}
-    named = to_llama_names({k: v for k, v in sd.items() if k != "score.weight"}, rm.cfg)
+    body = {k: v for k, v in sd.items() if k != "score.weight"}
+    fmt = "internlm2" if rm.cfg.smear_keys else "llama"
+    named = to_internlm2_names(body) if fmt == "internlm2" else to_llama_names(body, rm.cfg)
     named["score.weight"] = sd["score.weight"]
     write_shards(named, path, 1 << 62)
-    config = config_to_hf(rm.cfg.replace(norm_head=False), "llama", torch.float32)
-    config.update(architectures=["LlamaForSequenceClassification"], num_labels=1,
-                  id2label={"0": "LABEL_0"}, label2id={"LABEL_0": 0})
+    config = config_to_hf(rm.cfg.replace(norm_head=False), fmt, torch.float32)
+    arch = "InternLM2ForRewardModel" if fmt == "internlm2" else "LlamaForSequenceClassification"
+    config.update(architectures=[arch], num_labels=1, id2label={"0": "LABEL_0"}, label2id={"LABEL_0": 0})
     # The reward token is EOS; transformers reads the last token that is not `pad_token_id`, so the
     # pad id must differ from it (or be unset, for unpadded single rows).
     if config.get("pad_token_id") == config.get("eos_token_id"):

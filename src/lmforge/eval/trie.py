@@ -106,6 +106,15 @@ def trie_mask(ends: torch.Tensor) -> torch.Tensor:
     return (idx[None, None, :] <= idx[None, :, None]) & (idx[None, :, None] < ends[:, None, :])
 
 
+def trie_parents(mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) the column of each token's parent, -1 for a root: its nearest ancestor, the last column
+    before it that it sees (`trie_mask`). Smeared keys take the parent's key as the one before."""
+    T = mask.shape[-1]
+    idx = torch.arange(T, device=mask.device)
+    earlier = mask & (idx[None, :] < idx[:, None])[None]
+    return torch.where(earlier, idx, -1).amax(-1)
+
+
 class TrieAttention:
     """KV-cache protocol object that feeds the model a trie layout (no caching of its own).
 
@@ -115,15 +124,20 @@ class TrieAttention:
 
     def __init__(self, positions: torch.Tensor, mask: torch.Tensor,
                  prefix: list[tuple[torch.Tensor, torch.Tensor]] | None = None):
+        B, T = positions.shape
+        self.key_prev = trie_parents(mask)
         if prefix is not None:
-            B, T = positions.shape
-            seen = torch.ones(B, T, prefix[0][0].shape[2], dtype=torch.bool, device=mask.device)
+            P = prefix[0][0].shape[2]
+            seen = torch.ones(B, T, P, dtype=torch.bool, device=mask.device)
             mask = torch.cat([seen, mask], dim=2)
+            before = torch.arange(-1, P - 1, device=mask.device).expand(B, P)
+            self.key_prev = torch.cat([before, torch.where(self.key_prev >= 0, self.key_prev + P, P - 1)], dim=1)
         self.positions, self.mask, self.prefix = positions, mask[:, None], prefix
         self.rope_len = int(positions.max()) + 1  # the longest path: each request's own length
 
     def prepare(self, n_new: int, padding_mask=None) -> CacheStep:
-        return CacheStep(self.positions, AttentionMask("dense", dense=self.mask), rope_len=self.rope_len)
+        return CacheStep(self.positions, AttentionMask("dense", dense=self.mask, key_prev=self.key_prev),
+                         rope_len=self.rope_len)
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.prefix is None:

@@ -131,7 +131,10 @@ class PackedPrefill:
         inv_freq = row_inv_freq(cfg, ends, dev)
         if inv_freq.dim() == 2:  # per sequence -> per token of the packed row
             inv_freq = inv_freq.repeat_interleave(torch.tensor(self.counts, device=dev), dim=0)[None]
-        return CacheStep(rope_positions, AttentionMask("segments", segments=segments), inv_freq=inv_freq)
+        after = torch.ones(1, k, dtype=torch.bool, device=dev)  # smeared keys: no key before a sequence's first
+        after[0, [ks for _, _, ks, _ in segments]] = False
+        return CacheStep(rope_positions, AttentionMask("segments", segments=segments, key_prev=after),
+                         inv_freq=inv_freq)
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         kp, vp = self.pool.k[layer], self.pool.v[layer]

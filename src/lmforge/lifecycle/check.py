@@ -64,6 +64,11 @@ def check_train(recipe: Recipe, world: int) -> None:
         check_batches(recipe.train, world_size=world)
     except ValueError as e:
         raise RecipeError(f"train.{e}") from None
+    splits = [recipe.train.sequence_parallel] + [s.sequence_parallel for s in recipe.train.stages if s.sequence_parallel]
+    if recipe.model.smear_keys and any(sp.head * sp.context > 1 for sp in splits):
+        raise RecipeError("model.smear_keys = true with train.sequence_parallel: a smeared key needs the key "
+                          "before it, which another process holds at a shard's edge; set model.smear_keys = "
+                          "false or sequence_parallel = { head = 1, context = 1 }")
     if recipe.train.optimizer in ("adalomo", "muon") and world > 1:
         raise RecipeError(f"train.optimizer = {recipe.train.optimizer!r} runs in one process, but {world} were "
                           "started; use 'adamw' under torchrun")

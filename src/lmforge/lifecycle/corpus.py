@@ -167,8 +167,10 @@ def split_documents(docs: list, val_share: float, seed: int) -> tuple[list, list
 
 
 def write_shards(tokenizer_dir: Path, train_docs: list, val_docs: list, long_docs: list, section: DataSection,
-                 long_len: int | None, seed: int, folder: Path, console: Console, n_shards: int = 4) -> dict:
-    """Token shards train/, val/ and (with a long stage) long/; token counts per language."""
+                 long_len: int | None, seed: int, folder: Path, console: Console, n_shards: int = 4,
+                 short_len: int | None = None) -> dict:
+    """Token shards train/, val/ and (with a long stage) long/; token counts per language, pass-key
+    documents counted as "passkey"."""
     from lmforge.eval.passkey import passkey_document
     from lmforge.shards import write_shard
     from lmforge.tokenizer import Tokenizer
@@ -186,10 +188,18 @@ def write_shards(tokenizer_dir: Path, train_docs: list, val_docs: list, long_doc
         return ids
 
     train_ids = encode(train_docs, "train")
+    if section.short_passkey_docs and short_len:
+        rng = random.Random(seed + 1)
+        docs = [passkey_document(tok, rng.randint(max(32, short_len // 2), short_len), rng)
+                for _ in range(section.short_passkey_docs)]
+        short_ids = [[tok.bos_id, *tok.encode(t), tok.eos_id] for t in docs]
+        counts["train"]["passkey"] = sum(map(len, short_ids))
+        train_ids += short_ids
+        random.Random(seed).shuffle(train_ids)
     for i in range(n_shards):
         write_shard(folder / "train", f"shard_{i:05d}", train_ids[i::n_shards], tok.vocab_size)
     write_shard(folder / "val", "shard_00000", encode(val_docs, "val"), tok.vocab_size)
-    summary = {"docs": {"train": len(train_docs), "val": len(val_docs)}, "tokens": counts, "chars": chars}
+    summary = {"docs": {"train": len(train_ids), "val": len(val_docs)}, "tokens": counts, "chars": chars}
     if long_len:
         # The long stage reads everything the short one did, plus the long-context selection and
         # the pass-key documents.
@@ -205,7 +215,7 @@ def write_shards(tokenizer_dir: Path, train_docs: list, val_docs: list, long_doc
         long_counts = counts["long"]
         for lang, n in counts["train"].items():
             long_counts[lang] = long_counts.get(lang, 0) + n
-        long_counts["passkey"] = sum(map(len, passkey_ids))
+        long_counts["passkey"] = long_counts.get("passkey", 0) + sum(map(len, passkey_ids))
         random.Random(seed).shuffle(long_ids)
         write_shard(folder / "long", "shard_00000", long_ids, tok.vocab_size)
         summary["docs"]["long"] = len(long_ids)

@@ -4,7 +4,8 @@ section 3.2).
     pretrain            every [train] stage (InternLM2's 4k -> 32k schedule, scaled down: a short
                         training stage, then the long-context one with a larger RoPE base), resumed
                         from the last checkpoint after a crash or kill; the final model exported as
-                        InternLM2 (model/) and as Llama (model-llama/, loadable by transformers)
+                        InternLM2 (model/) and as Llama (model-llama/, loadable by transformers;
+                        not for a model with smeared keys, which Llama lacks)
     train_from_recipe   `lmforge train RECIPE`: the recipe's [model] and [train] sections as they
                         are, on shards written by `lmforge data`, into train.out_dir
 
@@ -76,7 +77,8 @@ def pretrain(recipe: Recipe, tokenizer_dir: Path, shards_dir: Path, folder: Path
         raise RunStageInterrupted(f"pre-training stopped at stage {results[-1].name} after writing a checkpoint; "
                                   "run the same command again to resume")
     convert(results[-1].hf_dir, folder / "model", to="internlm2")
-    convert(folder / "model", folder / "model-llama", to="llama")
+    if not cfg.smear_keys:  # transformers' Llama has no smeared keys (lmforge.model.hf.save_model)
+        convert(folder / "model", folder / "model-llama", to="llama")
     table = Table(title="pre-training")
     for col in ("stage", "steps", "loss", "val loss", "val bpb", "tokens/s", "MFU", "skipped"):
         table.add_column(col, justify="left" if col == "stage" else "right")

@@ -45,6 +45,9 @@ class AttentionMask:
     # (a batch of prompts packed without padding): (query start, query count, key start, key count);
     # a segment's queries are the last of its keys (causal, aligned to the end).
     segments: list[tuple[int, int, int, int]] | None = None
+    # Where each key's predecessor in its sequence is, for smeared keys (lmforge.model.model.smear_keys):
+    # None (key i - 1, except at 0), bool (B, S) (True: key i - 1) or long (B, S) (its index, -1: none).
+    key_prev: torch.Tensor | None = None
 
 
 def positions_from_documents(document_ids: torch.Tensor) -> torch.Tensor:

@@ -45,6 +45,12 @@ class ModelConfig:
     # did not help: docs/benchmarks.md). A training setting, not exported with the weights: a model
     # loaded from a checkpoint fine-tunes without it.
     dropout: float = 0.0
+    # Smeared keys (Olsson et al. 2022, "In-context learning and induction heads", section 4): each
+    # attention head's key at position j mixes in the key of position j - 1, sigma(a) k_j +
+    # (1 - sigma(a)) k_{j-1}, with one learned a per kv head. An induction head then needs no
+    # previous-token head before it, so copying from the context forms far sooner. A departure from
+    # InternLM2 (off by default): Llama-format export refuses it.
+    smear_keys: bool = False
     # Attention backend for packed training batches: "auto", "sdpa", "flex" or "flash".
     attn_backend: str = "auto"
     bos_token_id: int = 1
@@ -92,7 +98,8 @@ def num_params(cfg: ModelConfig, *, embeddings: bool = True) -> int:
     attn = cfg.dim * (cfg.n_heads + 2 * cfg.n_kv_heads) * hd + cfg.n_heads * hd * cfg.dim
     ffn = 3 * cfg.dim * cfg.ffn_dim
     norms = 2 * cfg.dim
-    total = cfg.n_layers * (attn + ffn + norms) + cfg.dim  # + final norm
+    smear = cfg.n_kv_heads if cfg.smear_keys else 0  # one gate per kv head
+    total = cfg.n_layers * (attn + ffn + norms + smear) + cfg.dim  # + final norm
     if embeddings:
         total += 2 * cfg.vocab_size * cfg.dim  # untied input embedding and output head
     return total

@@ -51,8 +51,11 @@ _KNOWN = {
     "internlm2": _SHARED | {"bias"},
     "llama": _SHARED | {"attention_bias", "mlp_bias", "head_dim", "rope_parameters"},
 }
+SMEAR_NOT_LLAMA = ("smear_keys: transformers' Llama has no smeared keys, so a Llama-format copy would load and "
+                   "compute something else; save this model in the 'internlm2' format")
+
 # lmforge's own settings, stored under the "lmforge" key of config.json.
-_LMFORGE_KEYS = {"z_loss", "init_std", "embed_init_std", "attn_backend"}
+_LMFORGE_KEYS = {"z_loss", "init_std", "embed_init_std", "attn_backend", "smear_keys"}
 
 # Our parameter names (the InternLM2 names without the `model.` prefix) <-> Llama names; wqkv is
 # handled separately because it splits into three tensors.
@@ -183,7 +186,7 @@ def config_to_hf(cfg: ModelConfig, fmt: str, dtype: torch.dtype) -> dict:
         "pad_token_id": cfg.pad_token_id, "initializer_range": cfg.init_std, "use_cache": True,
         "torch_dtype": str(dtype).removeprefix("torch."),
         "lmforge": {"z_loss": cfg.z_loss, "init_std": cfg.init_std, "embed_init_std": cfg.embed_init_std,
-                    "attn_backend": cfg.attn_backend},
+                    "attn_backend": cfg.attn_backend, **({"smear_keys": True} if cfg.smear_keys else {})},
     }
     if fmt == "internlm2":
         return {"architectures": ["InternLM2ForCausalLM"], "model_type": "internlm2", "bias": False, **common}
@@ -216,6 +219,8 @@ def to_llama_names(sd: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, t
             out[prefix + "v_proj.weight"] = groups[:, r + 1].reshape(cfg.n_kv_heads * hd, cfg.dim).clone()
             continue
         target = _rename(name, _LLAMA_NAMES)
+        if target is None and name.endswith("attention.smear"):
+            raise ValueError(SMEAR_NOT_LLAMA)
         if target is None:
             raise KeyError(f"no Llama name for parameter {name!r}")
         out[target] = t
@@ -368,6 +373,8 @@ def save_model(model: InternLM2, path: str | Path, fmt: str = "internlm2", dtype
     """Write `model` as a Hugging Face checkpoint directory in the "internlm2" or "llama" format."""
     if fmt not in ("internlm2", "llama"):
         raise ValueError(f"format {fmt!r}: expected 'internlm2' or 'llama'")
+    if fmt == "llama" and model.cfg.smear_keys:
+        raise ValueError(SMEAR_NOT_LLAMA)
     cfg = model.cfg.replace(norm_head=False)
     sd = export_state_dict(model)
     if dtype is not None:

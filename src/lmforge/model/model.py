@@ -7,6 +7,8 @@ docs/papers.md §1, §3):
   `[q_0 .. q_{r-1}, k, v]`, exactly as the released checkpoints, so they load without reshuffling;
 - RoPE with dynamic NTK scaling, positions restarting per packed document;
 - untied output head, optionally Baichuan 2's NormHead (rows of the head normalised);
+- optionally smeared keys (`smear_keys`, Olsson et al. 2022; not InternLM2's): each key mixes in the
+  key of the token before it, so copying from the context forms sooner (docs/training.md);
 - one forward for training, prefill, decoding and scoring: a KV cache decides positions, mask and
   RoPE from outside (lmforge.model.cache), a loss over the head runs inside forward as a callable,
   and the decode step's matmul kernels are a property of the linear layers (lmforge.model.linear);
@@ -49,6 +51,25 @@ def qkv_heads(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, n_kv_head
     return q, k.squeeze(3).transpose(1, 2), v.squeeze(3).transpose(1, 2)
 
 
+def smear_keys(k: torch.Tensor, gate: torch.Tensor, prev: torch.Tensor | None) -> torch.Tensor:
+    """Smeared keys (Olsson et al. 2022, section 4): each key k_i (B, Hkv, S, D) becomes
+    s k_i + (1 - s) k_p, s = sigmoid(gate[head]), where p is the key of the token before i in its
+    sequence; a sequence's first token has none and keeps s k_i.
+
+    prev says where that token is: None, key i - 1 for every i > 0 (one sequence per row); a bool
+    (B, S), True where key i - 1 is it (packed rows); a long (B, S), its index, -1 for none (a trie,
+    where a token follows its parent, not its left neighbour)."""
+    if prev is None or prev.dtype == torch.bool:
+        before = F.pad(k[:, :, :-1], (0, 0, 1, 0))
+        if prev is not None:
+            before = before * prev[:, None, :, None].to(k.dtype)
+    else:
+        index = prev.clamp(min=0)[:, None, :, None].expand(k.shape[0], k.shape[1], -1, k.shape[3])
+        before = k.gather(2, index) * (prev >= 0)[:, None, :, None].to(k.dtype)
+    s = torch.sigmoid(gate).to(k.dtype)[None, :, None, None]
+    return s * k + (1 - s) * before
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -67,13 +88,16 @@ class Attention(nn.Module):
         self.wqkv = Linear(cfg.dim, (cfg.n_heads + 2 * cfg.n_kv_heads) * cfg.head_dim)
         self.wo = Linear(cfg.n_heads * cfg.head_dim, cfg.dim)
         self.core = attend  # (q, k, v, mask) -> out; swapped from outside for a distributed attention
+        self.smear = nn.Parameter(torch.zeros(cfg.n_kv_heads)) if cfg.smear_keys else None
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: AttentionMask,
                 kv_cache: KVCacheProtocol | None = None) -> torch.Tensor:
         B, T, _ = x.shape
         q, k, v = qkv_heads(self.wqkv(x), cos, sin, self.n_kv_heads, self.head_dim)
         if kv_cache is not None:
-            k, v = kv_cache.update(self.layer_idx, k, v)
+            k, v = kv_cache.update(self.layer_idx, k, v)  # the cache keeps keys unsmeared
+        if self.smear is not None:
+            k = smear_keys(k, self.smear, mask.key_prev)
         out = self.core(q, k, v, mask)
         return self.wo(out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
 
@@ -125,6 +149,8 @@ class InternLM2(nn.Module):
             with torch.no_grad():
                 if name.endswith("norm.weight"):
                     p.fill_(1.0)
+                elif name.endswith("attention.smear"):
+                    p.zero_()
                 else:
                     p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float32) * std)
 
@@ -181,6 +207,8 @@ class InternLM2(nn.Module):
                 else:
                     position_ids = positions_from_documents(document_ids)
             cos, sin = rope_cos_sin(self.cfg, position_ids, rope_len)
+            if self.cfg.smear_keys and document_ids is not None:
+                mask.key_prev = position_ids > 0
         cos, sin = cos[:, :, None, None], sin[:, :, None, None]  # (B, T, 1, 1, head_dim): once for all layers
         for layer in self.layers:
             h = layer(h, cos, sin, mask, kv_cache)

@@ -166,6 +166,9 @@ def parallelize(model: torch.nn.Module, info: DistInfo, *, activation_checkpoint
         if decoder is not model:
             raise ValueError("train.sequence_parallel is not supported for a vision-language model yet; "
                              "set head = 1 and context = 1")
+        if model.cfg.smear_keys:
+            raise ValueError("model.smear_keys with train.sequence_parallel: a smeared key needs the key "
+                             "before it, which another process holds at a shard's edge; turn one of them off")
         apply_sequence_parallel(model, groups)
     apply_activation_checkpointing(decoder, activation_checkpointing, ac_every)
     if compile_blocks(compile, info.device):
