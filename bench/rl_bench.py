@@ -303,6 +303,10 @@ def main() -> None:
         llama_dir = Path(work) / "model"
         if args.model:
             lm = load_model(args.model)
+            if lm.cfg.smear_keys:  # TRL runs transformers' Llama, which has no smeared keys
+                raise SystemExit(f"--model {args.model}: it has smeared keys (model.smear_keys), which "
+                                 "transformers' Llama lacks, so TRL cannot run it; give a model trained "
+                                 "with model.smear_keys = false")
             save_model(lm, llama_dir, fmt="llama")
             Tokenizer.load(args.model).save(llama_dir)
             n_params, shape = lm.num_params(), f"dim {lm.cfg.dim}, {lm.cfg.n_layers} layers, vocab {lm.cfg.vocab_size}"
