@@ -148,3 +148,26 @@ def test_a_smeared_reward_model_saves_in_the_internlm2_layout_and_scores_the_sam
     assert json.loads((path / "config.json").read_text())["architectures"] == ["InternLM2ForRewardModel"]
     seqs = _prompts(rm.cfg.vocab_size, [5, 9, 3], seed=7)
     torch.testing.assert_close(score_ids(load_reward_model(path), seqs, 0), score_ids(rm, seqs, 0))
+
+
+@torch.inference_mode()
+def test_the_decode_step_over_all_slots_equals_a_plain_forward():
+    # generate's decode step (lmforge.generate.decode) attends over every slot of the cache, rows of
+    # different lengths included: logits equal to a cacheless forward over each whole sequence.
+    from lmforge.generate.batch import _right_pad
+    from lmforge.generate.decode import DecodeStep
+    from lmforge.generate.kv_cache import KVCache
+
+    model = smeared(seed=8)
+    seqs = _prompts(model.cfg.vocab_size, [3, 9, 6], seed=9)
+    ids, mask = _right_pad(seqs, model.cfg.pad_token_id, "cpu")
+    cache = KVCache(model.cfg, 3, ids.shape[1] + 8)
+    hidden = model.forward_hidden(ids, kv_cache=cache, padding_mask=mask)
+    logits = model.logits(hidden[torch.arange(3), mask.sum(1) - 1])
+    step = DecodeStep(model, cache)
+    for _ in range(8):
+        nxt = logits.argmax(-1)
+        seqs = [s + [int(t)] for s, t in zip(seqs, nxt)]
+        logits = step(nxt)
+        want = torch.stack([model(torch.tensor([s]))[0, -1] for s in seqs])
+        torch.testing.assert_close(logits, want, atol=1e-5, rtol=0)
