@@ -161,14 +161,16 @@ def _score_batch(model, rows: list[Trie], pad_id: int, results: list,
     tokens = torch.full((B, T), pad_id, dtype=torch.long)
     positions = torch.zeros((B, T), dtype=torch.long)
     ends = torch.arange(1, T + 1).repeat(B, 1)  # padding: a subtree of one, so it sees only itself
+    parents = torch.full((B, T), -1, dtype=torch.long)
     pick_b, pick_t, targets, seg = [], [], [], []  # logits to read, and the token each must predict
     branch_owners: list[list[int]] = []
     for b, row in enumerate(rows):
-        row_tokens, depths, row_ends, column = row.layout()
+        row_tokens, depths, row_ends, row_parents, column = row.layout()
         n = len(row_tokens)
         tokens[b, :n] = torch.tensor(row_tokens)
         positions[b, :n] = torch.tensor(depths) + offset
         ends[b, :n] = torch.tensor(row_ends)
+        parents[b, :n] = torch.tensor(row_parents)
         for tree, last, branch_nodes in row.trees:
             for cont, nodes, owners in zip(tree.branches, branch_nodes, tree.owners):
                 # Token k of the continuation is predicted at the context's last node (k = 0) or
@@ -184,7 +186,7 @@ def _score_batch(model, rows: list[Trie], pad_id: int, results: list,
         # last token): causal attention computes the same, faster; right padding affects nothing.
         hidden = model.forward_hidden(tokens.to(device))
     else:
-        layout = TrieAttention(positions.to(device), trie_mask(ends).to(device), prefix)
+        layout = TrieAttention(positions.to(device), trie_mask(ends).to(device), parents.to(device), prefix)
         hidden = model.forward_hidden(tokens.to(device), kv_cache=layout)
     picked = hidden[torch.tensor(pick_b, device=device), torch.tensor(pick_t, device=device)]
     token_lp, greedy = target_logprobs(picked, model.head_weight(), torch.tensor(targets, device=device))

@@ -78,15 +78,16 @@ class Trie:
         """No branching: the row is one plain sequence, for which causal attention suffices."""
         return all(len(c) <= 1 for c in self.children)
 
-    def layout(self) -> tuple[list[int], list[int], list[int], dict[int, int]]:
-        """(tokens, depths, subtree ends) in preorder, and node -> column."""
+    def layout(self) -> tuple[list[int], list[int], list[int], list[int], dict[int, int]]:
+        """(tokens, depths, subtree ends, parent columns (-1: a root)) in preorder, and node -> column."""
         tokens: list[int] = []
         depths: list[int] = []
         ends: list[int] = []
+        parents: list[int] = []
         column: dict[int, int] = {}
-        stack = [(child, 0) for child in reversed(self.children[0].values())]
+        stack = [(child, 0, -1) for child in reversed(self.children[0].values())]
         while stack:
-            node, depth = stack.pop()
+            node, depth, parent = stack.pop()
             if node < 0:  # popped after the whole subtree: it ends here
                 ends[column[-node]] = len(tokens)
                 continue
@@ -94,9 +95,10 @@ class Trie:
             tokens.append(self.token[node - 1])
             depths.append(depth)
             ends.append(0)
-            stack.append((-node, depth))
-            stack.extend((child, depth + 1) for child in reversed(self.children[node].values()))
-        return tokens, depths, ends, column
+            parents.append(parent)
+            stack.append((-node, depth, parent))
+            stack.extend((child, depth + 1, column[node]) for child in reversed(self.children[node].values()))
+        return tokens, depths, ends, parents, column
 
 
 def trie_mask(ends: torch.Tensor) -> torch.Tensor:
@@ -106,26 +108,19 @@ def trie_mask(ends: torch.Tensor) -> torch.Tensor:
     return (idx[None, None, :] <= idx[None, :, None]) & (idx[None, :, None] < ends[:, None, :])
 
 
-def trie_parents(mask: torch.Tensor) -> torch.Tensor:
-    """(B, T) the column of each token's parent, -1 for a root: its nearest ancestor, the last column
-    before it that it sees (`trie_mask`). Smeared keys take the parent's key as the one before."""
-    T = mask.shape[-1]
-    idx = torch.arange(T, device=mask.device)
-    earlier = mask & (idx[None, :] < idx[:, None])[None]
-    return torch.where(earlier, idx, -1).amax(-1)
-
-
 class TrieAttention:
     """KV-cache protocol object that feeds the model a trie layout (no caching of its own).
 
     prefix: per layer (k, v) of shape (1, Hkv, P, D) that every row attends to in full, placed
     before the row's own tokens; `positions` already count from P then.
+    parents: (B, T) each token's parent column, -1 for a root (`Trie.layout`): the key before it, for
+    smeared keys (after a prefix, a root's is the prefix's last).
     """
 
-    def __init__(self, positions: torch.Tensor, mask: torch.Tensor,
+    def __init__(self, positions: torch.Tensor, mask: torch.Tensor, parents: torch.Tensor,
                  prefix: list[tuple[torch.Tensor, torch.Tensor]] | None = None):
         B, T = positions.shape
-        self.key_prev = trie_parents(mask)
+        self.key_prev = parents
         if prefix is not None:
             P = prefix[0][0].shape[2]
             seen = torch.ones(B, T, P, dtype=torch.bool, device=mask.device)

@@ -373,8 +373,6 @@ def save_model(model: InternLM2, path: str | Path, fmt: str = "internlm2", dtype
     """Write `model` as a Hugging Face checkpoint directory in the "internlm2" or "llama" format."""
     if fmt not in ("internlm2", "llama"):
         raise ValueError(f"format {fmt!r}: expected 'internlm2' or 'llama'")
-    if fmt == "llama" and model.cfg.smear_keys:
-        raise ValueError(SMEAR_NOT_LLAMA)
     cfg = model.cfg.replace(norm_head=False)
     sd = export_state_dict(model)
     if dtype is not None:
