@@ -171,3 +171,14 @@ def test_the_decode_step_over_all_slots_equals_a_plain_forward():
         logits = step(nxt)
         want = torch.stack([model(torch.tensor([s]))[0, -1] for s in seqs])
         torch.testing.assert_close(logits, want, atol=1e-5, rtol=0)
+
+
+def test_a_checkpoint_whose_smear_keys_is_not_a_boolean_is_refused(tmp_path):
+    from lmforge.model.hf import CheckpointError
+
+    save_model(smeared(), tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    config["lmforge"]["smear_keys"] = "no"  # truthy: it would silently mean yes
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"config.json: invalid model config: smear_keys='no' must be true or false"):
+        load_model(tmp_path / "m")

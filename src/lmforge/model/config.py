@@ -71,6 +71,8 @@ class ModelConfig:
         for name in ("norm_eps", "rope_theta", "rope_scaling_factor"):
             if not isinstance(getattr(self, name), numbers.Real) or getattr(self, name) <= 0:
                 problems.append(f"{name}={getattr(self, name)!r} must be a positive number")
+        problems += [f"{name}={getattr(self, name)!r} must be true or false" for name in ("norm_head", "smear_keys")
+                     if not isinstance(getattr(self, name), bool)]
         if not isinstance(self.dropout, numbers.Real) or not 0 <= self.dropout < 1:
             problems.append(f"dropout={self.dropout!r} must be in [0, 1)")
         if self.rope_scaling not in ("none", "dynamic"):
