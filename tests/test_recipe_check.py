@@ -130,3 +130,11 @@ def test_smeared_keys_are_refused_with_sequence_parallelism():
     check_train(micro(split, "train.stages=[]"), 2)
     with pytest.raises(RecipeError, match=r"model.smear_keys = true with train.sequence_parallel"):
         check_train(micro("model.smear_keys=true", split, "train.stages=[]"), 2)
+
+
+def test_a_head_learning_rate_of_its_own_is_refused_for_tied_embeddings():
+    check_train(micro("train.head_lr_scale=3.0", "train.stages=[]"), 1)
+    check_train(micro("model.tie_embeddings=true", "train.head_lr_scale=3.0", "train.embed_lr_scale=3.0",
+                      "train.stages=[]"), 1)
+    with pytest.raises(RecipeError, match=r"train.head_lr_scale = 3.0 differs from train.embed_lr_scale = 1.0"):
+        check_train(micro("model.tie_embeddings=true", "train.head_lr_scale=3.0", "train.stages=[]"), 1)

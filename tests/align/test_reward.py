@@ -62,3 +62,18 @@ def test_packed_rows_give_the_rewards_of_padded_rows(rm_dir, task_tokenizer):
         a = rm(padded.input_ids, ends=padded.seq_ends, document_ids=padded.document_ids)
         b = rm(packed.input_ids, ends=packed.seq_ends, document_ids=packed.document_ids)
     assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("option", ["smear_keys", "qk_norm"])
+def test_a_reward_model_without_a_llama_form_saves_in_the_internlm2_layout_and_scores_the_same(tmp_path, option):
+    import json
+
+    from lmforge.align.reward import score_ids
+    from tests.helpers import tiny_model_with
+
+    rm = RewardModel.from_lm(tiny_model_with(option, seed=6)).eval()
+    path = save_reward_model(rm, tmp_path / "rm")
+    assert json.loads((path / "config.json").read_text())["architectures"] == ["InternLM2ForRewardModel"]
+    g = torch.Generator().manual_seed(7)
+    seqs = [torch.randint(3, rm.cfg.vocab_size, (n,), generator=g).tolist() for n in (5, 9, 3)]
+    torch.testing.assert_close(score_ids(load_reward_model(path), seqs, 0), score_ids(rm, seqs, 0))

@@ -49,3 +49,18 @@ def test_internlm2_layout_names(tmp_path):
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["architectures"] == ["InternLM2ForCausalLM"]
     assert config["rope_scaling"]["type"] == "dynamic"
+
+
+@pytest.mark.parametrize("option,message", [("smear_keys", "smear_keys: transformers' Llama has no smeared keys"),
+                                            ("qk_norm", "qk_norm: transformers' Llama has no QK-norm")])
+def test_options_without_a_llama_form_round_trip_and_refuse_llama(tmp_path, option, message):
+    from tests.helpers import tiny_model_with
+
+    model = tiny_model_with(option, seed=4)
+    save_model(model, tmp_path / "m")
+    back = load_model(tmp_path / "m")
+    assert getattr(back.cfg, option)
+    _assert_same_weights(model, back)
+    with pytest.raises(ValueError, match=message):
+        save_model(model, tmp_path / "llama", fmt="llama")
+    assert not (tmp_path / "llama").exists()

@@ -8,7 +8,6 @@ import json
 import pytest
 import torch
 
-from lmforge.align.reward import RewardModel, load_reward_model, save_reward_model, score_ids
 from lmforge.generate import Engine, SamplingParams, generate
 from lmforge.model import InternLM2, load_model, num_params, save_model
 from lmforge.model.model import smear_keys
@@ -129,25 +128,6 @@ def test_the_paged_engine_equals_generate():
                 got.setdefault(ev.request_id, []).append(ev.token_id)
         step += 1
     assert [got[r.id] for r in reqs] == ref
-
-
-def test_export_keeps_the_gates_and_llama_format_refuses_them(tmp_path):
-    model = smeared(seed=4)
-    save_model(model, tmp_path / "m")
-    back = load_model(tmp_path / "m")
-    assert back.cfg.smear_keys
-    x = torch.randint(3, 200, (1, 10))
-    torch.testing.assert_close(back(x), model(x))
-    with pytest.raises(ValueError, match="smear_keys"):
-        save_model(model, tmp_path / "llama", fmt="llama")
-
-
-def test_a_smeared_reward_model_saves_in_the_internlm2_layout_and_scores_the_same(tmp_path):
-    rm = RewardModel.from_lm(smeared(seed=6)).eval()
-    path = save_reward_model(rm, tmp_path / "rm")
-    assert json.loads((path / "config.json").read_text())["architectures"] == ["InternLM2ForRewardModel"]
-    seqs = _prompts(rm.cfg.vocab_size, [5, 9, 3], seed=7)
-    torch.testing.assert_close(score_ids(load_reward_model(path), seqs, 0), score_ids(rm, seqs, 0))
 
 
 @torch.inference_mode()

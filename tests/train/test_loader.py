@@ -85,3 +85,30 @@ def test_bad_inputs_fail_before_training(dataset, tmp_path):
     (tmp_path / "typed" / "s.json").write_text(json.dumps(header))
     with pytest.raises(ShardError, match="another dtype"):
         PackedLoader(tmp_path / "typed", tok.vocab_size, 16, 2, 2)
+
+
+def test_shuffled_rows_are_the_epoch_s_rows_in_another_order_and_resume_exactly(dataset):
+    root, tok = dataset
+    plain, shuffled = _loader(root, tok), _loader(root, tok, shuffle_rows=True)
+    n = plain.rows_per_epoch
+    rows = lambda loader: sorted(tuple(loader.row(0, i)[0]) for i in range(n))  # noqa: E731
+    assert rows(shuffled) == rows(plain)  # every window of the epoch once, nothing else
+    order = [next(j for j in range(n) if np.array_equal(shuffled.row(0, i)[0], plain.row(0, j)[0]))
+             for i in range(8)]
+    assert order != list(range(8)) and sorted(order) != order  # not the stream's neighbours
+    assert not np.array_equal(shuffled.row(1, 0)[0], shuffled.row(0, 0)[0])  # a new order each epoch
+    # processes split the same global rows; a state resumes them; another setting is refused
+    single = np.concatenate([b.input_ids for b in _loader(root, tok, shuffle_rows=True).next_step()])
+    parts = [np.concatenate([b.input_ids for b in _loader(root, tok, rank=r, world_size=2,
+                                                          shuffle_rows=True).next_step()]) for r in range(2)]
+    assert np.array_equal(single, np.concatenate(parts))
+    for _ in range(3):
+        shuffled.next_step()
+    state = json.loads(json.dumps(shuffled.state_dict()))
+    resumed = _loader(root, tok, shuffle_rows=True)
+    resumed.load_state_dict(state)
+    assert all(np.array_equal(a.input_ids, b.input_ids) for a, b in zip(shuffled.next_step(), resumed.next_step()))
+    with pytest.raises(ValueError, match="shuffle_rows=True but this run has False"):
+        _loader(root, tok).load_state_dict(state)
+    old = {k: v for k, v in plain.state_dict().items() if k != "shuffle_rows"}  # written before the option
+    _loader(root, tok).load_state_dict(old)

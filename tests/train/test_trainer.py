@@ -246,3 +246,29 @@ def test_compile_without_a_cxx_compiler_says_what_to_install(dataset, tmp_path, 
     assert result.steps == 1
     with pytest.raises(ValueError, match="compile = 'yes'"):
         _tc(root, compile="yes")
+
+
+def test_tied_embeddings_and_qk_norm_train_resume_exactly_and_export_tied(dataset, tmp_path):
+    """The race's options through the whole trainer: the tied matrix is one parameter in the
+    optimizer and the checkpoint (a resumed run repeats the straight one's losses), and the
+    exported model is tied again with the trained weights."""
+    import json
+
+    root, tok = dataset
+    cfg = _cfg(tok, tie_embeddings=True, qk_norm=True, embed_init_std=0.1)
+    kw = dict(schedule="constant", warmup_steps=0, lr=5e-3, val_every=10_000, ckpt_every=4)
+    straight = train(cfg, _tc(root, steps=8, **kw), tmp_path / "straight", console=QUIET)[0]
+    train(cfg, _tc(root, steps=4, **kw), tmp_path / "resumed", console=QUIET)
+    (tmp_path / "resumed" / "main" / "DONE").unlink()
+    resumed = train(cfg, _tc(root, steps=8, **kw), tmp_path / "resumed", resume=True, console=QUIET)[0]
+
+    def losses(result):
+        rows = [json.loads(line) for line in result.metrics.read_text().splitlines()]
+        return [r["loss"] for r in rows if "lr" in r]
+
+    assert losses(straight)[-4:] == losses(resumed)[-4:]
+    assert losses(straight)[-1] < losses(straight)[0] - 0.5
+    a, b = load_model(tmp_path / "straight" / "main" / "hf"), load_model(tmp_path / "resumed" / "main" / "hf")
+    assert a.cfg.tie_embeddings and a.cfg.qk_norm and a.output.weight is a.tok_embeddings.weight
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(p, q), name

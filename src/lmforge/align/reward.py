@@ -26,8 +26,8 @@ import torch.nn as nn
 
 from lmforge.atomic import write_atomic
 from lmforge.model import InternLM2, ModelConfig
-from lmforge.model.hf import (CONFIG_NAME, write_shards, config_to_hf, from_llama_names, read_config, read_tensors,
-                              to_internlm2_names, to_llama_names)
+from lmforge.model.hf import (CONFIG_NAME, write_shards, config_to_hf, from_llama_names, llama_refusal, read_config,
+                              read_tensors, to_internlm2_names, to_llama_names)
 
 
 def read_rows(hidden: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
@@ -112,13 +112,13 @@ def score(rm: RewardModel, tokenizer, conversations: Sequence[Sequence[dict]], b
 
 def save_reward_model(rm: RewardModel, path: str | Path, tokenizer_dir: str | Path | None = None) -> Path:
     """Write `rm` as a `LlamaForSequenceClassification` directory (plus the tokenizer files); with
-    smeared keys, which Llama lacks, in the InternLM2 layout (`InternLM2ForRewardModel`), which
+    smeared keys or QK-norm, which Llama lacks, in the InternLM2 layout (`InternLM2ForRewardModel`), which
     `load_reward_model` reads."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().float().contiguous() for k, v in rm.state_dict().items()}
     body = {k: v for k, v in sd.items() if k != "score.weight"}
-    fmt = "internlm2" if rm.cfg.smear_keys else "llama"
+    fmt = "internlm2" if llama_refusal(rm.cfg) else "llama"
     named = to_internlm2_names(body) if fmt == "internlm2" else to_llama_names(body, rm.cfg)
     named["score.weight"] = sd["score.weight"]
     write_shards(named, path, 1 << 62)

@@ -69,6 +69,10 @@ def check_train(recipe: Recipe, world: int) -> None:
         raise RecipeError("model.smear_keys = true with train.sequence_parallel: a smeared key needs the key "
                           "before it, which another process holds at a shard's edge; set model.smear_keys = "
                           "false or sequence_parallel = { head = 1, context = 1 }")
+    if recipe.model.tie_embeddings and recipe.train.head_lr_scale != recipe.train.embed_lr_scale:
+        raise RecipeError(f"train.head_lr_scale = {recipe.train.head_lr_scale} differs from train.embed_lr_scale = "
+                          f"{recipe.train.embed_lr_scale}, but model.tie_embeddings = true makes the head and the "
+                          "embedding one matrix; give them the same scale or untie them")
     if recipe.train.optimizer in ("adalomo", "muon") and world > 1:
         raise RecipeError(f"train.optimizer = {recipe.train.optimizer!r} runs in one process, but {world} were "
                           "started; use 'adamw' under torchrun")

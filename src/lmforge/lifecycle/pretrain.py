@@ -5,7 +5,7 @@ section 3.2).
                         training stage, then the long-context one with a larger RoPE base), resumed
                         from the last checkpoint after a crash or kill; the final model exported as
                         InternLM2 (model/) and as Llama (model-llama/, loadable by transformers;
-                        not for a model with smeared keys, which Llama lacks)
+                        not for a model with smeared keys or QK-norm, which Llama lacks)
     train_from_recipe   `lmforge train RECIPE`: the recipe's [model] and [train] sections as they
                         are, on shards written by `lmforge data`, into train.out_dir
 
@@ -59,6 +59,7 @@ def metrics_summary(path: Path, warmup: int = 3) -> dict:
 def pretrain(recipe: Recipe, tokenizer_dir: Path, shards_dir: Path, folder: Path, console: Console) -> dict:
     from lmforge.model import num_params
     from lmforge.model.convert import convert
+    from lmforge.model.hf import llama_refusal
     from lmforge.tokenizer import Tokenizer
     from lmforge.train import train
 
@@ -77,7 +78,7 @@ def pretrain(recipe: Recipe, tokenizer_dir: Path, shards_dir: Path, folder: Path
         raise RunStageInterrupted(f"pre-training stopped at stage {results[-1].name} after writing a checkpoint; "
                                   "run the same command again to resume")
     convert(results[-1].hf_dir, folder / "model", to="internlm2")
-    if not cfg.smear_keys:  # transformers' Llama has no smeared keys (lmforge.model.hf.save_model)
+    if llama_refusal(cfg) is None:  # transformers' Llama has no smeared keys or QK-norm
         convert(folder / "model", folder / "model-llama", to="llama")
     table = Table(title="pre-training")
     for col in ("stage", "steps", "loss", "val loss", "val bpb", "tokens/s", "MFU", "skipped"):

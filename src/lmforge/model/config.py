@@ -51,6 +51,15 @@ class ModelConfig:
     # previous-token head before it, so copying from the context forms far sooner. A departure from
     # InternLM2 (off by default): Llama-format export refuses it.
     smear_keys: bool = False
+    # QK-norm (OLMo 2, arXiv 2501.00656, section 3.2; Qwen3): RMSNorm over each head's query and key
+    # before RoPE, one learned gain of head_dim per layer for the queries and one for the keys, so
+    # attention logits cannot grow with the weights. A departure from InternLM2 (off by default);
+    # Llama-format export refuses it.
+    qk_norm: bool = False
+    # Tied embeddings (GPT-2, nanoGPT, Llama 3.2 1B): the output head multiplies by the input
+    # embedding matrix, initialised as the embedding (embed_init_std). InternLM2 unties them (the
+    # default); exported with `tie_word_embeddings: true`, which transformers reads.
+    tie_embeddings: bool = False
     # Attention backend for packed training batches: "auto", "sdpa", "flex" or "flash".
     attn_backend: str = "auto"
     bos_token_id: int = 1
@@ -71,8 +80,11 @@ class ModelConfig:
         for name in ("norm_eps", "rope_theta", "rope_scaling_factor"):
             if not isinstance(getattr(self, name), numbers.Real) or getattr(self, name) <= 0:
                 problems.append(f"{name}={getattr(self, name)!r} must be a positive number")
-        problems += [f"{name}={getattr(self, name)!r} must be true or false" for name in ("norm_head", "smear_keys")
+        problems += [f"{name}={getattr(self, name)!r} must be true or false" for name in ("norm_head", "smear_keys", "qk_norm", "tie_embeddings")
                      if not isinstance(getattr(self, name), bool)]
+        if self.norm_head is True and self.tie_embeddings is True:
+            problems.append("norm_head with tie_embeddings: NormHead normalises the head's rows, which would "
+                            "untie them from the embedding; set one of the two")
         if not isinstance(self.dropout, numbers.Real) or not 0 <= self.dropout < 1:
             problems.append(f"dropout={self.dropout!r} must be in [0, 1)")
         if self.rope_scaling not in ("none", "dynamic"):
@@ -101,9 +113,10 @@ def num_params(cfg: ModelConfig, *, embeddings: bool = True) -> int:
     ffn = 3 * cfg.dim * cfg.ffn_dim
     norms = 2 * cfg.dim
     smear = cfg.n_kv_heads if cfg.smear_keys else 0  # one gate per kv head
-    total = cfg.n_layers * (attn + ffn + norms + smear) + cfg.dim  # + final norm
-    if embeddings:
-        total += 2 * cfg.vocab_size * cfg.dim  # untied input embedding and output head
+    qk_norm = 2 * hd if cfg.qk_norm else 0  # a gain for the queries, one for the keys
+    total = cfg.n_layers * (attn + ffn + norms + smear + qk_norm) + cfg.dim  # + final norm
+    if embeddings:  # the input embedding, and the output head unless it is the same matrix
+        total += (1 if cfg.tie_embeddings else 2) * cfg.vocab_size * cfg.dim
     return total
 
 

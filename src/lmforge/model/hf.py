@@ -6,6 +6,9 @@ InternLM2 format (InternLM2 report, arXiv 2403.17297; docs/papers.md §1): `conf
 `...attention.wo`, `...feed_forward.w1/w3/w2`, `...attention_norm`, `...ffn_norm`, `model.norm`,
 `output`. This is lmforge's own export format.
 
+A tied model (`tie_embeddings`) stores its embedding once and says `tie_word_embeddings: true`, as
+transformers writes such checkpoints; models with QK-norm or smeared keys have no Llama form.
+
 Llama format: the same model with wqkv split into `q_proj`, `k_proj`, `v_proj` and the
 transformers Llama names, so `transformers.AutoModelForCausalLM.from_pretrained(dir)` loads it with
 no remote code. Both use the "rotate half" RoPE layout, so no permutation of q/k rows is needed.
@@ -53,9 +56,17 @@ _KNOWN = {
 }
 SMEAR_NOT_LLAMA = ("smear_keys: transformers' Llama has no smeared keys, so a Llama-format copy would load and "
                    "compute something else; save this model in the 'internlm2' format")
+QK_NORM_NOT_LLAMA = ("qk_norm: transformers' Llama has no QK-norm, so a Llama-format copy would load and compute "
+                     "something else; save this model in the 'internlm2' format")
+
+
+def llama_refusal(cfg: ModelConfig) -> str | None:
+    """Why a model with this config has no Llama form (None: it has one)."""
+    return SMEAR_NOT_LLAMA if cfg.smear_keys else QK_NORM_NOT_LLAMA if cfg.qk_norm else None
+
 
 # lmforge's own settings, stored under the "lmforge" key of config.json.
-_LMFORGE_KEYS = {"z_loss", "init_std", "embed_init_std", "attn_backend", "smear_keys"}
+_LMFORGE_KEYS = {"z_loss", "init_std", "embed_init_std", "attn_backend", "smear_keys", "qk_norm"}
 
 # Our parameter names (the InternLM2 names without the `model.` prefix) <-> Llama names; wqkv is
 # handled separately because it splits into three tensors.
@@ -115,8 +126,8 @@ def config_from_hf(config: dict, path: Path) -> tuple[ModelConfig, str]:
     for key in ("bias", "attention_bias", "mlp_bias"):
         if config.get(key):
             raise bad(key, "InternLM2 has no biases; a checkpoint with biases is not supported")
-    if config.get("tie_word_embeddings"):
-        raise bad("tie_word_embeddings", "InternLM2 unties input and output embeddings; tied is not supported")
+    if config.get("tie_word_embeddings") not in (None, True, False):
+        raise bad("tie_word_embeddings", "expected true or false")
     # Sizes first, with the file's own key names: a zero or a string here would otherwise surface as a
     # ZeroDivisionError or TypeError deep in the model code.
     for key in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
@@ -148,6 +159,7 @@ def config_from_hf(config: dict, path: Path) -> tuple[ModelConfig, str]:
             bos_token_id=_first(config.get("bos_token_id", 1)), eos_token_id=_first(config.get("eos_token_id", 2)),
             pad_token_id=_first(config.get("pad_token_id")) if config.get("pad_token_id") is not None
             else _first(config.get("eos_token_id", 2)),
+            tie_embeddings=bool(config.get("tie_word_embeddings")),
             **extra,
         )
     except (TypeError, ValueError) as e:  # a combination ModelConfig refuses, e.g. heads that do not divide
@@ -182,11 +194,12 @@ def config_to_hf(cfg: ModelConfig, fmt: str, dtype: torch.dtype) -> dict:
         "num_hidden_layers": cfg.n_layers, "num_attention_heads": cfg.n_heads,
         "num_key_value_heads": cfg.n_kv_heads, "hidden_act": "silu", "max_position_embeddings": cfg.max_seq_len,
         "rms_norm_eps": cfg.norm_eps, "rope_theta": cfg.rope_theta, "rope_scaling": rope_scaling,
-        "tie_word_embeddings": False, "bos_token_id": cfg.bos_token_id, "eos_token_id": cfg.eos_token_id,
+        "tie_word_embeddings": cfg.tie_embeddings, "bos_token_id": cfg.bos_token_id, "eos_token_id": cfg.eos_token_id,
         "pad_token_id": cfg.pad_token_id, "initializer_range": cfg.init_std, "use_cache": True,
         "torch_dtype": str(dtype).removeprefix("torch."),
         "lmforge": {"z_loss": cfg.z_loss, "init_std": cfg.init_std, "embed_init_std": cfg.embed_init_std,
-                    "attn_backend": cfg.attn_backend, **({"smear_keys": True} if cfg.smear_keys else {})},
+                    "attn_backend": cfg.attn_backend, **({"smear_keys": True} if cfg.smear_keys else {}),
+                    **({"qk_norm": True} if cfg.qk_norm else {})},
     }
     if fmt == "internlm2":
         return {"architectures": ["InternLM2ForCausalLM"], "model_type": "internlm2", "bias": False, **common}
@@ -219,8 +232,8 @@ def to_llama_names(sd: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, t
             out[prefix + "v_proj.weight"] = groups[:, r + 1].reshape(cfg.n_kv_heads * hd, cfg.dim).clone()
             continue
         target = _rename(name, _LLAMA_NAMES)
-        if target is None and name.endswith("attention.smear"):
-            raise ValueError(SMEAR_NOT_LLAMA)
+        if target is None and llama_refusal(cfg):
+            raise ValueError(llama_refusal(cfg))
         if target is None:
             raise KeyError(f"no Llama name for parameter {name!r}")
         out[target] = t
@@ -322,8 +335,23 @@ def load_state_dict(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tens
     raw = read_tensors(path)
     raw = {k: v for k, v in raw.items() if not k.endswith("rotary_emb.inv_freq")}  # recomputed buffers
     sd = from_internlm2_names(raw) if fmt == "internlm2" else from_llama_names(raw, cfg, path)
+    if cfg.tie_embeddings:
+        _tied_head(sd, path)
     _check_shapes(sd, cfg, path)
     return cfg, sd
+
+
+def _tied_head(sd: dict[str, torch.Tensor], path: Path) -> None:
+    """A tied checkpoint stores the embedding once (transformers drops `lm_head.weight` when it
+    saves one); a head it does store must equal the embedding, or the file is not what its
+    config says."""
+    head, embedding = sd.get("output.weight"), sd.get("tok_embeddings.weight")
+    if embedding is None:
+        return  # _check_shapes names the missing embedding
+    if head is not None and (head.shape != embedding.shape or not torch.equal(head, embedding)):
+        raise CheckpointError(f"{path}: tie_word_embeddings is true but the output head differs from the input "
+                              "embedding; set tie_word_embeddings to false in config.json, or re-export")
+    sd["output.weight"] = embedding
 
 
 def _check_shapes(sd: dict[str, torch.Tensor], cfg: ModelConfig, path: Path) -> None:
@@ -363,6 +391,8 @@ def export_state_dict(model: InternLM2) -> dict[str, torch.Tensor]:
     """The model's weights as a plain model would hold them: NormHead is baked into the head rows,
     so any loader (transformers' Llama included) reproduces our logits."""
     sd = {k: v.detach() for k, v in model.state_dict().items()}
+    if model.cfg.tie_embeddings:
+        del sd["output.weight"]  # stored once, as transformers does (`tie_word_embeddings` in config.json)
     if model.cfg.norm_head:
         sd["output.weight"] = F.normalize(sd["output.weight"].float(), dim=-1).to(sd["output.weight"].dtype)
     return sd

@@ -7,6 +7,8 @@ docs/papers.md §1, §3):
   `[q_0 .. q_{r-1}, k, v]`, exactly as the released checkpoints, so they load without reshuffling;
 - RoPE with dynamic NTK scaling, positions restarting per packed document;
 - untied output head, optionally Baichuan 2's NormHead (rows of the head normalised);
+- optionally QK-norm (`qk_norm`, OLMo 2 / Qwen3) and tied embeddings (`tie_embeddings`), for
+  small models (docs/benchmarks.md, the race's ablations);
 - optionally smeared keys (`smear_keys`, Olsson et al. 2022; not InternLM2's): each key mixes in the
   key of the token before it, so copying from the context forms sooner (docs/training.md);
 - one forward for training, prefill, decoding and scoring: a KV cache decides positions, mask and
@@ -35,17 +37,23 @@ from lmforge.model.norm import rms_norm
 from lmforge.model.rope import apply_rope, cos_sin, rope_cos_sin
 
 
-def qkv_heads(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, n_kv_heads: int, head_dim: int
+def qkv_heads(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, n_kv_heads: int, head_dim: int,
+              qk_norm: tuple[torch.Tensor, torch.Tensor, float] | None = None
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """q (B, H, T, D) and k, v (B, Hkv, T, D), q and k rotated, from the packed `wqkv` output
     (B, T, Hkv * (group + 2) * D), laid out per kv group as [q_0 .. q_{group-1}, k, v]; cos/sin
-    broadcast to (B, T, Hkv, group + 1, D)."""
+    broadcast to (B, T, Hkv, group + 1, D). qk_norm: (query gain (D,), key gain (D,), eps): each
+    head's q and k RMS-normalised over D and scaled by its gain before RoPE (OLMo 2, Qwen3)."""
     B, T, _ = qkv.shape
     r = qkv.shape[-1] // (n_kv_heads * head_dim) - 2
     qkv = qkv.view(B, T, n_kv_heads, r + 2, head_dim)
     # split, not slices: its backward writes the gradients into one tensor (split_with_sizes: the
     # tensor method, without the Python wrapper of Tensor.split, which costs a decode step ~5%).
     qk, v = qkv.split_with_sizes([r + 1, 1], dim=3)
+    if qk_norm is not None:  # every head of q and k at once, each row of the gains its own head's
+        q_gain, k_gain, eps = qk_norm
+        gains = torch.cat([q_gain.expand(r, head_dim), k_gain[None]])
+        qk = F.rms_norm(qk, (head_dim,), eps=eps) * gains.to(qk.dtype)
     q, k = apply_rope(qk, cos, sin).split_with_sizes([r, 1], dim=3)  # each group's q and k rotated in one pass
     q = q.reshape(B, T, n_kv_heads * r, head_dim).transpose(1, 2)
     return q, k.squeeze(3).transpose(1, 2), v.squeeze(3).transpose(1, 2)
@@ -89,11 +97,15 @@ class Attention(nn.Module):
         self.wo = Linear(cfg.n_heads * cfg.head_dim, cfg.dim)
         self.core = attend  # (q, k, v, mask) -> out; swapped from outside for a distributed attention
         self.smear = nn.Parameter(torch.zeros(cfg.n_kv_heads)) if cfg.smear_keys else None
+        if cfg.qk_norm:
+            self.q_norm, self.k_norm = RMSNorm(cfg.head_dim, cfg.norm_eps), RMSNorm(cfg.head_dim, cfg.norm_eps)
+        self.qk_norm = cfg.qk_norm
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: AttentionMask,
                 kv_cache: KVCacheProtocol | None = None) -> torch.Tensor:
         B, T, _ = x.shape
-        q, k, v = qkv_heads(self.wqkv(x), cos, sin, self.n_kv_heads, self.head_dim)
+        norm = (self.q_norm.weight, self.k_norm.weight, self.q_norm.eps) if self.qk_norm else None
+        q, k, v = qkv_heads(self.wqkv(x), cos, sin, self.n_kv_heads, self.head_dim, norm)
         if kv_cache is not None:
             k, v = kv_cache.update(self.layer_idx, k, v)  # the cache keeps keys unsmeared
         if self.smear is not None:
@@ -139,10 +151,22 @@ class InternLM2(nn.Module):
         self.layers = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.output = Linear(cfg.dim, cfg.vocab_size, norm_rows=cfg.norm_head)
+        self.tie_weights()
+
+    def tie_weights(self) -> None:
+        """With `tie_embeddings`, make the head's weight the embedding's."""
+        if self.cfg.tie_embeddings and getattr(self, "output", None) is not None:  # a reward model has no head
+            self.output.weight = self.tok_embeddings.weight
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """nn.Module's, tied again afterwards: `assign=True` gives each module a tensor of its own."""
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self.tie_weights()
+        return result
 
     def init_weights(self, seed: int | None = None) -> None:
-        """InternLM2-style init: N(0, init_std) for every matrix (embeddings: embed_init_std), ones
-        for the norms."""
+        """InternLM2-style init: N(0, init_std) for every matrix (embeddings, and a head tied to them:
+        embed_init_std), ones for the norms."""
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         for name, p in self.named_parameters():
             std = self.cfg.embed_init_std if name == "tok_embeddings.weight" else self.cfg.init_std

@@ -89,6 +89,10 @@ class TrainSection:
     seq_len: int = 256
     global_batch: int = 16  # rows per optimizer step, over all processes
     micro_batch: int = 8  # rows per forward pass in each process
+    # Take each epoch's rows in a seeded random order (Megatron's sample shuffle) instead of one after
+    # another along the document stream, where a step's rows are neighbouring stretches of the same
+    # document. The documents' order is shuffled either way.
+    shuffle_rows: bool = False
     optimizer: str = "adamw"  # "adamw", "adalomo", or "muon" (Muon for the blocks' matrices + AdamW)
     lr: float = 3e-3
     min_lr_ratio: float = 0.1

@@ -8,6 +8,12 @@ so rows are fixed-length and hold several documents. Each row comes with `docume
 must not cross documents; positions restart) and targets where the next token of another
 document is ignored (a document's first token cannot be predicted from the one before it).
 
+With `shuffle_rows` the rows of each epoch are also taken in an order drawn from the seed (Megatron's
+shuffle index over samples), so that one step's rows come from all over the corpus instead of from
+one stretch of one document. That matters when documents are long against the batch: in the
+Shakespeare race (42 plays of ~60k tokens, 1,024 tokens a step) consecutive rows kept every step,
+and the whole of the final decay, inside one or two plays (docs/benchmarks.md).
+
 The row sequence is the same whatever the number of processes: step s uses global rows
 [s*G, (s+1)*G) (G = global batch) and rank k of W takes its contiguous share of them. So one
 process and two processes see identical data, and a checkpoint written with N processes resumes
@@ -80,8 +86,9 @@ class PackedLoader:
     """Global-batch-aware packed loader; iterate with `next_step()`; state via `state_dict()`."""
 
     def __init__(self, directory: str | Path, vocab_size: int, seq_len: int, global_batch: int,
-                 micro_batch: int, rank: int = 0, world_size: int = 1, seed: int = 0):
-        """rank / world_size: this process's place in the data-parallel dimension."""
+                 micro_batch: int, rank: int = 0, world_size: int = 1, seed: int = 0, shuffle_rows: bool = False):
+        """rank / world_size: this process's place in the data-parallel dimension; shuffle_rows: the
+        rows of each epoch in a seeded order instead of the stream's."""
         if global_batch % (micro_batch * world_size):
             raise ValueError(f"train.global_batch={global_batch} must be a multiple of micro_batch x data-parallel "
                              f"processes = {micro_batch} x {world_size}; change global_batch or micro_batch")
@@ -94,8 +101,17 @@ class PackedLoader:
             raise ShardError(f"{directory}: {self.stream.n_tokens} tokens make {self.rows_per_epoch} rows of "
                              f"{seq_len}, fewer than one global batch ({global_batch}); add data or shrink the batch")
         self.epoch, self.next_row = 0, 0
+        self.shuffle_rows = shuffle_rows
+        self._row_order: tuple[int, np.ndarray] | None = None  # (epoch, its permutation of rows)
 
     def row(self, epoch: int, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Row i of an epoch: with shuffle_rows, the window that the epoch's row permutation puts there."""
+        if self.shuffle_rows:
+            if self._row_order is None or self._row_order[0] != epoch:
+                # a stream of its own (the documents' order draws from [seed, epoch])
+                rng = np.random.default_rng([self.stream.seed, epoch, 1])
+                self._row_order = (epoch, rng.permutation(self.rows_per_epoch))
+            i = int(self._row_order[1][i])
         return self.stream.window(epoch, i * self.seq_len, self.seq_len + 1)
 
     def next_step(self) -> list[Batch]:
@@ -110,13 +126,15 @@ class PackedLoader:
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "next_row": self.next_row, "seq_len": self.seq_len,
-                "global_batch": self.global_batch, "seed": self.stream.seed}
+                "global_batch": self.global_batch, "seed": self.stream.seed, "shuffle_rows": self.shuffle_rows}
 
     def load_state_dict(self, state: dict) -> None:
-        mine = {"seq_len": self.seq_len, "global_batch": self.global_batch, "seed": self.stream.seed}
+        mine = {"seq_len": self.seq_len, "global_batch": self.global_batch, "seed": self.stream.seed,
+                "shuffle_rows": self.shuffle_rows}
         for key, value in mine.items():
-            if state[key] != value:
-                raise ValueError(f"the checkpoint's loader has {key}={state[key]} but this run has {value}; "
+            theirs = state.get(key, False if key == "shuffle_rows" else None)  # older states: rows in order
+            if theirs != value:
+                raise ValueError(f"the checkpoint's loader has {key}={theirs} but this run has {value}; "
                                  "resume with the recipe the checkpoint was written with")
         self.epoch, self.next_row = state["epoch"], state["next_row"]
 

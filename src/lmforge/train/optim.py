@@ -19,6 +19,9 @@ def param_groups(model: torch.nn.Module, weight_decay: float, embed_lr_scale: fl
     """Decay the matrices (embeddings, projections, head); never the norm gains. The embedding
     matrix and the LM head get groups of their own when their learning rate is scaled
     (`lr_scale`, which `set_lr` applies); otherwise the two groups of one rate."""
+    if getattr(getattr(model, "cfg", None), "tie_embeddings", False) and head_lr_scale != embed_lr_scale:
+        raise ValueError(f"head_lr_scale={head_lr_scale} differs from embed_lr_scale={embed_lr_scale}, but the "
+                         "model's head and embedding are one tied matrix; give them the same scale")
     decay, no_decay, own = [], [], {}
     scales = {"tok_embeddings.weight": embed_lr_scale, "output.weight": head_lr_scale}
     for name, p in model.named_parameters():

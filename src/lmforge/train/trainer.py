@@ -344,7 +344,7 @@ def train_stage(model_cfg: ModelConfig, tc: TrainSection, out_dir: str | Path, *
     # Bad data fails here, before any training: missing shards, wrong dtype, vocabulary overflow,
     # a global batch that does not divide across the processes.
     loader = PackedLoader(tc.shards, cfg.vocab_size, tc.seq_len, tc.global_batch, tc.micro_batch,
-                          info.dp_rank, info.dp_size, tc.seed)
+                          info.dp_rank, info.dp_size, tc.seed, tc.shuffle_rows)
     val_stream = TokenStream(tc.val_shards, cfg.vocab_size, tc.seed) if tc.val_shards else None
     trainer = Trainer(model, tc, info, accum=loader.accum)
     loss_fn = NextTokenLoss(cfg.z_loss)
