@@ -109,7 +109,10 @@ def test_compiled_decode_gives_the_eager_tokens():
     for lengths in ([6], [2, 11, 6], [9, 4, 3]):
         prompts = _prompts(model.cfg.vocab_size, lengths, seed=len(lengths))
         eager = generate(model, prompts, params)
-        compiled = generate(model, prompts, params, compile=True)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            compiled = generate(model, prompts, params, compile=True)
+        assert not [w for w in caught if "decoding eagerly" in str(w.message)], lengths  # compiled throughout
         assert [c.token_ids for c in compiled] == [c.token_ids for c in eager]
     # Rows that stop early leave the batch: the compiled step meets a smaller batch mid-generation.
     prompts = _prompts(model.cfg.vocab_size, [5, 8, 3], seed=7)

@@ -17,7 +17,10 @@ from tests.helpers import tiny_model
 @pytest.mark.skipif(not has_cxx_compiler(), reason="torch.compile on CPU needs a C++ compiler")
 def test_compiled_decode_step_gives_the_eager_tokens():
     model = tiny_model(seed=5, dim=32, n_layers=1, n_heads=2, n_kv_heads=1, ffn_dim=64)
-    prompts, params = [[5, 9, 13]], SamplingParams(max_new_tokens=4)
+    # 30 + 4 tokens cross the 32-token window: the RoPE frequencies of the steps beyond it are made
+    # afresh, those inside it come from a cache; the step must take both without recompiling (it
+    # once fell back to eager there, its guards skipped)
+    prompts, params = [list(range(5, 35))], SamplingParams(max_new_tokens=4)
     eager = generate(model, prompts, params)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -106,7 +106,12 @@ class KVCache:
         if max(self.row_lengths, default=0) + 1 > self.max_len:
             raise ValueError(f"KV cache full: {max(self.row_lengths)} + 1 tokens exceed its {self.max_len} slots")
         valid = torch.arange(self.max_len, device=self.lengths.device)[None] <= self.lengths[:, None]
-        return self.lengths.clone(), valid, rope_inv_freq(self.cfg, self.seq_len + 1, self.lengths.device)
+        # A copy: inside the window the frequencies come from a cache, made whenever it was first
+        # asked (under inference mode or not), beyond it they are computed now; the compiled step
+        # guards on that difference, so a generation that crosses the window recompiled (and, with
+        # its guards skipped, gave up compiling).
+        inv_freq = rope_inv_freq(self.cfg, self.seq_len + 1, self.lengths.device).clone()
+        return self.lengths.clone(), valid, inv_freq
 
     @property
     def uniform(self) -> bool:
