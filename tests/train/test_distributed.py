@@ -70,6 +70,22 @@ def test_fsdp2_two_processes_match_one_and_reshard_on_resume(dataset, recipe, tm
     assert max((wa[k] - wc[k]).abs().max().item() for k in wa) <= 1e-5
 
 
+def test_tied_embeddings_and_shuffled_rows_under_fsdp2_match_one_process(dataset, recipe, tmp_path):
+    """FSDP2 shards the tied matrix once (the root holds both of its uses) and the shuffled rows are
+    the same global rows split over the processes: 2 processes give 1 process's losses."""
+    root, _ = dataset
+    extra = ["model.tie_embeddings=true", "model.embed_init_std=0.1", "train.shuffle_rows=true"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    _run(_train_cmd(recipe, one, root, steps=4, extra=extra))
+    _run(_train_cmd(recipe, two, root, nproc=2, steps=4, extra=extra))
+    a, b = _losses(one), _losses(two)
+    assert sorted(a) == sorted(b) == list(range(1, 5))
+    assert max(abs(a[s] - b[s]) for s in a) <= 1e-5
+    wa, wb = _weights(one), _weights(two)
+    assert "output.weight" not in wb  # exported tied: the matrix once
+    assert max((wa[k] - wb[k]).abs().max().item() for k in wa) <= 1e-5
+
+
 @pytest.fixture(scope="module")
 def straight(dataset, recipe, tmp_path_factory):
     root, _ = dataset
