@@ -80,6 +80,7 @@ from lmforge.align.tasks import check, make_examples  # noqa: E402
 from lmforge.align.rollout_workers import engine_for  # noqa: E402
 from lmforge.machine import cpu_name  # noqa: E402
 from lmforge.model import load_model, save_model  # noqa: E402
+from lmforge.model.hf import llama_refusal  # noqa: E402
 from lmforge.tokenizer import Tokenizer  # noqa: E402
 from lmforge.train.parallel import init_distributed  # noqa: E402
 from lmforge.train.trainer import Trainer  # noqa: E402
@@ -303,10 +304,9 @@ def main() -> None:
         llama_dir = Path(work) / "model"
         if args.model:
             lm = load_model(args.model)
-            if lm.cfg.smear_keys:  # TRL runs transformers' Llama, which has no smeared keys
-                raise SystemExit(f"--model {args.model}: it has smeared keys (model.smear_keys), which "
-                                 "transformers' Llama lacks, so TRL cannot run it; give a model trained "
-                                 "with model.smear_keys = false")
+            if why := llama_refusal(lm.cfg):  # TRL runs transformers' Llama
+                raise SystemExit(f"--model {args.model}: TRL cannot run it ({why.split(';')[0]}); give a model "
+                                 "without smeared keys or QK-norm")
             save_model(lm, llama_dir, fmt="llama")
             Tokenizer.load(args.model).save(llama_dir)
             n_params, shape = lm.num_params(), f"dim {lm.cfg.dim}, {lm.cfg.n_layers} layers, vocab {lm.cfg.vocab_size}"

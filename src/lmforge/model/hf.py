@@ -220,6 +220,8 @@ def from_internlm2_names(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
 
 def to_llama_names(sd: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
     """Split each packed wqkv per kv group `[r x q, k, v]` and rename to transformers' Llama."""
+    if why := llama_refusal(cfg):
+        raise ValueError(why)
     r, hd = cfg.gqa_ratio, cfg.head_dim
     out = {}
     for name, t in sd.items():
@@ -232,8 +234,6 @@ def to_llama_names(sd: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, t
             out[prefix + "v_proj.weight"] = groups[:, r + 1].reshape(cfg.n_kv_heads * hd, cfg.dim).clone()
             continue
         target = _rename(name, _LLAMA_NAMES)
-        if target is None and llama_refusal(cfg):
-            raise ValueError(llama_refusal(cfg))
         if target is None:
             raise KeyError(f"no Llama name for parameter {name!r}")
         out[target] = t

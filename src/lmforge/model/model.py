@@ -97,14 +97,13 @@ class Attention(nn.Module):
         self.wo = Linear(cfg.n_heads * cfg.head_dim, cfg.dim)
         self.core = attend  # (q, k, v, mask) -> out; swapped from outside for a distributed attention
         self.smear = nn.Parameter(torch.zeros(cfg.n_kv_heads)) if cfg.smear_keys else None
-        if cfg.qk_norm:
-            self.q_norm, self.k_norm = RMSNorm(cfg.head_dim, cfg.norm_eps), RMSNorm(cfg.head_dim, cfg.norm_eps)
-        self.qk_norm = cfg.qk_norm
+        self.q_norm = RMSNorm(cfg.head_dim, cfg.norm_eps) if cfg.qk_norm else None
+        self.k_norm = RMSNorm(cfg.head_dim, cfg.norm_eps) if cfg.qk_norm else None
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: AttentionMask,
                 kv_cache: KVCacheProtocol | None = None) -> torch.Tensor:
         B, T, _ = x.shape
-        norm = (self.q_norm.weight, self.k_norm.weight, self.q_norm.eps) if self.qk_norm else None
+        norm = (self.q_norm.weight, self.k_norm.weight, self.q_norm.eps) if self.q_norm is not None else None
         q, k, v = qkv_heads(self.wqkv(x), cos, sin, self.n_kv_heads, self.head_dim, norm)
         if kv_cache is not None:
             k, v = kv_cache.update(self.layer_idx, k, v)  # the cache keeps keys unsmeared

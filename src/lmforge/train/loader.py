@@ -131,10 +131,10 @@ class PackedLoader:
     def load_state_dict(self, state: dict) -> None:
         mine = {"seq_len": self.seq_len, "global_batch": self.global_batch, "seed": self.stream.seed,
                 "shuffle_rows": self.shuffle_rows}
+        state = {"shuffle_rows": False, **state}  # states written before the option took rows in order
         for key, value in mine.items():
-            theirs = state.get(key, False if key == "shuffle_rows" else None)  # older states: rows in order
-            if theirs != value:
-                raise ValueError(f"the checkpoint's loader has {key}={theirs} but this run has {value}; "
+            if state[key] != value:
+                raise ValueError(f"the checkpoint's loader has {key}={state[key]} but this run has {value}; "
                                  "resume with the recipe the checkpoint was written with")
         self.epoch, self.next_row = state["epoch"], state["next_row"]
 
