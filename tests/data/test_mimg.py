@@ -79,6 +79,7 @@ class FakeServer:
     def __init__(self, fail_first: int = 0, delay: float = 0.0):
         self.fail_first, self.delay = fail_first, delay
         self.requests, self.in_flight, self.max_in_flight = 0, 0, 0
+        self.formats = Counter()  # the response_format schema names asked for
         self.lock = threading.Lock()
 
     def app(self):
@@ -98,6 +99,8 @@ class FakeServer:
                 n = self.requests
                 self.in_flight += 1
                 self.max_in_flight = max(self.max_in_flight, self.in_flight)
+                if "response_format" in body:
+                    self.formats[body["response_format"]["json_schema"]["name"]] += 1
             try:
                 time.sleep(self.delay)
                 if n <= self.fail_first:
@@ -355,3 +358,18 @@ def test_cli_errors_name_the_problem(tmp_path, capsys, args, message):
             "--base-url", "http://127.0.0.1:9/v1", "--model", "x", "--retries", "0"]
     assert main(argv) == 1
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("structured", [True, False])
+def test_agents_ask_for_structured_outputs_unless_told_not_to(fake_server, tmp_path, structured):
+    from lmforge.generate.json_schema import compile_schema
+
+    fake, url = fake_server()
+    run(url, tmp_path, structured=structured)
+    if structured:
+        assert set(fake.formats) == {"questions", "verdict", "qa"}
+    else:
+        assert not fake.formats
+    for fmt in (agents.questions_format(3), agents.YES_NO_FORMAT, agents.QA_FORMAT):
+        compile_schema(fmt["json_schema"]["schema"])  # `lmforge serve` enforces each of them
+

@@ -16,7 +16,8 @@ algorithm. Each `step()`:
    KV budget queues work instead of failing.
 
 Requests join and leave the running batch at every step. Sampling is per request (temperature,
-top-k, top-p, repetition penalty, seed, stop strings and tokens, max tokens, log-probabilities).
+top-k, top-p, repetition penalty, seed, stop strings and tokens, max tokens, log-probabilities, and a
+JSON Schema the reply must match: structured outputs, lmforge.generate.token_mask).
 The engine is single-threaded: the server feeds it from one thread (lmforge.serve).
 
 A request may bring its prompt's input embeddings (`prompt_embeds`: image features spliced among
@@ -32,7 +33,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -42,6 +43,7 @@ from lmforge.generate.blocks import OutOfBlocks, block_hashes
 from lmforge.generate.paged import DecodeBatch, KVPool, PackedPrefill
 from lmforge.generate.sampling import Choice, SamplingParams, sample_rows
 from lmforge.generate.text import StopText
+from lmforge.generate.token_mask import Matcher, TokenGrammar, Vocabulary, schema_key
 from lmforge.model.linear import kernels_enabled, prepare_kernels
 
 
@@ -75,6 +77,7 @@ class Request:
     embeds: torch.Tensor | None = None  # (len(prompt), dim) input embeddings of the prompt
     positions: torch.Tensor | None = None  # (len(prompt),) float RoPE positions of the prompt
     shift: float = 0.0  # RoPE position minus index of the tokens after the prompt (with `positions`)
+    matcher: Matcher | None = None  # where the reply is in its JSON grammar (params.json_schema)
 
     @property
     def tokens(self) -> list[int]:
@@ -128,6 +131,7 @@ class Engine:
         self._check_weights = True
         self._batch: DecodeBatch | None = None  # the running set's working copy, while it lasts
         self._batch_members: list[str] = []
+        self._grammars: OrderedDict[str, TokenGrammar] = OrderedDict()  # by schema, the most recent 64
 
     @property
     def capacity_tokens(self) -> int:
@@ -165,8 +169,11 @@ class Engine:
         gen = None
         if params.seed is not None:
             gen = torch.Generator(device=self.pool.device).manual_seed(params.seed)
+        matcher = None
+        if params.json_schema is not None:
+            matcher = Matcher(self.grammar(params.json_schema), params.stop_token_ids)
         req = Request(request_id, list(prompt), params, StopText(self.tokenizer, params.stop_strings), gen,
-                      embeds=embeds, positions=positions)
+                      embeds=embeds, positions=positions, matcher=matcher)
         if positions is not None:  # generated tokens continue from the last prompt position + 1
             req.shift = float(positions[-1]) + 1 - len(prompt)
         self.stats.requests += 1
@@ -179,6 +186,20 @@ class Engine:
         self.requests[request_id] = req
         self.waiting.append(req)
         return req
+
+    def grammar(self, schema) -> TokenGrammar:
+        """The token grammar of a JSON Schema over this engine's tokenizer (made once per schema);
+        lmforge.generate.json_schema.SchemaError (a ValueError) for a schema it cannot enforce."""
+        if self.tokenizer is None:
+            raise ValueError("a JSON Schema constraint needs the engine's tokenizer")
+        key = schema_key(schema)
+        grammar = self._grammars.get(key)
+        if grammar is None:
+            grammar = self._grammars[key] = TokenGrammar(schema, Vocabulary.of(self.tokenizer))
+            if len(self._grammars) > 64:
+                self._grammars.popitem(last=False)
+        self._grammars.move_to_end(key)
+        return grammar
 
     def abort(self, request_id: str) -> None:
         """Cancel a request; its blocks are freed at the start of the next step."""
@@ -351,6 +372,13 @@ class Engine:
     def _sampled(self, reqs: list[Request], logits: torch.Tensor) -> list[Event]:
         seen = [torch.tensor(r.tokens, device=logits.device) if r.params.repetition_penalty != 1.0 else None
                 for r in reqs]
+        constrained = [j for j, r in enumerate(reqs) if r.matcher is not None]
+        if constrained:  # tokens that would leave the JSON grammar get -inf before sampling
+            logits = logits.clone()
+            for j in constrained:
+                allowed = reqs[j].matcher.mask().to(logits.device)
+                if allowed.any():
+                    logits[j].masked_fill_(~allowed, float("-inf"))
         choices = sample_rows(logits, [r.params for r in reqs], [r.generator for r in reqs], seen)
         events = []
         now = time.perf_counter()
@@ -366,6 +394,13 @@ class Engine:
             req.output.append(tok)
             self.stats.generated_tokens += 1
             text, hit_stop = req.text.push(tok)
+            if req.matcher is not None:
+                # (a token outside the grammar can come only from an empty mask, which a byte-level
+                # vocabulary never gives: the reply ends there rather than go on outside it)
+                if not req.matcher.advance(tok) or req.matcher.finished:  # the JSON value is whole
+                    events.append(Event(req.id, tok, text + req.text.flush(), "stop", choice))
+                    self._finish(req, "stop")
+                    continue
             if hit_stop:
                 events.append(Event(req.id, tok, text, "stop", choice))
                 self._finish(req, "stop")

@@ -26,6 +26,9 @@ class SamplingParams:
     # prompt or the output is divided by it when positive, multiplied when negative; 1 disables.
     repetition_penalty: float = 1.0
     logprobs: int | None = None  # the log-probability of each chosen token, and of this many top ones
+    # Structured output: the reply is JSON matching this JSON Schema ({} or True: any JSON value),
+    # enforced token by token (lmforge.generate.token_mask); the engine's requests only.
+    json_schema: dict | bool | None = None
 
     def __post_init__(self) -> None:
         if self.temperature < 0:

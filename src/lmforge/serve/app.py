@@ -5,7 +5,8 @@
     GET  /metrics               Prometheus text: requests, tokens, tokens/s, queue, KV blocks, latency
     GET  /v1/models             the one model served; `input_modalities` says whether it takes images
     POST /v1/chat/completions   the model's chat template; stream=true as server-sent events; with a
-                                vision-language model, `image_url` content parts (lmforge.serve.vision)
+                                vision-language model, `image_url` content parts (lmforge.serve.vision);
+                                `response_format` json_object / json_schema: structured outputs
     POST /v1/completions        plain text prompts
 
 Errors have the OpenAI shape, `{"error": {"message", "type", "param", "code"}}`: malformed JSON, a
@@ -30,6 +31,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
 
 from lmforge.generate import Event, SamplingParams
+from lmforge.generate.json_schema import SchemaError, compile_schema
 from lmforge.inference import with_stop_ids
 from lmforge.serve.metrics import prometheus_text
 from lmforge.serve.runner import EngineRunner
@@ -97,11 +99,24 @@ def create_app(runner: EngineRunner, tokenizer, model_name: str, max_model_len: 
                                 f"max_tokens is {max_tokens}: shorten the prompt or lower max_tokens",
                            param="messages", code="context_length_exceeded")
 
-    def sampling(req, max_tokens: int, logprobs: int | None) -> SamplingParams:
+    def sampling(req, max_tokens: int, logprobs: int | None, json_schema=None) -> SamplingParams:
         params = SamplingParams(max_new_tokens=max_tokens, temperature=req.temperature, top_k=req.top_k,
                                 top_p=req.top_p, stop_strings=tuple(req.stop), seed=req.seed,
-                                repetition_penalty=req.repetition_penalty, logprobs=logprobs)
+                                repetition_penalty=req.repetition_penalty, logprobs=logprobs, json_schema=json_schema)
         return with_stop_ids(params, tokenizer)
+
+    def response_schema(req: ChatRequest):
+        """The JSON Schema of `response_format`, checked before any work (a 400 names what lmforge
+        cannot enforce), or None for free text."""
+        schema = req.response_format.target_schema() if req.response_format is not None else None
+        if schema is not None:
+            try:
+                compile_schema(schema)
+            except SchemaError as e:
+                where = "response_format.json_schema.schema" + (f".{e.path}" if e.path else "")
+                raise APIError(400, f"{where}: {e.message}", param=where,
+                               code="unsupported_schema") from None
+        return schema
 
     async def events(prompt: list[int], params: SamplingParams, **inputs) -> AsyncIterator[Event]:
         """The request's events as the engine produces them; leaving early cancels it. `inputs`:
@@ -190,13 +205,14 @@ def create_app(runner: EngineRunner, tokenizer, model_name: str, max_model_len: 
     @app.post("/v1/chat/completions", dependencies=[Depends(authorized)])
     async def chat(req: ChatRequest):
         check_model(req.model)
+        schema = response_schema(req)
         try:
             prompt, inputs = await chat_prompt(req.messages)
         except ValueError as e:
             raise APIError(400, str(e), param="messages") from None
         max_tokens = req.max_completion_tokens or req.max_tokens or max(max_model_len - len(prompt), 1)
         check_length(prompt, max_tokens)
-        params = sampling(req, max_tokens, (req.top_logprobs or 0) if req.logprobs else None)
+        params = sampling(req, max_tokens, (req.top_logprobs or 0) if req.logprobs else None, schema)
         cid, now = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         head = {"id": cid, "created": now, "model": model_name}
         gen = events(prompt, params, **inputs)

@@ -2,14 +2,16 @@
 
 Fields the API defines and lmforge does not act on (`user`, `presence_penalty`, ...) are accepted
 and ignored, as vLLM and LMDeploy do; vLLM's extensions `top_k` and `repetition_penalty` are
-honoured. A value out of range is a 400 naming the field (lmforge.serve.app formats it).
+honoured, and so is `response_format` (structured outputs: `json_object` or `json_schema`, enforced
+token by token, lmforge.generate.token_mask). A value out of range is a 400 naming the field
+(lmforge.serve.app formats it).
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_STOP_STRINGS = 4  # the OpenAI API's own limit
 
@@ -54,12 +56,44 @@ class Message(BaseModel):
 
 
 
+class JsonSchemaFormat(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    name: str = "response"
+    schema_: dict | bool | None = Field(None, alias="schema")  # None: any JSON value
+    strict: bool | None = None  # lmforge always enforces what it accepts (it refuses what it cannot)
+
+
+class ResponseFormat(BaseModel):
+    """OpenAI's `response_format`: free text, a JSON object, or JSON that matches a schema."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _has_schema(self):
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("type 'json_schema' needs a json_schema object: {\"name\": ..., \"schema\": {...}}")
+        return self
+
+    def target_schema(self) -> dict | bool | None:
+        """The JSON Schema the reply must match, or None for free text."""
+        if self.type == "text":
+            return None
+        if self.type == "json_object":
+            return {"type": "object"}
+        return self.json_schema.schema_ if self.json_schema.schema_ is not None else True
+
+
 class ChatRequest(_Sampling):
     messages: list[Message] = Field(min_length=1)
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
+    response_format: ResponseFormat | None = None
 
 
 class CompletionRequest(_Sampling):

@@ -164,23 +164,28 @@ class Tokenizer:
 
     def token_byte_lengths(self) -> list[int]:
         """UTF-8 bytes of text each id stands for (0 for special tokens): the denominator of bits per
-        byte from token losses (nanochat's `token_bytes`). Byte-level BPE writes every byte as one
-        character of its alphabet; SentencePiece writes byte-fallback pieces as `<0xAB>` and spaces
-        as U+2581."""
+        byte from token losses (nanochat's `token_bytes`)."""
+        return [len(b) for b in self.token_bytes()]
+
+    def token_bytes(self) -> list[bytes]:
+        """The bytes of text each id stands for (b"" for special tokens): what constrained decoding
+        matches against a grammar. Byte-level BPE writes every byte as one character of its
+        alphabet; SentencePiece writes byte-fallback pieces as `<0xAB>` and spaces as U+2581."""
         from tokenizers.pre_tokenizers import ByteLevel
 
         alphabet, special = set(ByteLevel.alphabet()), set(self.special_tokens)
+        byte_of = _byte_level_decoding()
         out = []
         for i in range(self.vocab_size):
             token = self.id_to_token(i) or ""
             if token in special:
-                out.append(0)
+                out.append(b"")
             elif all(c in alphabet for c in token):
-                out.append(len(token))
+                out.append(bytes(byte_of[c] for c in token))
             elif len(token) == 6 and token.startswith("<0x") and token.endswith(">"):
-                out.append(1)
+                out.append(bytes([int(token[3:5], 16)]))
             else:
-                out.append(len(token.replace("\u2581", " ").encode("utf-8")))
+                out.append(token.replace("\u2581", " ").encode("utf-8"))
         return out
 
     @property
@@ -244,3 +249,14 @@ class Tokenizer:
     def __repr__(self) -> str:
         return (f"Tokenizer(vocab_size={self.vocab_size}, bos={self.bos_token!r}, "
                 f"eos={self.eos_token!r}, specials={len(self.special_tokens)})")
+
+
+def _byte_level_decoding() -> dict[str, int]:
+    """GPT-2's byte-level alphabet, character -> byte: printable bytes stand for themselves, the
+    others (controls, space, 0x7F-0xA0, 0xAD) for 256 + their rank among them."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    others = [b for b in range(256) if b not in printable]
+    mapping = {chr(b): b for b in printable}
+    mapping.update({chr(256 + k): b for k, b in enumerate(others)})
+    return mapping
+

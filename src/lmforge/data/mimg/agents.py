@@ -12,6 +12,12 @@ framework; docs/papers.md §8. The prompts are lmforge's own wording of the role
 * multi-hop merger agent (`merge_prompt` / `parse_qa`): two QA pairs into one question that needs
   both, with an answer that reasons through both; merged again with the next pair for more hops.
 
+Three agents also send a `response_format` (OpenAI structured outputs; `lmforge serve`, vLLM, SGLang
+and LMDeploy enforce it token by token): the question agent a JSON list of at most 3 strings, the
+standalone check "YES" or "NO", the merger a {"question", "answer"} object. A model too small to
+follow the instruction's format still answers in it; a run against an endpoint without structured
+outputs turns them off (`Client.structured`) and relies on the parsers alone.
+
 A parser returns `(value, "")`, or `(None, reason)` for an answer that cannot be used: `empty
 answer`, `unparseable`, `no questions`, `needs outside context`, ... The pipeline counts the
 reasons and skips the item; nothing here raises on what a model says. Parsing is tolerant: JSON
@@ -34,6 +40,25 @@ DECLINE_RE = re.compile(r"\b(not (?:mentioned|stated|provided|given|specified)|d
 LIST_MARK_RE = re.compile(r"^\s*(?:[-*•]|\d+[.)]|q\d*[:.)]|question\s*\d*[:.)])\s*", re.I)
 QA_LINES_RE = re.compile(r"(?:^|\n)\s*\**\s*(?:question|q|问题)\s*\**\s*[:：]\s*(?P<q>.+?)\s*(?:\n\s*)+\**\s*"
                          r"(?:answer|a|回答|答案)\s*\**\s*[:：]\s*(?P<a>.+)", re.I | re.S)
+
+
+QUESTION_CHARS = 200   # a generated question at most (the schema's maxLength; the parser allows 500)
+ANSWER_CHARS = 400     # a merged answer at most
+
+
+def _format(name: str, schema: dict) -> dict:
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
+
+
+def questions_format(max_questions: int = 3) -> dict:
+    return _format("questions", {"type": "array", "minItems": 1, "maxItems": max_questions,
+                                 "items": {"type": "string", "minLength": 1, "maxLength": QUESTION_CHARS}})
+
+
+YES_NO_FORMAT = _format("verdict", {"enum": ["YES", "NO"]})
+QA_FORMAT = _format("qa", {"type": "object", "additionalProperties": False, "required": ["question", "answer"],
+                           "properties": {"question": {"type": "string", "minLength": 1, "maxLength": QUESTION_CHARS},
+                                          "answer": {"type": "string", "minLength": 1, "maxLength": ANSWER_CHARS}}})
 
 
 def _user(text: str) -> Messages:

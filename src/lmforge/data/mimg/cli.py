@@ -51,7 +51,7 @@ def _cmd(args) -> int:
     cache = args.cache or str(out.with_name(out.name.removesuffix(".jsonl") + ".cache"))
     client = Client(args.base_url, args.model or "", args.api_key or os.environ.get("LMFORGE_API_KEY")
                     or os.environ.get("OPENAI_API_KEY"), cache, args.concurrency, args.retries, args.backoff,
-                    args.timeout, args.temperature, args.max_tokens)
+                    args.timeout, args.temperature, args.max_tokens, not args.no_structured)
     stats = generate_mimg(docs, client, out, opts)
     print(stats.table())
     print(f"requests: {client.stats.requests} sent, {client.stats.cache_hits} from the cache, "
@@ -83,6 +83,9 @@ def register(actions) -> argparse.ArgumentParser:
     api.add_argument("--temperature", type=float, default=0.0, help="default: %(default)s")
     api.add_argument("--max-tokens", type=int, default=512, help="per answer; 0 leaves it to the server "
                      "(lmforge serve: the rest of the model's context) (default: %(default)s)")
+    api.add_argument("--no-structured", action="store_true", help="do not send response_format (JSON Schema "
+                     "structured outputs) with the question, standalone and merger agents: for an endpoint "
+                     "that refuses it; the answers are then parsed from free text")
     api.add_argument("--embeddings", choices=["local", "endpoint"], default="local",
                      help="local: hashed TF-IDF; endpoint: /v1/embeddings (default: %(default)s)")
     api.add_argument("--embedding-model", default="", help="model name for --embeddings endpoint")

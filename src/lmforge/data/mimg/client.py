@@ -13,6 +13,8 @@ What a generation job needs and an interactive client does not:
   pool and returns the answers in input order.
 * **Retries with exponential backoff** (`backoff * 2**attempt` seconds) on what may pass: a
   connection error, a timeout, 408, 409, 429 and 5xx. Any other 4xx is final.
+* **Structured outputs** where an agent asks for them: its `response_format` goes with the request
+  (and into the cache key) unless `structured` is off, for an endpoint that does not take it.
 * **Failures are answers, not exceptions.** A call that fails for good returns `None` with its
   reason (`http 500`, `http 400 context_length_exceeded`, `connection`, `no content`), also counted
   in `stats`; the agents count and skip it.
@@ -89,6 +91,7 @@ class Client:
     timeout: float = 300.0
     temperature: float = 0.0
     max_tokens: int = 512
+    structured: bool = True  # send the agents' response_format (OpenAI structured outputs)
     stats: ClientStats = field(default_factory=ClientStats)
 
     def __post_init__(self) -> None:
@@ -160,15 +163,18 @@ class Client:
         return value, reason
 
     # -- API ----------------------------------------------------------------------------------
-    def chat(self, messages: list[dict[str, str]]) -> str | None:
+    def chat(self, messages: list[dict[str, str]], response_format: dict | None = None) -> str | None:
         """The assistant's text for `messages` ('' when the model said nothing), None on failure."""
-        return self.chat_reason(messages)[0]
+        return self.chat_reason(messages, response_format)[0]
 
-    def chat_reason(self, messages: list[dict[str, str]]) -> tuple[str | None, str]:
+    def chat_reason(self, messages: list[dict[str, str]],
+                    response_format: dict | None = None) -> tuple[str | None, str]:
         """(text, "") or (None, why the request failed: 'http 500', 'connection', ...)."""
         payload = {"model": self.resolve_model(), "messages": messages, "temperature": self.temperature}
         if self.max_tokens:  # 0: the server's default (lmforge serve: the rest of the context)
             payload["max_tokens"] = self.max_tokens
+        if response_format is not None and self.structured:
+            payload["response_format"] = response_format
 
         def call() -> tuple[str | None, str]:
             response, reason = self._post("/chat/completions", payload)
@@ -182,13 +188,14 @@ class Client:
 
         return self._cached("chat", payload, call)
 
-    def chat_many(self, conversations: list[list[dict[str, str]]]) -> list[tuple[str | None, str]]:
+    def chat_many(self, conversations: list[list[dict[str, str]]],
+                  response_format: dict | None = None) -> list[tuple[str | None, str]]:
         """`chat_reason` of each conversation, at most `concurrency` at a time, in input order."""
         if not conversations:
             return []
         self.resolve_model()  # once, before the threads
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            return list(pool.map(self.chat_reason, conversations))
+            return list(pool.map(lambda c: self.chat_reason(c, response_format), conversations))
 
     def embed(self, texts: list[str], model: str, batch: int = 64) -> list[list[float] | None]:
         """Vectors from the endpoint's /embeddings for each text (None where a batch failed)."""

@@ -115,9 +115,10 @@ def read_documents(inputs: list[str], fmt: str = "jsonl") -> tuple[list[Document
     return docs, [f"{e['file']}:{e['offset']}: {e['error']}" for e in stats.errors]
 
 
-def _ask(client: Client, stats: Stats, stage: str, items: list, prompt, parse) -> list[tuple[object, object]]:
+def _ask(client: Client, stats: Stats, stage: str, items: list, prompt, parse,
+         response_format: dict | None = None) -> list[tuple[object, object]]:
     """(item, parsed value) for each item whose answer parsed; the others counted under `stage`."""
-    answers = client.chat_many([prompt(item) for item in items])
+    answers = client.chat_many([prompt(item) for item in items], response_format)
     kept, skipped = [], Counter()
     for item, (text, failure) in zip(items, answers):
         value, reason = (None, f"request failed: {failure}") if text is None else parse(text)
@@ -180,7 +181,8 @@ def single_hop_qas(docs: list[Document], groups: list[list[int]], opts: MimgOpti
     chunks = _deduplicated(stats, "dedup: chunks", chunks, opts.dedup_threshold)  # boilerplate shared by pages
     asked = _ask(client, stats, "question agent (chunks)", chunks,
                  lambda c: agents.questions_prompt(c.text, opts.questions_per_chunk),
-                 lambda t: agents.parse_questions(t, opts.questions_per_chunk))
+                 lambda t: agents.parse_questions(t, opts.questions_per_chunk),
+                 agents.questions_format(opts.questions_per_chunk))
     qas = [QA(chunk, q) for chunk, questions in asked for q in questions]
     stats.record("single-hop questions", len(qas), len(qas))
 
@@ -189,7 +191,7 @@ def single_hop_qas(docs: list[Document], groups: list[list[int]], opts: MimgOpti
         return (None, "needs outside context") if value is False else (value, reason)
 
     qas = [qa for qa, _ in _ask(client, stats, "verify: standalone", qas,
-                                lambda qa: agents.standalone_prompt(qa.question), standalone)]
+                                lambda qa: agents.standalone_prompt(qa.question), standalone, agents.YES_NO_FORMAT)]
     for qa, answer in _ask(client, stats, "verify: answer", qas,
                            lambda qa: agents.answer_prompt(qa.chunk.text, qa.question), agents.parse_answer):
         qa.answer = answer
@@ -226,7 +228,7 @@ def merge_and_score(samples: list[MultiHop], opts: MimgOptions, client: Client, 
     for hop in range(1, opts.hops):
         merged = _ask(client, stats, f"merge: hop {hop + 1}", samples,
                       lambda s: agents.merge_prompt((s.question, s.answer), (s.hops[hop].question, s.hops[hop].short)),
-                      agents.parse_qa)
+                      agents.parse_qa, agents.QA_FORMAT)
         for s, (question, answer) in merged:
             s.question, s.answer = question, answer
         samples = [s for s, _ in merged]
