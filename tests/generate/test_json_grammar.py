@@ -127,6 +127,22 @@ def test_bounds_end_what_a_model_could_run_on_forever():
     assert not _grammar({}).matches(b'{"a":  1}') and not _grammar({}).matches(b' {}')  # one space at most
 
 
+@pytest.mark.parametrize("schema", [{"type": "number"}, {"type": "integer"}, SCHEMAS["questions"], PERSON, {}])
+def test_no_state_is_a_dead_end(schema):
+    """Byte-level random walks that favour what makes values long (digits, exponents, letters): every
+    state reached either takes another byte or is a whole value."""
+    g, rng = _grammar(schema), random.Random(3)
+    for _ in range(60):
+        state = g.initial()
+        for _ in range(120):
+            allowed = [b for b in range(256) if g.step(state, b)]
+            if not allowed:
+                assert g.accepting(state)
+                break
+            long = [b for b in allowed if b in b"0123456789eE-+.xyz"]
+            state = g.step(state, rng.choice(long if long and rng.random() < 0.9 else allowed))
+
+
 @pytest.mark.parametrize("schema,path", [
     ({"type": "string", "pattern": "^a"}, "pattern"),
     ({"type": "object", "properties": {"age": {"type": "integer", "minimum": 0}}}, "properties.age.minimum"),

@@ -31,6 +31,7 @@ out of it: its keys depend on more than its token ids (an image's placeholders a
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import time
 from collections import OrderedDict, deque
@@ -45,6 +46,8 @@ from lmforge.generate.sampling import Choice, SamplingParams, sample_rows
 from lmforge.generate.text import StopText
 from lmforge.generate.token_mask import Matcher, TokenGrammar, Vocabulary, schema_key
 from lmforge.model.linear import kernels_enabled, prepare_kernels
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -397,7 +400,10 @@ class Engine:
             if req.matcher is not None:
                 # (a token outside the grammar can come only from an empty mask, which a byte-level
                 # vocabulary never gives: the reply ends there rather than go on outside it)
-                if not req.matcher.advance(tok) or req.matcher.finished:  # the JSON value is whole
+                inside = req.matcher.advance(tok)
+                if not inside:
+                    log.warning("request %s: token %d leaves its JSON grammar; the reply ends there", req.id, tok)
+                if not inside or req.matcher.finished:  # the JSON value is whole
                     events.append(Event(req.id, tok, text + req.text.flush(), "stop", choice))
                     self._finish(req, "stop")
                     continue

@@ -10,7 +10,8 @@ breaks the grammar.
 The JSON written is JSON's own grammar with one whitespace rule, outlines' default: at most one space,
 after a ':' or a ',' and nowhere else. A small model given free whitespace can spend its whole budget
 on it; `{"a": 1, "b": [2, 3]}` and `{"a":1,"b":[2,3]}` are both allowed. Numbers have at most
-`MAX_DIGITS` digits. Strings hold JSON's escapes and any character from U+0020 up except '"' and '\\',
+`MAX_DIGITS` digits (a digit that a '-', '.', 'e' or sign needs is always allowed: no state is a
+dead end). Strings hold JSON's escapes and any character from U+0020 up except '"' and '\\',
 as UTF-8 (a lead byte, then its continuation bytes); their length is counted in characters (an
 escaped surrogate pair is one).
 
@@ -194,8 +195,9 @@ class JsonGrammar:
         _, sid, phase, digits = f
         integer = self.nodes[sid].integer
         nxt = None
+        full = digits >= MAX_DIGITS  # no more optional digits, and no '.' or 'e' that would need one
         if b in DIGITS:
-            if digits >= MAX_DIGITS:
+            if full and phase in ("int", "frac", "exp"):
                 return []
             if phase in ("start", "minus"):
                 nxt = "zero" if b == ord("0") else "int"
@@ -208,7 +210,7 @@ class JsonGrammar:
             return [(("N", sid, nxt, digits + 1),)] if nxt else []
         if b == ord("-") and phase == "start":
             nxt = "minus"
-        elif not integer:
+        elif not integer and not full:
             if b == ord(".") and phase in ("zero", "int"):
                 nxt = "dot"
             elif b in (ord("e"), ord("E")) and phase in ("zero", "int", "frac"):

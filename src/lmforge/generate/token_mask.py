@@ -15,7 +15,10 @@ would cost V x (token length) grammar steps, so:
 * inside a string nearly every token is allowed: a **plain** token (whole UTF-8 characters, none of
   them '"', '\\' or a control character) is allowed exactly when the string has room for its
   characters, which is one vectorised comparison; only the other tokens (a few percent) are walked;
-* masks are **cached by state** (a string's content, a key's position, ... recur at every step).
+* masks are **cached by state** (a key's position, a number's phase, ... recur at every step). A
+  string's length is part of its state, but while the string is longer than its minLength and
+  further from its maxLength than the longest token, the mask does not depend on it: the cache key
+  leaves it out then, so a long string costs one mask, not one per step.
 
 `TokenGrammar` is one schema over one vocabulary (shared by requests with the same schema);
 `Matcher` is one request's position in it.
@@ -71,6 +74,7 @@ class Vocabulary:
         # characters in each token (of the plain ones; the others are walked byte by byte)
         self.chars = torch.tensor([len(t.decode("utf-8", "replace")) for t in token_bytes], dtype=torch.long)
         self.token_bytes = list(token_bytes)
+        self.longest = max(map(len, token_bytes), default=0)  # bytes, so at least the characters
 
     @classmethod
     def of(cls, tokenizer) -> Vocabulary:
@@ -92,15 +96,30 @@ class TokenGrammar:
 
     def allowed(self, state: State) -> torch.Tensor:
         """(V,) bool: the tokens whose bytes the grammar accepts from `state` (stop tokens not included)."""
-        mask = self._masks.get(state)
+        key = self._key(state)
+        mask = self._masks.get(key)
         if mask is not None:
-            self._masks.move_to_end(state)
+            self._masks.move_to_end(key)
             return mask
         mask = self._compute(state)
-        self._masks[state] = mask
+        self._masks[key] = mask
         if len(self._masks) > MASK_CACHE:
             self._masks.popitem(last=False)
         return mask
+
+    def _key(self, state: State) -> State:
+        """The state with the length of a string left out where no token's mask depends on it."""
+        if not any(stack[-1][0] == "S" for stack in state):
+            return state
+        key = set()
+        for stack in state:
+            top = stack[-1]
+            if top[0] == "S" and top[3] >= 0:
+                node = self.grammar.nodes[top[1]]
+                if top[3] >= node.min and (node.max is None or node.max - top[3] > self.vocab.longest):
+                    stack = stack[:-1] + ((*top[:3], -1),)
+            key.add(stack)
+        return frozenset(key)
 
     def _compute(self, state: State) -> torch.Tensor:
         g, vocab = self.grammar, self.vocab
