@@ -370,6 +370,6 @@ def test_agents_ask_for_structured_outputs_unless_told_not_to(fake_server, tmp_p
         assert set(fake.formats) == {"questions", "verdict", "qa"}
     else:
         assert not fake.formats
-    for fmt in (agents.questions_format(3), agents.YES_NO_FORMAT, agents.QA_FORMAT):
+    for fmt in (agents.questions_format(3), agents.YES_NO_FORMAT, agents.QA_FORMAT, agents.SCORE_FORMAT):
         compile_schema(fmt["json_schema"]["schema"])  # `lmforge serve` enforces each of them
 

@@ -12,9 +12,10 @@ framework; docs/papers.md §8. The prompts are lmforge's own wording of the role
 * multi-hop merger agent (`merge_prompt` / `parse_qa`): two QA pairs into one question that needs
   both, with an answer that reasons through both; merged again with the next pair for more hops.
 
-Three agents also send a `response_format` (OpenAI structured outputs; `lmforge serve`, vLLM, SGLang
-and LMDeploy enforce it token by token): the question agent a JSON list of at most 3 strings, the
-standalone check "YES" or "NO", the merger a {"question", "answer"} object. A model too small to
+Three agents and the judge also send a `response_format` (OpenAI structured outputs; `lmforge
+serve`, vLLM, SGLang and LMDeploy enforce it token by token): the question agent a JSON list of at
+most 3 strings, the standalone check "YES" or "NO", the merger a {"question", "answer"} object, the
+judge an integer 1-10. A model too small to
 follow the instruction's format still answers in it; a run against an endpoint without structured
 outputs turns them off (`Client.structured`) and relies on the parsers alone.
 
@@ -56,6 +57,7 @@ def questions_format(max_questions: int = 3) -> dict:
 
 
 YES_NO_FORMAT = _format("verdict", {"enum": ["YES", "NO"]})
+SCORE_FORMAT = _format("score", {"enum": list(range(1, 11))})  # the judge's 1-10 (scoring.judge_prompt)
 QA_FORMAT = _format("qa", {"type": "object", "additionalProperties": False, "required": ["question", "answer"],
                            "properties": {"question": {"type": "string", "minLength": 1, "maxLength": QUESTION_CHARS},
                                           "answer": {"type": "string", "minLength": 1, "maxLength": ANSWER_CHARS}}})

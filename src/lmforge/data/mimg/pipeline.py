@@ -240,7 +240,7 @@ def merge_and_score(samples: list[MultiHop], opts: MimgOptions, client: Client, 
     if opts.judge:
         judged = _ask(client, stats, "score: judge", samples,
                       lambda s: scoring.judge_prompt(sorted({qa.chunk.text for qa in s.hops}), s.question, s.answer),
-                      scoring.parse_score)
+                      scoring.parse_score, agents.SCORE_FORMAT)
         for s, score in judged:
             s.scores["judge"] = score
         samples = [s for s, _ in judged]
