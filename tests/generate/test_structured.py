@@ -97,3 +97,11 @@ def test_a_schema_the_engine_cannot_enforce_is_refused_before_it_starts(tok, mod
     with pytest.raises(ValueError, match="pattern"):
         engine.add([1, 2], SamplingParams(json_schema={"type": "string", "pattern": "a+"}))
     assert not engine.has_work()
+
+
+def test_the_batch_generate_refuses_a_schema_it_would_not_enforce(model):
+    from lmforge.generate import generate
+
+    with pytest.raises(ValueError, match="Engine"):
+        generate(model, [[1, 2]], SamplingParams(json_schema={"type": "object"}))
+

@@ -64,6 +64,9 @@ def stream(model, prompts: Sequence[Sequence[int]], params: SamplingParams, toke
     """
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token (start it with the BOS token)")
+    if params.json_schema is not None:
+        raise ValueError("json_schema (structured outputs) is enforced by lmforge.generate.Engine, not by "
+                         "generate/stream: queue the prompts on an Engine (as `lmforge serve` does)")
     device = next(model.parameters()).device
     B = len(prompts)
     ids, mask = _right_pad(prompts, model.cfg.pad_token_id, device)
