@@ -5,7 +5,18 @@ A state is a set of stacks (a stack per way the bytes so far can be read; `anyOf
 properties and numbers make more than one). A stack is a tuple of frames, innermost last; a frame is
 a small tuple, so states hash and compare, and lmforge.generate.token_mask caches a token mask per
 state. Feeding a byte maps each stack to the stacks that can follow; no stack left means the byte
-breaks the grammar.
+breaks the grammar. The frames:
+
+    ("L", text, pos)                   a literal (enum, const, true/false/null): `pos` bytes matched
+    ("S", node, phase, chars)          a string: "open", "c" (content), "e" / "u0".. (escapes),
+                                       ("m", ...) (inside a UTF-8 character), "end"
+    ("N", node, phase, digits)         a number in JSON's grammar: "start", "minus", "zero", "int", ...
+    ("O", node, index, phase, pos)     an object: the property index, and "first", "key" (`pos` bytes
+                                       of its key), "colon", "val", "in" (the value is the next frame),
+                                       "after", "next", "done"
+    ("A", node, items, phase)          an array: items so far (counted as far as min/max need)
+
+A frame whose value is whole (`can_end`) may also hand the byte to its parent (`child_done`).
 
 The JSON written is JSON's own grammar with one whitespace rule, outlines' default: at most one space,
 after a ':' or a ',' and nowhere else. A small model given free whitespace can spend its whole budget
