@@ -291,8 +291,9 @@ def _mimg_section(page: ReportPage, m: dict) -> None:
     sec = page.section("Long-context instructions (MIMG)")
     sec.paragraph(f"LongMIT's agents over the served SFT model (lmforge serve's engine on a local port): "
                   f"{m['conversations']} multi-hop conversations written, {m['requests']} agent calls "
-                  f"({m['cache_hits']} from the cache). Items in and out of each stage, and why the rest were "
-                  "dropped (a 2M-parameter model's answers rarely parse: the pipeline is the point here):")
+                  f"({m['cache_hits']} from the cache). The agents ask for structured outputs (JSON Schema), "
+                  "so their answers parse; the scores then drop what is not grounded in the documents or does not "
+                  "use every hop. Items in and out of each stage, and why the rest were dropped:")
     sec.table(["stage", "in", "out", "dropped because"],
               [[name, str(st["in"]), str(st["out"]),
                 ", ".join(f"{k} {v}" for k, v in sorted(st["skipped"].items(), key=lambda kv: -kv[1])) or "-"]
