@@ -77,8 +77,27 @@ def test_new_weights_empty_the_prefix_cache_and_an_id_can_come_back():
     for ev in engine.run():
         if ev.token_id is not None:
             got.setdefault(ev.request_id, []).append(ev.token_id)
-    assert engine.stats.prefix_hit_tokens == hits  # no keys and values of the old weights
+    # No keys and values of the old weights: r1 shares only the 3 system-prompt blocks that r0
+    # computes in the same step, with the new weights.
+    assert engine.stats.prefix_hit_tokens - hits == 12
     assert [got[f"r{i}"] for i in range(2)] == [c.token_ids for c in generate(model, prompts, params)]
+
+
+def test_copies_of_a_prompt_admitted_together_compute_its_blocks_once():
+    """A GRPO group: 8 copies of one prompt queued at once. The first computes the prompt's full
+    blocks and the others share them in the same step; each copy samples what it samples alone."""
+    model = tiny_model(seed=4)
+    prompt = _prompts(model.cfg.vocab_size, [19])[0]  # 4 full blocks of 4 and 3 tokens
+    params = [SamplingParams(max_new_tokens=8, temperature=1.0, seed=s) for s in range(8)]
+    alone = []
+    for p in params:
+        engine = Engine(model, kv_blocks=64, block_size=4)
+        alone.append(_run(engine, {0: [(prompt, p)]})[0][0])
+    engine = Engine(model, kv_blocks=64, block_size=4, max_batch=8)
+    together, _ = _run(engine, {0: [(prompt, p) for p in params]})
+    assert together == alone
+    assert engine.stats.prefix_hit_tokens == 7 * 16  # 7 copies x 4 shared blocks, all in the first step
+    assert engine.stats.steps == 8  # one prefill step, then 7 decode steps
 
 
 def test_cancelled_request_frees_its_blocks_and_the_others_go_on():

@@ -6,8 +6,9 @@ algorithm. Each `step()`:
 1. drops cancelled requests (their blocks are free at once);
 2. admits waiting requests in arrival order while the KV budget holds their prompts, the batch has
    room and the step's prefill token budget is not spent; a prompt's leading full blocks that an
-   earlier prompt already computed are taken from the prefix cache instead (a shared system
-   prompt is computed once);
+   earlier prompt computed, or that a prompt admitted earlier in the same step is about to compute,
+   are taken from the prefix cache instead (a shared system prompt, or the copies of one prompt
+   that a GRPO group samples, are computed once);
 3. prefills the admitted prompts in one forward, packed into one row without padding (each attends
    to its own tokens only), and samples their first tokens;
 4. decodes one token for every other running request in one forward, each at its own length. A
@@ -270,7 +271,12 @@ class Engine:
                 break  # wait for room, in arrival order
             req.blocks = cached + [blocks.allocate() for _ in range(need)]
             req.hashes, req.cached = hashes, len(cached) * bs
-            req.registered = req.cached
+            # The prompt's full blocks go into the prefix cache now, before they are computed: this
+            # step's prefill writes every sequence's keys before any sequence reads, layer by layer,
+            # so a copy of this prompt admitted next (GRPO's group, `n` samples) shares them at once.
+            for i in range(len(cached), len(hashes)):
+                blocks.register(req.blocks[i], hashes[i])
+            req.registered = max(req.cached, len(hashes) * bs)
             self.stats.prefix_hit_tokens += req.cached
             budget -= todo
             admitted.append(self.waiting.popleft())
