@@ -64,6 +64,11 @@ class BlockManager:
             blocks.append(block)
         return blocks
 
+    def share(self, blocks: Sequence[int]) -> None:
+        """Hold blocks that another sequence holds (a copy of its prompt)."""
+        for block in blocks:
+            self._hold(block)
+
     def allocate(self) -> int:
         """A block for one sequence: a free one, else the least recently used cached one."""
         if self.free:

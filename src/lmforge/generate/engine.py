@@ -7,8 +7,10 @@ algorithm. Each `step()`:
 2. admits waiting requests in arrival order while the KV budget holds their prompts, the batch has
    room and the step's prefill token budget is not spent; a prompt's leading full blocks that an
    earlier prompt computed, or that a prompt admitted earlier in the same step is about to compute,
-   are taken from the prefix cache instead (a shared system prompt, or the copies of one prompt
-   that a GRPO group samples, are computed once);
+   are taken from the prefix cache instead (a shared system prompt is computed once); a sequence
+   with the same tokens as one admitted in the same step (the copies of a prompt that a GRPO group
+   samples) is not computed at all: it shares the blocks, copies the last partial one, and draws
+   its first token from the same logits (vLLM's parallel sampling);
 3. prefills the admitted prompts in one forward, packed into one row without padding (each attends
    to its own tokens only), and samples their first tokens;
 4. decodes one token for every other running request in one forward, each at its own length. A
@@ -82,6 +84,7 @@ class Request:
     positions: torch.Tensor | None = None  # (len(prompt),) float RoPE positions of the prompt
     shift: float = 0.0  # RoPE position minus index of the tokens after the prompt (with `positions`)
     matcher: Matcher | None = None  # where the reply is in its JSON grammar (params.json_schema)
+    twin: Request | None = None  # until its first token: the request of this step it copies (same tokens)
 
     @property
     def tokens(self) -> list[int]:
@@ -257,9 +260,25 @@ class Engine:
         if self.waiting:
             self._flush()  # the prefix cache may match blocks the running requests are filling
         admitted, budget = [], self.max_prefill_tokens
+        firsts: dict[tuple[int, ...], Request] = {}  # this step's prefilled sequences, by their tokens
         while self.waiting and len(self.running) < self.max_batch:
             req = self.waiting[0]
             tokens = req.tokens
+            twin = None if req.private else firsts.get(tuple(tokens))
+            if twin is not None:
+                # The same tokens as a sequence prefilled in this step (a GRPO group's copies, `n`
+                # samples): its full blocks are shared and its partly filled last block copied after
+                # the prefill, and its first token is drawn from the same logits. Nothing to compute.
+                full, tail = divmod(len(tokens), bs)
+                if tail > blocks.available - len(self.running):
+                    break
+                blocks.share(twin.blocks[:full])
+                req.blocks = twin.blocks[:full] + [blocks.allocate() for _ in range(1 if tail else 0)]
+                req.hashes, req.cached, req.registered, req.twin = twin.hashes, full * bs, full * bs, twin
+                self.stats.prefix_hit_tokens += len(tokens)
+                admitted.append(self.waiting.popleft())
+                self.running.append(req)
+                continue
             hashes = [] if req.private else block_hashes(tokens, bs)
             # Cached leading blocks; at least the last token is computed, to give the next logits.
             cached = blocks.match_prefix(hashes[:(len(tokens) - 1) // bs])
@@ -281,11 +300,15 @@ class Engine:
             budget -= todo
             admitted.append(self.waiting.popleft())
             self.running.append(req)
+            if not req.private:
+                firsts.setdefault(tuple(tokens), req)
         return admitted
 
-    def _prefill(self, reqs: list[Request]) -> list[Event]:
+    def _prefill(self, admitted: list[Request]) -> list[Event]:
         """The admitted prompts (past their cached blocks) packed into one row, no padding; given
-        embeddings spliced in over the token embeddings, given positions used for RoPE."""
+        embeddings spliced in over the token embeddings, given positions used for RoPE. A copy of
+        another admitted prompt (`twin`) is not computed: it takes that prompt's keys and logits."""
+        reqs = [r for r in admitted if r.twin is None]
         parts = [r.tokens[r.cached:] for r in reqs]
         counts = [len(p) for p in parts]
         dev = self.pool.device
@@ -303,7 +326,28 @@ class Engine:
         logits = self.model.logits(hidden[0, last])
         for r, c in zip(reqs, counts):
             r.cached += c
-        return self._sampled(reqs, logits)
+        twins = [r for r in admitted if r.twin is not None]
+        if twins:
+            self._copy_tails(twins)
+            row = {r: i for i, r in enumerate(reqs)}
+            logits = logits[[row[r.twin if r.twin is not None else r] for r in admitted]]
+            for r in twins:
+                r.cached, r.twin = len(r.tokens), None
+        return self._sampled(admitted, logits)
+
+    def _copy_tails(self, twins: list[Request]) -> None:
+        """Each copy's partly filled last block: the keys and values of its twin's, in every layer."""
+        bs, src, dst = self.pool.block_size, [], []
+        for r in twins:
+            full, tail = divmod(len(r.tokens), bs)
+            src += [r.twin.blocks[full] * bs + i for i in range(tail)]
+            dst += [r.blocks[full] * bs + i for i in range(tail)]
+        if not src:
+            return
+        src_t, dst_t = (torch.tensor(x, device=self.pool.device) for x in (src, dst))
+        for k, v in zip(self.pool.k, self.pool.v):
+            k.index_copy_(1, dst_t, k.index_select(1, src_t))
+            v.index_copy_(1, dst_t, v.index_select(1, src_t))
 
     def _spliced(self, ids: torch.Tensor, reqs: list[Request], counts: list[int]) -> torch.Tensor:
         """Token embeddings of the packed row (1, T, dim), each request's given prompt embeddings
