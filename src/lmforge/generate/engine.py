@@ -270,11 +270,12 @@ class Engine:
                 # samples): its full blocks are shared and its partly filled last block copied after
                 # the prefill, and its first token is drawn from the same logits. Nothing to compute.
                 full, tail = divmod(len(tokens), bs)
-                if tail > blocks.available - len(self.running):
+                need = 1 if tail else 0
+                if need > blocks.available - len(self.running):
                     break
                 blocks.share(twin.blocks[:full])
-                req.blocks = twin.blocks[:full] + [blocks.allocate() for _ in range(1 if tail else 0)]
-                req.hashes, req.cached, req.registered, req.twin = twin.hashes, full * bs, full * bs, twin
+                req.blocks = twin.blocks[:full] + [blocks.allocate() for _ in range(need)]
+                req.hashes, req.cached, req.registered, req.twin = list(twin.hashes), full * bs, full * bs, twin
                 self.stats.prefix_hit_tokens += len(tokens)
                 admitted.append(self.waiting.popleft())
                 self.running.append(req)
