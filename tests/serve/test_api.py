@@ -96,10 +96,11 @@ def test_bad_requests_are_4xx_with_an_openai_error_body(served, body, status, pa
     assert runner.alive
 
 
-def test_a_client_that_disconnects_mid_stream_frees_its_blocks(served):
+@pytest.mark.parametrize("n", [1, 3])
+def test_a_client_that_disconnects_mid_stream_frees_its_blocks(served, n):
     url, runner, _ = served
     body = {"model": "tiny", "messages": [{"role": "user", "content": "Go on and on."}], "max_tokens": 200,
-            "temperature": 0, "stream": True}
+            "temperature": 0, "stream": True, "n": n}
     with httpx.stream("POST", f"{url}/v1/chat/completions", json=body,
                       headers={"Authorization": f"Bearer {API_KEY}"}) as r:
         for i, _ in enumerate(r.iter_lines()):
@@ -124,3 +125,34 @@ def test_metrics_are_prometheus_text(served):
     for name in ("lmforge_queue_length", "lmforge_tokens_per_second", "lmforge_generated_tokens_total"):
         assert f"# TYPE {name} " in text
     json.dumps(samples)
+
+
+def test_n_choices_are_the_seeded_replies_of_one_request_each(served):
+    """n = 3 with a seed: choice i is what a request with seed + i answers alone (the engine computes
+    the prompt once for the three), whole or streamed; usage counts every choice's tokens."""
+    url, runner, _ = served
+    client = _client(url)
+    kw = dict(model="tiny", messages=[{"role": "user", "content": "Name a flower."}], max_tokens=12, temperature=1.0)
+    replies = [client.chat.completions.create(**kw, seed=7 + i) for i in range(3)]
+    alone = [a.choices[0].message.content for a in replies]
+    hits = runner.engine.stats.prefix_hit_tokens
+    r = client.chat.completions.create(**kw, seed=7, n=3)
+    assert [c.index for c in r.choices] == [0, 1, 2]
+    assert [c.message.content for c in r.choices] == alone
+    assert r.usage.completion_tokens == sum(a.usage.completion_tokens for a in replies)
+    assert r.usage.prompt_tokens == replies[0].usage.prompt_tokens
+    # The first choice takes the prompt's full blocks from the prefix cache (the requests above computed
+    # them); the other two are not computed at all.
+    bs, n_prompt = runner.engine.pool.block_size, r.usage.prompt_tokens
+    assert runner.engine.stats.prefix_hit_tokens - hits == (n_prompt - 1) // bs * bs + 2 * n_prompt
+    stream = list(client.chat.completions.create(**kw, seed=7, n=3, stream=True,
+                                                 stream_options={"include_usage": True}))
+    text = {i: "" for i in range(3)}
+    for chunk in stream:
+        for c in chunk.choices:
+            text[c.index] += c.delta.content or ""
+    assert [text[i] for i in range(3)] == alone
+    assert stream[-1].usage.completion_tokens == r.usage.completion_tokens
+    r = httpx.post(f"{url}/v1/completions", json={"model": "tiny", "prompt": "a", "n": 2},
+                   headers={"Authorization": f"Bearer {API_KEY}"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "n"

@@ -19,6 +19,7 @@ a text-only model) is a 400 naming the message part (`messages.1.content.0`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -215,8 +216,14 @@ def create_app(runner: EngineRunner, tokenizer, model_name: str, max_model_len: 
         params = sampling(req, max_tokens, (req.top_logprobs or 0) if req.logprobs else None, schema)
         cid, now = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         head = {"id": cid, "created": now, "model": model_name}
-        gen = events(prompt, params, **inputs)
-        first = await anext(gen)  # errors before the first token are still a plain 4xx/5xx
+        # `n` choices are n requests of the same prompt, queued together: the engine computes the
+        # prompt once for all of them. Choice i samples with seed + i (when a seed is given).
+        gens = [events(prompt, params if params.seed is None else dataclasses.replace(params, seed=params.seed + i),
+                       **inputs) for i in range(req.n)]
+        # All submitted before any first token (so the engine admits them in one step); errors before
+        # the first token are still a plain 4xx/5xx.
+        firsts = await asyncio.gather(*(anext(gen) for gen in gens))
+        choices = list(zip(firsts, gens))
 
         def usage(n: int) -> dict:
             return {"prompt_tokens": len(prompt), "completion_tokens": n, "total_tokens": len(prompt) + n}
@@ -225,33 +232,39 @@ def create_app(runner: EngineRunner, tokenizer, model_name: str, max_model_len: 
             async def sse():
                 n = 0
                 chunk = {**head, "object": "chat.completion.chunk"}
-                yield _sse({**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                                  "logprobs": None, "finish_reason": None}]})
-                async for ev in _chain(first, gen):
+                for i in range(req.n):
+                    yield _sse({**chunk, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""},
+                                                      "logprobs": None, "finish_reason": None}]})
+                async for i, ev in _merged(choices):
                     n += ev.token_id is not None
                     delta = {"content": ev.text} if ev.text else {}
                     lp = {"content": [chat_logprob(ev)]} if params.logprobs is not None and ev.token_id is not None \
                         else None
                     if delta or lp or ev.finish_reason:
-                        yield _sse({**chunk, "choices": [{"index": 0, "delta": delta, "logprobs": lp,
+                        yield _sse({**chunk, "choices": [{"index": i, "delta": delta, "logprobs": lp,
                                                           "finish_reason": ev.finish_reason}]})
                 if req.stream_usage():
                     yield _sse({**chunk, "choices": [], "usage": usage(n)})
                 yield "data: [DONE]\n\n"
 
             return StreamingResponse(sse(), media_type="text/event-stream")
-        text, n, reason, lps = "", 0, None, []
-        async for ev in _chain(first, gen):
-            text += ev.text
-            n += ev.token_id is not None
-            reason = ev.finish_reason or reason
-            if params.logprobs is not None and ev.token_id is not None:
-                lps.append(chat_logprob(ev))
+
+        async def collect(first: Event, gen) -> tuple[str, int, str | None, list]:
+            text, n, reason, lps = "", 0, None, []
+            async for ev in _chain(first, gen):
+                text += ev.text
+                n += ev.token_id is not None
+                reason = ev.finish_reason or reason
+                if params.logprobs is not None and ev.token_id is not None:
+                    lps.append(chat_logprob(ev))
+            return text, n, reason, lps
+
+        results = await asyncio.gather(*(collect(first, gen) for first, gen in choices))
         return {**head, "object": "chat.completion",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                "choices": [{"index": i, "message": {"role": "assistant", "content": text},
                              "logprobs": {"content": lps} if params.logprobs is not None else None,
-                             "finish_reason": reason}],
-                "usage": usage(n)}
+                             "finish_reason": reason} for i, (text, _, reason, lps) in enumerate(results)],
+                "usage": usage(sum(r[1] for r in results))}
 
     @app.post("/v1/completions", dependencies=[Depends(authorized)])
     async def completions(req: CompletionRequest):
@@ -299,6 +312,37 @@ def create_app(runner: EngineRunner, tokenizer, model_name: str, max_model_len: 
 
 def _sse(payload: dict) -> str:
     return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+
+
+async def _merged(choices: list[tuple[Event, AsyncIterator[Event]]]) -> AsyncIterator[tuple[int, Event]]:
+    """(choice index, event) of several requests' events, as they come. Leaving early cancels them
+    all (each request's generator then aborts it in the engine)."""
+    if len(choices) == 1:  # the common case, without tasks
+        async for ev in _chain(*choices[0]):
+            yield 0, ev
+        return
+    queue: asyncio.Queue = asyncio.Queue()
+    done = object()
+
+    async def pump(i: int, first: Event, gen: AsyncIterator[Event]) -> None:
+        try:
+            async for ev in _chain(first, gen):
+                await queue.put((i, ev))
+        finally:
+            await queue.put((i, done))
+
+    tasks = [asyncio.create_task(pump(i, first, gen)) for i, (first, gen) in enumerate(choices)]
+    try:
+        left = len(tasks)
+        while left:
+            i, ev = await queue.get()
+            if ev is done:
+                left -= 1
+            else:
+                yield i, ev
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 async def _chain(first: Event, rest: AsyncIterator[Event]) -> AsyncIterator[Event]:

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_STOP_STRINGS = 4  # the OpenAI API's own limit
+MAX_CHOICES = 16  # `n` of a chat completion
 
 
 class _Sampling(BaseModel):
@@ -27,7 +28,6 @@ class _Sampling(BaseModel):
     seed: int | None = None
     stop: list[str] = Field(default_factory=list)  # a string or a list of strings in the request
     stream: bool = False
-    n: int = Field(1, ge=1, le=1)  # one choice per request
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -89,6 +89,7 @@ class ResponseFormat(BaseModel):
 
 class ChatRequest(_Sampling):
     messages: list[Message] = Field(min_length=1)
+    n: int = Field(1, ge=1, le=MAX_CHOICES)  # choices, sampled together (the prompt computed once)
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     logprobs: bool = False
@@ -98,6 +99,7 @@ class ChatRequest(_Sampling):
 
 class CompletionRequest(_Sampling):
     prompt: str | list[str]
+    n: int = Field(1, ge=1, le=1, description="one choice per request here; /v1/chat/completions serves n > 1")
     max_tokens: int = Field(16, ge=1)
     logprobs: int | None = Field(None, ge=0, le=20)
     echo: bool = False
