@@ -50,8 +50,10 @@ def _replies(engine, jobs):
 def test_every_sampled_reply_is_json_its_schema_allows(tok, model):
     engine = Engine(model, tok, kv_blocks=256, block_size=8, max_batch=8)
     stops = tuple(tok.stop_ids)
+    # 300 tokens: room for the longest value each schema allows even one byte a token (\uXXXX escapes
+    # included), so a reply ends by its grammar, never by max_new_tokens, whatever the CPU's rounding.
     jobs = [(tok.encode("Reply in JSON:", add_bos=True),
-             SamplingParams(max_new_tokens=120, temperature=1.0, seed=seed, stop_token_ids=stops, json_schema=schema))
+             SamplingParams(max_new_tokens=300, temperature=1.0, seed=seed, stop_token_ids=stops, json_schema=schema))
             for schema in SCHEMAS for seed in range(6)]
     jobs.append((tok.encode("Free text:", add_bos=True), SamplingParams(max_new_tokens=20, temperature=1.0, seed=0)))
     replies = _replies(engine, jobs)
