@@ -179,6 +179,12 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3, help="runs of each side per schema (default: %(default)s)")
     p.add_argument("--markdown", help="also write the mask table as Markdown to this file")
     args = p.parse_args()
+    if args.tokenizer.startswith("embedded:") and not args.tokenizer[9:].isdigit():
+        p.error(f"--tokenizer {args.tokenizer!r}: embedded:N needs a number of tokens, e.g. embedded:32000")
+    if not args.tokenizer.startswith("embedded:") and not Path(args.tokenizer).exists():
+        p.error(f"--tokenizer {args.tokenizer}: no such tokenizer folder or file")
+    if args.model and not Path(args.model).is_dir():
+        p.error(f"--model {args.model}: no such model folder (or '' to skip part 2)")
     console = Console()
     torch.set_num_threads(1)
     if args.tokenizer.startswith("embedded:"):

@@ -264,7 +264,8 @@ class Engine:
         while self.waiting and len(self.running) < self.max_batch:
             req = self.waiting[0]
             tokens = req.tokens
-            twin = None if req.private else firsts.get(tuple(tokens))
+            key = None if req.private else tuple(tokens)
+            twin = firsts.get(key) if key is not None else None
             if twin is not None:
                 # The same tokens as a sequence prefilled in this step (a GRPO group's copies, `n`
                 # samples): its full blocks are shared and its partly filled last block copied after
@@ -301,8 +302,8 @@ class Engine:
             budget -= todo
             admitted.append(self.waiting.popleft())
             self.running.append(req)
-            if not req.private:
-                firsts.setdefault(tuple(tokens), req)
+            if key is not None:
+                firsts.setdefault(key, req)
         return admitted
 
     def _prefill(self, admitted: list[Request]) -> list[Event]:

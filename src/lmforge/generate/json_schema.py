@@ -52,6 +52,11 @@ class Node:
     options: tuple = ()                         # literal: JSON texts as bytes; union: node ids
 
 
+def _join(path: str, key: str) -> str:
+    """`key`'s place under `path` ('properties.age' + 'minimum'), for error messages."""
+    return f"{path}.{key}" if path else key
+
+
 def _literal(value) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
@@ -93,11 +98,11 @@ class _Compiler:
             raise SchemaError(path, f"a schema must be an object, got {json.dumps(schema)[:60]}")
         for key in schema:
             if key not in HANDLED and key not in ANNOTATIONS:
-                where = f"{path}.{key}" if path else key
+                where = _join(path, key)
                 raise SchemaError(where, f"{key!r} is not supported by lmforge's constrained decoding; "
                                          f"supported: {', '.join(sorted(HANDLED))} (annotations such as "
                                          "'description' are ignored)")
-        at = (lambda k: f"{path}.{k}" if path else k)
+        at = (lambda k: _join(path, k))
         if "$ref" in schema:
             return self.ref(schema["$ref"], at("$ref"))
         if "const" in schema:
@@ -128,7 +133,7 @@ class _Compiler:
         return self.typed(schema, types, path)
 
     def typed(self, schema: dict, kind, path: str) -> int:
-        at = (lambda k: f"{path}.{k}" if path else k)
+        at = (lambda k: _join(path, k))
         if kind not in TYPES:
             raise SchemaError(at("type"), f"unknown type {kind!r}; one of {', '.join(TYPES)}")
         if kind in ("number", "integer"):
@@ -168,9 +173,9 @@ class _Compiler:
         lo, hi = schema.get(lo_key, 0), schema.get(hi_key)
         for key, value in ((lo_key, lo), (hi_key, hi)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-                raise SchemaError(f"{path}.{key}" if path else key, f"must be an integer >= 0, got {value!r}")
+                raise SchemaError(_join(path, key), f"must be an integer >= 0, got {value!r}")
         if hi is not None and hi < lo:
-            raise SchemaError(f"{path}.{hi_key}" if path else hi_key, f"{hi_key}={hi} is below {lo_key}={lo}")
+            raise SchemaError(_join(path, hi_key), f"{hi_key}={hi} is below {lo_key}={lo}")
         return lo, hi
 
 

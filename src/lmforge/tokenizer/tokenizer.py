@@ -171,16 +171,13 @@ class Tokenizer:
         """The bytes of text each id stands for (b"" for special tokens): what constrained decoding
         matches against a grammar. Byte-level BPE writes every byte as one character of its
         alphabet; SentencePiece writes byte-fallback pieces as `<0xAB>` and spaces as U+2581."""
-        from tokenizers.pre_tokenizers import ByteLevel
-
-        alphabet, special = set(ByteLevel.alphabet()), set(self.special_tokens)
-        byte_of = _byte_level_decoding()
+        byte_of, special = _byte_level_decoding(), set(self.special_tokens)
         out = []
         for i in range(self.vocab_size):
             token = self.id_to_token(i) or ""
             if token in special:
                 out.append(b"")
-            elif all(c in alphabet for c in token):
+            elif all(c in byte_of for c in token):
                 out.append(bytes(byte_of[c] for c in token))
             elif len(token) == 6 and token.startswith("<0x") and token.endswith(">"):
                 out.append(bytes([int(token[3:5], 16)]))
@@ -252,8 +249,9 @@ class Tokenizer:
 
 
 def _byte_level_decoding() -> dict[str, int]:
-    """GPT-2's byte-level alphabet, character -> byte: printable bytes stand for themselves, the
-    others (controls, space, 0x7F-0xA0, 0xAD) for 256 + their rank among them."""
+    """GPT-2's byte-level alphabet (the `tokenizers` ByteLevel alphabet), character -> byte: printable
+    bytes stand for themselves, the others (controls, space, 0x7F-0xA0, 0xAD) for 256 + their rank
+    among them."""
     printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
     others = [b for b in range(256) if b not in printable]
     mapping = {chr(b): b for b in printable}
