@@ -145,18 +145,25 @@ def test_rl_on_some_tasks_also_measures_every_task_and_the_report_shows_them(tin
     from lmforge.report.page import ReportPage
 
     cfg = RLSection(init_from=str(tiny_dir), steps=1, lr=0.0, tasks=["first_word"], global_batch=2, group=2,
-                    train_examples=8, eval_examples=16, max_new_tokens=4, eval_every=0, tensorboard=False)
+                    train_examples=8, eval_examples=16, every_examples=24, max_new_tokens=4, eval_every=0,
+                    tensorboard=False)
     s = rl(cfg, tmp_path / "rl", resume=False)
     assert set(s["accuracy_before"]) == {"first_word", "all"}  # the trained subset's own held-out prompts
     assert set(s["accuracy_every_before"]) == {*TASKS, "all"}  # and every task's
     assert s["accuracy_every_before"] == s["accuracy_every_after"]  # lr 0: the same model on the same prompts
+    # the paired change: the same verdicts on the same prompts, nothing gained or lost
+    assert set(s["change"]) == {"trained", "every"}
+    assert (s["change"]["trained"]["all"]["n"], s["change"]["every"]["all"]["n"]) == (16, 24)
+    assert all((c["gained"], c["lost"], c["p"]) == (0, 0, 1.0) for part in s["change"].values() for c in part.values())
     s["curves"] = None  # the plot is the run's business
     page = ReportPage("t")
     _rl_section(page, s, None, {}, tmp_path)
     (sec,) = page.sections
     assert "trained on first_word only" in sec.blocks[0][1]
     assert [row[0] for row in sec.blocks[1][2]] == [*TASKS, "all"]
+    assert "on first_word, +0.0 points (SE 0.0, p = 1; 0 gained, 0 lost of 16); on every task" in sec.blocks[2][1]
     s.pop("accuracy_every_after")  # a run on every task shows its own table
+    s["change"].pop("every")
     page = ReportPage("t")
     _rl_section(page, s, None, {}, tmp_path)
     assert [row[0] for row in page.sections[0].blocks[1][2]] == ["first_word", "all"]
@@ -419,3 +426,24 @@ def test_dynamic_sampling_draws_until_enough_groups_have_unequal_rewards():
     assert cursor == 6 and keep == [0, 1, 2] and ex == train[3:6] and src.seeds == [5 * 1_000_003 + 6]
     with pytest.raises(ValueError, match="PPO's critic"):
         RLSection(dynamic_sampling=True, algorithm="ppo")
+
+
+def test_partial_credit_grades_wrong_answers_by_their_distance_to_the_reference():
+    from lmforge.align.config import RLSection
+    from lmforge.align.rl import checker_rewards
+    from lmforge.align.tasks import Example, similarity
+
+    sort = Example("sort", "Sort: 3 1 2 9", "1 2 3 9", {"numbers": [3, 1, 2, 9]})
+    reverse = Example("reverse", "Reverse the word: stone", "enots", {"word": "stone"})
+    assert similarity(sort, "1 2 3 9") == 1.0
+    assert similarity(sort, "1 2 4 9") == pytest.approx(3 / 4)  # one number of four replaced
+    assert similarity(sort, "1 2 3") == pytest.approx(3 / 4)  # one number left out
+    assert similarity(reverse, "enots") == 1.0 and similarity(reverse, "enost") == pytest.approx(3 / 5)
+    assert similarity(reverse, "") == 0.0
+    answers = ["1 2 3 9", "1 2 4 9", "1, 2, 3, 9", "9 9 9 9"]  # correct, near miss, malformed, far miss
+    assert checker_rewards([sort], answers, 4, -0.5).tolist() == [1.0, 0.0, -0.5, 0.0]
+    assert checker_rewards([sort], answers, 4, -0.5, partial=0.5).tolist() == pytest.approx([1.0, 0.375, -0.5, 0.125])
+    with pytest.raises(ValueError, match="partial credit grades the checkers"):
+        RLSection(partial_credit=0.5, reward="rm", reward_models=["x"])
+    with pytest.raises(ValueError, match="partial_credit"):
+        RLSection(partial_credit=1.0)

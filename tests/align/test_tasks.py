@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 
 import pytest
 from hypothesis import given, settings
@@ -176,3 +177,12 @@ def test_example_json_round_trip_and_messages():
     assert len({example, Example.from_json(example.to_json())}) == 1  # hashable despite its meta dict
     with pytest.raises(ValueError, match="lacks answer"):
         Example.from_json({"task": "add", "prompt": "p"})
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_no_constant_answer_scores_much_above_chance(task):
+    """A task whose references are mostly one answer rewards saying only that: RL found "1" on the old
+    `count` (63% of its references). No task's most common reference may cover 45% of its prompts."""
+    examples = make_examples(300, seed=3, split="test", tasks=[task])
+    top, n = Counter(ex.answer for ex in examples).most_common(1)[0]
+    assert n / len(examples) < 0.45, f"{task}: {n} of {len(examples)} references are {top!r}"

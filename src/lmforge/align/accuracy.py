@@ -29,7 +29,8 @@ def generate_answers(model, tokenizer, prompts: Sequence[list[dict]], max_new_to
 @torch.no_grad()
 def task_accuracy(model, tokenizer, examples: Sequence[Example], max_new_tokens: int = 24,
                   system: str | None = None) -> dict:
-    """{"accuracy": {task: share correct, "all": ...}, "verdicts": {task: {verdict: n}}, "samples": [...]}."""
+    """{"accuracy": {task: share correct, "all": ...}, "verdicts": {task: {verdict: n}}, "samples": [...],
+    "answers": [...], "correct": [bool per example]} (the last for paired comparisons, lmforge.eval.paired)."""
     prompts = [ex.messages(system)[:-1] for ex in examples]
     answers = generate_answers(model, tokenizer, prompts, max_new_tokens)
     judged = [check(ex, a) for ex, a in zip(examples, answers)]
@@ -41,4 +42,4 @@ def task_accuracy(model, tokenizer, examples: Sequence[Example], max_new_tokens:
     samples = [{"task": ex.task, "prompt": ex.prompt, "answer": a, "reference": ex.answer, "verdict": v}
                for ex, a, v in list(zip(examples, answers, judged))[:12]]
     return {"accuracy": accuracy, "verdicts": {t: dict(c) for t, c in verdicts.items()}, "samples": samples,
-            "answers": answers}
+            "answers": answers, "correct": [v == "correct" for v in judged]}

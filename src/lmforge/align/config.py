@@ -193,6 +193,10 @@ class RLSection(FinetuneSection):
     rollout_worker_gpus: float = 0.0
     reward: str = "checker"  # "checker": 1 correct, 0 wrong, malformed_reward malformed; "rm": reward models
     malformed_reward: float = -0.5
+    # reward = "checker": a wrong but well-formed answer gets this times its similarity to the reference
+    # (1 - edit distance / length, in words or characters; lmforge.align.tasks.similarity) instead of 0,
+    # so a group of near misses is not all one reward. Must stay below 1, the reward of a right answer.
+    partial_credit: float = 0.0
     # reward = "rm": reward-model directories (`lmforge rm`'s member-k/model, or its soup), scored under
     # COOL's per-domain system prompt when `conditioned`; several are combined by `combine` after
     # standardising each member's scores over the step's answers (lmforge.align.ensemble).
@@ -218,6 +222,9 @@ class RLSection(FinetuneSection):
     kl_weighted: bool = True  # the KL term times the ratio pi / pi_old (unbiased off-policy; TRL's default)
     aggregate: str = "token"  # "token" (DAPO / TRL "bnpo") or "sequence" (TRL "grpo")
     eval_every: int = 25  # held-out greedy accuracy every this many steps (0: only before and after)
+    # with `tasks` a subset: held-out prompts of every task, scored before and after only (100 a task:
+    # ~3 s on a laptop CPU), so what the subset's training does to the rest is measured too
+    every_examples: int = 800
     global_batch: int = 8
     micro_batch: int = 64  # rows (prompts x group) per forward
     lr: float = 2e-5
@@ -238,8 +245,9 @@ class RLSection(FinetuneSection):
                             "hack_length_ratio": "> 1", "patch_steps": ">= 1", "patch_lr": "> 0",
                             "patch_seq_len": ">= 8", "ptx": ">= 0", "ptx_rows": ">= 1", "critic_lr": ">= 0", "gae_lambda": "[0, 1]",
                             "group": ">= 1", "temperature": "> 0", "top_p": "(0, 1]", "clip": ">= 0", "kl": ">= 0",
-                            "eval_every": ">= 0", "rollout_workers": ">= 0", "rollout_worker_cpus": "> 0",
-                            "rollout_worker_gpus": ">= 0", "max_sample_batches": ">= 1"},
+                            "eval_every": ">= 0", "every_examples": ">= 1", "rollout_workers": ">= 0",
+                            "rollout_worker_cpus": "> 0", "rollout_worker_gpus": ">= 0", "max_sample_batches": ">= 1",
+                            "partial_credit": "[0, 1)"},
                      {"algorithm": ("grpo", "rloo", "rft", "ppo"), "reward": ("checker", "rm", "polar"), "aggregate": ("token", "sequence"),
                       "combine": ("mean", "min", "mean_minus_std")})
         self.refuse_sequence_parallel("online RL generates and trains in one process (its policy loss and "
@@ -247,6 +255,9 @@ class RLSection(FinetuneSection):
         if (self.rounds > 1 or self.hack_window) and self.reward != "rm":
             raise ValueError(f"rounds = {self.rounds}, hack_window = {self.hack_window}: online RLHF updates reward "
                              f"models, so it needs reward = 'rm' (this recipe has reward = {self.reward!r})")
+        if self.partial_credit and self.reward != "checker":
+            raise ValueError(f"partial_credit = {self.partial_credit} with reward = {self.reward!r}: partial credit "
+                             "grades the checkers' wrong answers; use it with reward = 'checker' or set it to 0")
         if self.dynamic_sampling and self.algorithm == "ppo":
             raise ValueError("dynamic_sampling = true with algorithm = 'ppo': it drops the groups whose answers all "
                              "got one reward because a group baseline gives them zero advantage, but PPO's critic "

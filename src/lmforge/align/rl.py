@@ -58,8 +58,9 @@ from lmforge.align.online import HackingDetector, PairCollector, patch_reward_mo
 from lmforge.align.preferences import domain_of
 from lmforge.align.pair_rows import lm_batch
 from lmforge.align.rollout_workers import rollout_engine
-from lmforge.align.tasks import check, make_examples
+from lmforge.align.tasks import check, make_examples, similarity
 from lmforge.atomic import write_json
+from lmforge.eval.paired import describe, paired_by_task
 from lmforge.train.batch import Batch
 from lmforge.train.metrics import MetricsLogger
 from lmforge.train.schedule import lr_at
@@ -78,10 +79,16 @@ def task_accuracy_parts(examples, verdicts: torch.Tensor, group: int) -> dict[st
     return {k: sum(v) / len(v) for k, v in out.items()}
 
 
-def checker_rewards(examples, answers: list[str], group: int, malformed: float) -> torch.Tensor:
-    """The reward of answer i to example i // group: 1 correct, 0 wrong, `malformed` malformed."""
+def checker_rewards(examples, answers: list[str], group: int, malformed: float, partial: float = 0.0) -> torch.Tensor:
+    """The reward of answer i to example i // group: 1 correct, `malformed` malformed, and wrong 0, or
+    with `partial` > 0 that times the answer's similarity to the reference (lmforge.align.tasks)."""
     value = {"correct": 1.0, "wrong": 0.0, "malformed": malformed}
-    return torch.tensor([value[check(examples[i // group], a)] for i, a in enumerate(answers)])
+    out = []
+    for i, answer in enumerate(answers):
+        example = examples[i // group]
+        verdict = check(example, answer)
+        out.append(partial * similarity(example, answer) if verdict == "wrong" and partial else value[verdict])
+    return torch.tensor(out)
 
 
 class RMRewards:
@@ -289,7 +296,11 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
     def score(examples, rolls) -> tuple[torch.Tensor, torch.Tensor]:  # (checker verdicts, rewards)
         answers = [r.text for r in rolls]
         verdicts = checker_rewards(examples, answers, cfg.group, cfg.malformed_reward)
-        return verdicts, verdicts if rm_rewards is None else rm_rewards(examples, answers, cfg.group)
+        if rm_rewards is not None:
+            return verdicts, rm_rewards(examples, answers, cfg.group)
+        if cfg.partial_credit:
+            return verdicts, checker_rewards(examples, answers, cfg.group, cfg.malformed_reward, cfg.partial_credit)
+        return verdicts, verdicts
 
     def held_out(examples=test) -> dict:
         acc = task_accuracy(model, tok, examples, cfg.max_new_tokens, system)
@@ -298,12 +309,14 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
 
     # RL on a subset of the tasks: every task's held-out accuracy too, before and after, so what the
     # subset's training does to the rest is measured (the same seed's held-out draw over all tasks)
-    every = make_examples(cfg.eval_examples, cfg.seed, "test", None) if cfg.tasks else None
+    every = make_examples(cfg.every_examples, cfg.seed, "test", None) if cfg.tasks else None
 
     ckpt_root = out_dir / "checkpoints"
     step, before, before_every, cursor = 0, None, None, 0  # cursor: the prompts of `order` drawn so far
+    correct_before: dict[str, list[bool]] = {}  # the starting model's verdicts, for the paired change
     if resume and (state := trainer.restore(ckpt_root)) is not None:
         step, before, before_every = state["step"], state["before"], state.get("before_every")
+        correct_before = state.get("correct_before", {})
         cursor = state.get("cursor", step * cfg.global_batch)
         if critic_trainer is not None:
             critic_trainer.restore(ckpt_root / "critic")
@@ -317,10 +330,12 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
         console.print(f"[green]resumed rl from {state['path']} (step {step})[/green]")
     logger = MetricsLogger(out_dir, info.is_main, cfg.tensorboard, console, resume_step=step or None)
     if before is None:  # a fresh start: the starting model's figures (a resume restores them)
-        before = held_out()["accuracy"]
+        start = held_out()
+        before, correct_before["trained"] = start["accuracy"], start["correct"]
         logger.log({"step": 0, "heldout_acc": before["all"]})
         if every is not None:
-            before_every = held_out(every)["accuracy"]
+            start = held_out(every)
+            before_every, correct_before["every"] = start["accuracy"], start["correct"]
     if detector is not None:
         detector.held_out(before["all"], len(test))  # the starting model's, the first best
     console.print(f"[bold]rl[/bold] ({cfg.algorithm}): {cfg.steps} steps x {cfg.global_batch} prompts x {cfg.group} "
@@ -399,7 +414,8 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
                     console.print(f"[yellow]step {step}: {reason}; reward model(s) updated on {len(pairs)} "
                                   "checker-labelled pairs of the policy's answers[/yellow]")
             if ckpt.after_step(step, step == cfg.steps, lambda: {
-                    "before": before, "before_every": before_every, "patches": patches, "cursor": cursor,
+                    "before": before, "before_every": before_every, "correct_before": correct_before,
+                    "patches": patches, "cursor": cursor,
                     **({"ptx": ptx_loader.state_dict()} if ptx_loader else {})}):
                 break
     interrupted = ckpt.interrupted
@@ -416,14 +432,31 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
     summary.update(model=str(model_dir), rm_patches=patches, accuracy_before=before, accuracy_after=after["accuracy"],
                    samples=after["samples"], curves=png and png.name, seconds=time.perf_counter() - began,
                    config=dataclasses.asdict(cfg))
+    # the same prompts before and after: the change prompt by prompt, with McNemar's p (None on a resume
+    # from a checkpoint that predates the verdicts)
+    changes = {"trained": paired_change_of(test, correct_before.get("trained"), after["correct"])}
     if before_every is not None:  # None on a resume from a checkpoint that predates the measurement
-        summary.update(accuracy_every_before=before_every, accuracy_every_after=held_out(every)["accuracy"])
+        after_every = held_out(every)
+        summary.update(accuracy_every_before=before_every, accuracy_every_after=after_every["accuracy"])
+        changes["every"] = paired_change_of(every, correct_before.get("every"), after_every["correct"])
+    summary["change"] = changes
     write_json(out_dir / "rl.json", summary)
     print_accuracy(before, after["accuracy"], console, title=f"held-out task accuracy ({cfg.algorithm})")
     if before_every is not None:
         print_accuracy(before_every, summary["accuracy_every_after"], console,
                        title=f"every task, trained on {', '.join(cfg.tasks)} only")
+    for name, change in changes.items():
+        if change is not None:
+            label = "the trained tasks" if name == "trained" and before_every is not None else "every task"
+            console.print(f"held-out change on {label}, prompt by prompt: {describe(change['all'])}")
     return summary
+
+
+def paired_change_of(examples, before: list[bool] | None, after: list[bool]) -> dict | None:
+    """Per task and overall, the paired change of the verdicts on `examples` (lmforge.eval.paired)."""
+    if before is None or len(before) != len(after):
+        return None
+    return paired_by_task([ex.task for ex in examples], before, after)
 
 
 def plot_rl(metrics: Path, out_png: Path) -> Path | None:

@@ -293,11 +293,18 @@ COUNT_TEMPLATES = ("How many times does the letter {c} appear in {w}?", "Count t
 
 
 def _make_count(rng: random.Random) -> Example:
-    word = _short_word(rng)
-    # mostly a letter of the word; sometimes any letter, so that 0 is a possible answer
-    letter = rng.choice(word) if rng.random() < 0.75 else rng.choice(string.ascii_lowercase)
+    """The answer is 0, 1 or 2, each as likely, so that no constant answer scores above a third (when
+    the letter was drawn from a common word, "1" alone scored 63%, and RL learned to say only that).
+    The word is 3 to 6 random letters holding the letter that many times: one source for every
+    answer, so the kind of word gives nothing away, and enough distinct prompts for each answer."""
+    want, letter = rng.randint(0, 2), rng.choice(string.ascii_lowercase)
+    others = [c for c in string.ascii_lowercase if c != letter]
+    chars = [rng.choice(others) for _ in range(rng.randint(max(3, want), 6))]
+    for i in rng.sample(range(len(chars)), want):
+        chars[i] = letter
+    word = "".join(chars)
     prompt = rng.choice(COUNT_TEMPLATES).format(c=letter, w=word)
-    return Example("count", prompt, str(word.count(letter)), {"word": word, "letter": letter})
+    return Example("count", prompt, str(want), {"word": word, "letter": letter})
 
 
 # --- json (format) ------------------------------------------------------------------------------
@@ -498,6 +505,18 @@ def make_examples(n: int, seed: int, split: str = "train", tasks: Sequence[str] 
     rngs = {task.name: random.Random(f"{seed}:{split}:{task.name}") for task in chosen}
     seen: set[str] = set()
     return [_draw(task, rngs[task.name], split, seen) for task in (chosen[i % len(chosen)] for i in range(n))]
+
+
+def similarity(example: Example, response: str) -> float:
+    """How close a response is to the reference, in [0, 1]: one minus their edit distance over the
+    longer's length, in the reference's units (words where it has several, as `sort` and `copy`;
+    characters otherwise). Partial credit for RL (`rl.partial_credit`); the checkers decide accuracy."""
+    from lmforge.eval.metrics import levenshtein
+
+    reference, text = example.answer, clean(response)
+    a, b = (reference.split(), text.split()) if len(reference.split()) > 1 else (reference, text)
+    longest = max(len(a), len(b))
+    return 1.0 - levenshtein(a, b) / longest if longest else 1.0
 
 
 def check(example: Example, response: str) -> Verdict:

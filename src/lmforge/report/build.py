@@ -25,6 +25,7 @@ from pathlib import Path
 
 from lmforge.atomic import write_json
 from lmforge.config import to_dict
+from lmforge.eval.paired import describe
 from lmforge.machine import cpu_name
 from lmforge.report.page import ReportPage, write_html, write_markdown
 from lmforge.report.vl import vl_section
@@ -317,6 +318,12 @@ def _rl_section(page: ReportPage, rl: dict, sft: dict | None, outcomes: dict, as
         sec.paragraph(f"{intro} Held-out greedy accuracy:")
     sec.table(["task", "pre-trained", "SFT", "RL"],
               [[t, _pct(base.get(t) if base else None), _pct(before.get(t)), _pct(v)] for t, v in after.items()])
+    changes = {k: v for k, v in (rl.get("change") or {}).items() if v}
+    if changes:  # the same prompts scored before and after: McNemar's test on the ones that changed verdict
+        labels = {"trained": f"on {', '.join(rl['tasks'])}" if changes.get("every") else "on every task",
+                  "every": "on every task"}
+        sec.paragraph("The change, prompt by prompt on the same held-out prompts (McNemar's exact test): "
+                      + "; ".join(f"{labels[k]}, {describe(v['all'])}" for k, v in changes.items()) + ".")
     if rl.get("curves"):
         png = _copy(outcomes["rl"].folder / rl["curves"], assets, "rl_curves.png")
         if png:
