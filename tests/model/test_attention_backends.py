@@ -197,3 +197,27 @@ def test_flex_backend_forward_on_cpu_equals_sdpa():
         model.cfg.attn_backend = "flex"
         flex = model(x, document_ids=doc_ids)
     assert (flex - dense).abs().max().item() <= 1e-5
+
+
+def test_sdpa_takes_the_causal_kernel_when_every_row_lies_in_one_document():
+    """Rows cut from one long document (the Shakespeare plays) need no dense mask: the causal kernel
+    gives the same outputs and gradients; a row with a boundary keeps the dense mask."""
+    q, k, v, _ = _qkv_and_documents(torch.device("cpu"), torch.float32)
+    one_doc = torch.tensor([[3] * 128, [7] * 128])
+    mask = build_mask(one_doc, q.shape[2], "sdpa", torch.device("cpu"), torch.float32)
+    assert mask.backend == "causal" and mask.dense is None
+    grad_out = torch.randn(q.shape, generator=torch.Generator().manual_seed(1))
+
+    def run(fn):
+        leaves = [t.detach().requires_grad_() for t in (q, k, v)]
+        out = fn(*leaves)
+        out.backward(grad_out)
+        return [out.detach()] + [t.grad for t in leaves]
+
+    T = q.shape[2]
+    dense = AttentionMask("dense", dense=torch.ones(T, T, dtype=torch.bool).tril().expand(2, 1, T, T))
+    for a, b in zip(run(lambda q, k, v: attend(q, k, v, mask)), run(lambda q, k, v: attend(q, k, v, dense))):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    split = one_doc.clone()
+    split[1, 100:] = 8  # one boundary in one row
+    assert build_mask(split, q.shape[2], "sdpa", torch.device("cpu"), torch.float32).backend == "dense"

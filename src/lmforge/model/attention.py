@@ -8,7 +8,8 @@ each document.
 
 Backends, all computing the same block-diagonal causal attention:
 - "sdpa": PyTorch scaled_dot_product_attention with a dense boolean mask. Runs everywhere,
-  CPU included, with backward. Without documents it uses the plain causal kernel.
+  CPU included, with backward. Without documents, or when every row lies inside one document, it
+  uses the plain causal kernel.
 - "flex": FlexAttention with a block mask decided per 128 x 128 tile from the id ranges of its
   blocks, never from the T x T mask (GPU; sparse, so packed rows cost only the blocks that are
   attended). No backward on CPU.
@@ -101,6 +102,10 @@ def build_mask(document_ids: torch.Tensor | None, seq_len: int, backend: str,
     if document_ids is None:
         return AttentionMask("causal")  # SDPA's causal kernel: on a GPU, flash attention itself
     if backend == "sdpa":
+        if bool((document_ids == document_ids[:, :1]).all()):
+            # every row inside one document (a long one, cut into rows): the causal kernel skips the
+            # blocks above the diagonal and reads no mask, where a dense mask costs every block
+            return AttentionMask("causal")
         same_doc = document_ids[:, :, None] == document_ids[:, None, :]
         causal = torch.ones(seq_len, seq_len, dtype=torch.bool, device=device).tril()
         return AttentionMask("dense", dense=(same_doc & causal)[:, None])
