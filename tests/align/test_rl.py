@@ -161,6 +161,7 @@ def test_rl_on_some_tasks_also_measures_every_task_and_the_report_shows_them(tin
     (sec,) = page.sections
     assert "trained on first_word only" in sec.blocks[0][1]
     assert [row[0] for row in sec.blocks[1][2]] == [*TASKS, "all"]
+    assert sec.blocks[1][1][-1] == "one answer" and set(s["one_answer_every"]) == {*TASKS, "all"}
     assert "on first_word, +0.0 points (SE 0.0, p = 1; 0 gained, 0 lost of 16); on every task" in sec.blocks[2][1]
     s.pop("accuracy_every_after")  # a run on every task shows its own table
     s["change"].pop("every")

@@ -186,3 +186,17 @@ def test_no_constant_answer_scores_much_above_chance(task):
     examples = make_examples(300, seed=3, split="test", tasks=[task])
     top, n = Counter(ex.answer for ex in examples).most_common(1)[0]
     assert n / len(examples) < 0.45, f"{task}: {n} of {len(examples)} references are {top!r}"
+
+
+def test_most_common_answer_share_is_what_one_answer_for_every_prompt_scores():
+    from lmforge.align.accuracy import most_common_answer_share
+    from lmforge.align.tasks import check
+
+    examples = make_examples(400, seed=4, split="test", tasks=["count", "zh", "sort"])
+    share = most_common_answer_share(examples)
+    assert set(share) == {"count", "zh", "sort", "all"}
+    for task in ("count", "zh", "sort"):  # the best constant reply, found by trying every reference
+        mine = [ex for ex in examples if ex.task == task]
+        best = max(sum(check(ex, reply) == "correct" for ex in mine) for reply in {ex.answer for ex in mine})
+        assert share[task] == pytest.approx(best / len(mine))
+    assert 0.25 < share["count"] < 0.45 and share["sort"] < 0.05

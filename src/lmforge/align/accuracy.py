@@ -26,11 +26,25 @@ def generate_answers(model, tokenizer, prompts: Sequence[list[dict]], max_new_to
                                     prompt_ids=ids)]
 
 
+def most_common_answer_share(examples: Sequence[Example]) -> dict[str, float]:
+    """Per task (and "all"), the share of prompts whose reference is the task's most common one: what
+    a model that gives one answer whatever the question scores at best, a task's floor. A figure near
+    it is no skill (RL once reached `count`'s 63% by answering "1" to everything)."""
+    refs: dict[str, Counter] = {}
+    for ex in examples:
+        refs.setdefault(ex.task, Counter())[ex.answer] += 1
+    tops = {task: c.most_common(1)[0][1] for task, c in refs.items()}
+    share = {task: tops[task] / sum(c.values()) for task, c in refs.items()}
+    share["all"] = sum(tops.values()) / max(len(examples), 1)
+    return share
+
+
 @torch.no_grad()
 def task_accuracy(model, tokenizer, examples: Sequence[Example], max_new_tokens: int = 24,
                   system: str | None = None) -> dict:
     """{"accuracy": {task: share correct, "all": ...}, "verdicts": {task: {verdict: n}}, "samples": [...],
-    "answers": [...], "correct": [bool per example]} (the last for paired comparisons, lmforge.eval.paired)."""
+    "answers": [...], "correct": [bool per example] (for paired comparisons, lmforge.eval.paired),
+    "one_answer": {task: the most common reference's share}}."""
     prompts = [ex.messages(system)[:-1] for ex in examples]
     answers = generate_answers(model, tokenizer, prompts, max_new_tokens)
     judged = [check(ex, a) for ex, a in zip(examples, answers)]
@@ -42,4 +56,5 @@ def task_accuracy(model, tokenizer, examples: Sequence[Example], max_new_tokens:
     samples = [{"task": ex.task, "prompt": ex.prompt, "answer": a, "reference": ex.answer, "verdict": v}
                for ex, a, v in list(zip(examples, answers, judged))[:12]]
     return {"accuracy": accuracy, "verdicts": {t: dict(c) for t, c in verdicts.items()}, "samples": samples,
-            "answers": answers, "correct": [v == "correct" for v in judged]}
+            "answers": answers, "correct": [v == "correct" for v in judged],
+            "one_answer": most_common_answer_share(examples)}

@@ -435,9 +435,11 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
     # the same prompts before and after: the change prompt by prompt, with McNemar's p (None on a resume
     # from a checkpoint that predates the verdicts)
     changes = {"trained": paired_change_of(test, correct_before.get("trained"), after["correct"])}
+    summary["one_answer"] = after["one_answer"]
     if before_every is not None:  # None on a resume from a checkpoint that predates the measurement
         after_every = held_out(every)
-        summary.update(accuracy_every_before=before_every, accuracy_every_after=after_every["accuracy"])
+        summary.update(accuracy_every_before=before_every, accuracy_every_after=after_every["accuracy"],
+                       one_answer_every=after_every["one_answer"])
         changes["every"] = paired_change_of(every, correct_before.get("every"), after_every["correct"])
     summary["change"] = changes
     write_json(out_dir / "rl.json", summary)

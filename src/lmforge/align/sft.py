@@ -108,7 +108,8 @@ def sft(cfg: SFTSection, out_dir: str | Path, *, resume: bool = True, console: C
         after = measure_accuracy(model_dir, held_out, cfg, str(info.device))
         summary.update(model=str(model_dir), seconds=time.perf_counter() - began,
                        accuracy_before=before and before["accuracy"], accuracy_after=after and after["accuracy"],
-                       samples=after and after["samples"], config=dataclasses.asdict(cfg))
+                       samples=after and after["samples"], one_answer=after and after["one_answer"],
+                       config=dataclasses.asdict(cfg))
         write_json(out_dir / "sft.json", summary)
         if after:
             print_accuracy(before["accuracy"], after["accuracy"], console)

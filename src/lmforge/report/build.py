@@ -34,6 +34,11 @@ LIBRARIES = ("lmforge", "torch", "tokenizers", "safetensors", "numpy", "transfor
              "datasketch", "ray", "matplotlib")
 
 
+# beside each table of task accuracy: the floor that no skill is needed for
+ONE_ANSWER = ("\"One answer\" is the share of the task's most common reference: what a model scores that gives "
+              "that answer to every prompt, so accuracy near it shows no skill")
+
+
 def versions() -> dict:
     import torch
 
@@ -243,10 +248,12 @@ def _alignment_section(page: ReportPage, sft: dict | None, rm: dict | None, pola
                       + f"; final loss {_num(sft.get('final_loss'))}. The chat model is `{sft.get('model')}`.")
         before, after = sft.get("accuracy_before"), sft.get("accuracy_after")
         if after:
+            floor = sft.get("one_answer") or {}
             sec.paragraph("Held-out accuracy on the checkable tasks (greedy answers, each judged by its task's "
-                          "checker), before and after SFT:")
-            sec.table(["task", "before", "after"],
-                      [[t, _pct(before.get(t) if before else None), _pct(v)] for t, v in after.items()])
+                          "checker), before and after SFT" + (f". {ONE_ANSWER}" if floor else "") + ":")
+            sec.table(["task", "before", "after", *(["one answer"] if floor else [])],
+                      [[t, _pct(before.get(t) if before else None), _pct(v), *([_pct(floor.get(t))] if floor else [])]
+                       for t, v in after.items()])
         if sft.get("samples"):
             sec.table(["task", "prompt", "answer", "reference", "verdict"],
                       [[r["task"], r["prompt"], r["answer"], r["reference"], r["verdict"]] for r in sft["samples"]])
@@ -310,14 +317,18 @@ def _rl_section(page: ReportPage, rl: dict, sft: dict | None, outcomes: dict, as
              "engine (colocated with the trainer), rewards from the tasks' checkers.")
     base = sft.get("accuracy_before") if sft else None
     before, after = rl.get("accuracy_before") or {}, rl.get("accuracy_after") or {}
+    floor = rl.get("one_answer") or {}
     if rl.get("accuracy_every_after"):  # trained on some tasks: every task's accuracy, and the subset's own
         sec.paragraph(f"{intro} It trained on {', '.join(rl['tasks'])} only, whose held-out greedy accuracy went from "
-                      f"{_pct(before.get('all'))} to {_pct(after.get('all'))}. Every task's held-out greedy accuracy:")
+                      f"{_pct(before.get('all'))} to {_pct(after.get('all'))}. Every task's held-out greedy accuracy"
+                      + (f". {ONE_ANSWER}" if floor else "") + ":")
         before, after = rl["accuracy_every_before"], rl["accuracy_every_after"]
+        floor = rl.get("one_answer_every") or {}
     else:
-        sec.paragraph(f"{intro} Held-out greedy accuracy:")
-    sec.table(["task", "pre-trained", "SFT", "RL"],
-              [[t, _pct(base.get(t) if base else None), _pct(before.get(t)), _pct(v)] for t, v in after.items()])
+        sec.paragraph(f"{intro} Held-out greedy accuracy" + (f". {ONE_ANSWER}" if floor else "") + ":")
+    sec.table(["task", "pre-trained", "SFT", "RL", *(["one answer"] if floor else [])],
+              [[t, _pct(base.get(t) if base else None), _pct(before.get(t)), _pct(v),
+                *([_pct(floor.get(t))] if floor else [])] for t, v in after.items()])
     changes = {k: v for k, v in (rl.get("change") or {}).items() if v}
     if changes:  # the same prompts scored before and after: McNemar's test on the ones that changed verdict
         labels = {"trained": f"on {', '.join(rl['tasks'])}" if changes.get("every") else "on every task",
