@@ -5,7 +5,8 @@ import math
 
 import pytest
 
-from lmforge.eval.metrics import argmax_first, choice_predictions, levenshtein, needle_score, pass_at_k
+from lmforge.edit_distance import levenshtein
+from lmforge.eval.metrics import argmax_first, choice_predictions, needle_score, pass_at_k
 
 
 @pytest.mark.parametrize("n,c", [(1, 0), (1, 1), (5, 2), (10, 3), (10, 10), (7, 0)])

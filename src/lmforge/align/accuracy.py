@@ -43,7 +43,7 @@ def most_common_answer_share(examples: Sequence[Example]) -> dict[str, float]:
 def task_accuracy(model, tokenizer, examples: Sequence[Example], max_new_tokens: int = 24,
                   system: str | None = None) -> dict:
     """{"accuracy": {task: share correct, "all": ...}, "verdicts": {task: {verdict: n}}, "samples": [...],
-    "answers": [...], "correct": [bool per example] (for paired comparisons, lmforge.eval.paired),
+    "answers": [...], "correct": [bool per example] (for paired comparisons, lmforge.significance),
     "one_answer": {task: the most common reference's share}}."""
     prompts = [ex.messages(system)[:-1] for ex in examples]
     answers = generate_answers(model, tokenizer, prompts, max_new_tokens)

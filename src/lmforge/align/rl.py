@@ -60,7 +60,7 @@ from lmforge.align.pair_rows import lm_batch
 from lmforge.align.rollout_workers import rollout_engine
 from lmforge.align.tasks import check, make_examples, similarity
 from lmforge.atomic import write_json
-from lmforge.eval.paired import describe, paired_by_task
+from lmforge.significance import describe, paired_by_task
 from lmforge.train.batch import Batch
 from lmforge.train.metrics import MetricsLogger
 from lmforge.train.schedule import lr_at
@@ -455,7 +455,7 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
 
 
 def paired_change_of(examples, before: list[bool] | None, after: list[bool]) -> dict | None:
-    """Per task and overall, the paired change of the verdicts on `examples` (lmforge.eval.paired)."""
+    """Per task and overall, the paired change of the verdicts on `examples` (lmforge.significance)."""
     if before is None or len(before) != len(after):
         return None
     return paired_by_task([ex.task for ex in examples], before, after)

@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from lmforge.edit_distance import levenshtein
+
 Verdict = Literal["correct", "wrong", "malformed"]
 DOMAINS = ("arithmetic", "text", "format", "language")
 SPLITS = ("train", "test")
@@ -511,8 +513,6 @@ def similarity(example: Example, response: str) -> float:
     """How close a response is to the reference, in [0, 1]: one minus their edit distance over the
     longer's length, in the reference's units (words where it has several, as `sort` and `copy`;
     characters otherwise). Partial credit for RL (`rl.partial_credit`); the checkers decide accuracy."""
-    from lmforge.eval.metrics import levenshtein
-
     reference, text = example.answer, clean(response)
     a, b = (reference.split(), text.split()) if len(reference.split()) > 1 else (reference, text)
     longest = max(len(a), len(b))

@@ -18,6 +18,8 @@ import math
 import re
 from collections.abc import Sequence
 
+from lmforge.edit_distance import levenshtein
+
 
 def argmax_first(values: Sequence[float]) -> int:
     """Index of the largest value, the first one on ties (as numpy.argmax)."""
@@ -46,19 +48,6 @@ def pass_at_k(n: int, c: int, k: int) -> float:
         return 1.0
     # The product form of the ratio of binomials avoids huge integers (Chen et al., figure 3).
     return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
-
-
-def levenshtein(a: str, b: str) -> int:
-    """Edit distance (insertions, deletions, substitutions of one character each)."""
-    if len(a) < len(b):
-        a, b = b, a
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        current = [i]
-        for j, cb in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        previous = current
-    return previous[-1]
 
 
 def needle_score(prediction: str, answer: str) -> float:

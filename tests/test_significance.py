@@ -1,4 +1,4 @@
-"""The paired comparison of two models' verdicts (lmforge.eval.paired) against scipy's exact binomial
+"""The paired comparison of two models' verdicts (lmforge.significance) against scipy's exact binomial
 test and numpy's moments of the per-prompt differences."""
 
 import random
@@ -6,7 +6,7 @@ import random
 import numpy as np
 import pytest
 
-from lmforge.eval.paired import describe, mcnemar_p, paired_by_task, paired_change
+from lmforge.significance import describe, mcnemar_p, paired_by_task, paired_change
 
 
 @pytest.mark.parametrize("gained,lost", [(0, 0), (1, 0), (0, 5), (3, 3), (17, 8), (8, 17), (40, 25), (2, 30),
