@@ -95,6 +95,8 @@ def test_micro_recipe_runs_every_stage(first):
     md, html = (out / "report.md").read_text(), (out / "report.html").read_text()
     for title in SECTIONS:
         assert f"## {title}" in md and f">{title}</h2>" in html
+    # SFT's and RL's task tables show each task's floor; RL's change is tested prompt by prompt
+    assert md.count("| one answer |") == 2 and "prompt by prompt on the same held-out prompts" in md
     # funnel, loss curves, NIAH heatmap, multi-needle and multi-hop heatmaps, RL curves
     assert html.count("data:image/png;base64,") == 6
     variants = report["eval"]["niah_variants"]

@@ -26,7 +26,8 @@ def sft_stage(recipe: Recipe, model_dir: Path, folder: Path, console: Console) -
     if summary.get("interrupted"):
         raise RunStageInterrupted(f"sft stopped at step {summary['steps']}; run the same command to resume")
     return {k: summary.get(k) for k in ("model", "conversations", "assistant_tokens", "steps", "final_loss",
-                                         "lora_rank", "accuracy_before", "accuracy_after", "samples", "seconds")}
+                                         "lora_rank", "accuracy_before", "accuracy_after", "one_answer", "samples",
+                                         "seconds")}
 
 
 def rm_stage(recipe: Recipe, sft_model: Path, folder: Path, console: Console) -> dict:
@@ -72,4 +73,5 @@ def rl_stage(recipe: Recipe, sft_model: Path, folder: Path, console: Console) ->
     if summary.get("interrupted"):
         raise RunStageInterrupted(f"rl stopped at step {summary['steps']}; run the same command to resume")
     return {k: summary.get(k) for k in ("model", "algorithm", "steps", "accuracy_before", "accuracy_after", "samples",
-                                         "curves", "seconds", "tasks", "accuracy_every_before", "accuracy_every_after")}
+                                         "curves", "seconds", "tasks", "accuracy_every_before", "accuracy_every_after",
+                                         "change", "one_answer", "one_answer_every")}
