@@ -184,7 +184,7 @@ def grpo_lmforge(model_dir: Path, tok, examples, prompt_ids, args, info, ppo: bo
         model.eval()
         rolls = rollout(engine, tok, [], cfg.group, cfg.max_new_tokens, cfg.temperature, cfg.top_p,
                         seed=cfg.seed * 1_000_003 + step * len(prompt_ids) * cfg.group, prompt_ids=prompt_ids)
-        rewards = checker_rewards(examples, [r.text for r in rolls], cfg.group, cfg.malformed_reward)
+        _, rewards = checker_rewards(examples, [r.text for r in rolls], cfg.group, cfg.malformed_reward)
         batches, _ = policy_batches(cfg, rolls, rewards, model, None, pad, critic_trainer)  # `rl()`'s step
         model.train()
         trainer.step(batches, loss_fn, cfg.lr)

@@ -96,8 +96,11 @@ def test_rounds_patch_the_reward_model_inside_rl(tiny_dir, tmp_path, monkeypatch
 
     # A 0.2M-parameter random policy never answers right: the checkers accept every other answer here,
     # so that each group has pairs to learn from.
-    monkeypatch.setattr(rl_module, "checker_rewards",
-                        lambda examples, answers, group, malformed: torch.tensor([float(i % 2) for i in range(len(answers))]))
+    def every_other_right(examples, answers, group, malformed, partial=0.0):
+        verdicts = torch.tensor([float(i % 2) for i in range(len(answers))])
+        return verdicts, verdicts
+
+    monkeypatch.setattr(rl_module, "checker_rewards", every_other_right)
     rm_dir = save_reward_model(RewardModel.from_lm(load_model(tiny_dir), seed=5), tmp_path / "rm", tiny_dir)
     cfg = RLSection(init_from=str(tiny_dir), reward="rm", reward_models=[str(rm_dir)], steps=4, rounds=2,
                     patch_steps=2, global_batch=2, group=2, train_examples=8, eval_examples=4, max_new_tokens=4,

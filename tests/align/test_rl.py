@@ -442,8 +442,11 @@ def test_partial_credit_grades_wrong_answers_by_their_distance_to_the_reference(
     assert similarity(reverse, "enots") == 1.0 and similarity(reverse, "enost") == pytest.approx(3 / 5)
     assert similarity(reverse, "") == 0.0
     answers = ["1 2 3 9", "1 2 4 9", "1, 2, 3, 9", "9 9 9 9"]  # correct, near miss, malformed, far miss
-    assert checker_rewards([sort], answers, 4, -0.5).tolist() == [1.0, 0.0, -0.5, 0.0]
-    assert checker_rewards([sort], answers, 4, -0.5, partial=0.5).tolist() == pytest.approx([1.0, 0.375, -0.5, 0.125])
+    verdicts, rewards = checker_rewards([sort], answers, 4, -0.5)
+    assert verdicts.tolist() == rewards.tolist() == [1.0, 0.0, -0.5, 0.0]
+    verdicts, rewards = checker_rewards([sort], answers, 4, -0.5, partial=0.5)
+    assert verdicts.tolist() == [1.0, 0.0, -0.5, 0.0]  # accuracy stays the checkers'
+    assert rewards.tolist() == pytest.approx([1.0, 0.375, -0.5, 0.125])
     with pytest.raises(ValueError, match="partial credit grades the checkers"):
         RLSection(partial_credit=0.5, reward="rm", reward_models=["x"])
     with pytest.raises(ValueError, match="partial_credit"):

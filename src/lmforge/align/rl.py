@@ -79,16 +79,19 @@ def task_accuracy_parts(examples, verdicts: torch.Tensor, group: int) -> dict[st
     return {k: sum(v) / len(v) for k, v in out.items()}
 
 
-def checker_rewards(examples, answers: list[str], group: int, malformed: float, partial: float = 0.0) -> torch.Tensor:
-    """The reward of answer i to example i // group: 1 correct, `malformed` malformed, and wrong 0, or
-    with `partial` > 0 that times the answer's similarity to the reference (lmforge.align.tasks)."""
+def checker_rewards(examples, answers: list[str], group: int, malformed: float, partial: float = 0.0
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(verdicts, rewards) of answer i to example i // group, each answer checked once. Verdicts: 1
+    correct, 0 wrong, `malformed` malformed. Rewards: the verdicts, or with `partial` > 0 a wrong
+    answer gets that times its similarity to the reference (lmforge.align.tasks.similarity)."""
     value = {"correct": 1.0, "wrong": 0.0, "malformed": malformed}
-    out = []
-    for i, answer in enumerate(answers):
-        example = examples[i // group]
-        verdict = check(example, answer)
-        out.append(partial * similarity(example, answer) if verdict == "wrong" and partial else value[verdict])
-    return torch.tensor(out)
+    judged = [check(examples[i // group], a) for i, a in enumerate(answers)]
+    verdicts = torch.tensor([value[v] for v in judged])
+    if not partial:
+        return verdicts, verdicts
+    rewards = [partial * similarity(examples[i // group], a) if v == "wrong" else value[v]
+               for i, (a, v) in enumerate(zip(answers, judged))]
+    return verdicts, torch.tensor(rewards)
 
 
 class RMRewards:
@@ -295,12 +298,8 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
 
     def score(examples, rolls) -> tuple[torch.Tensor, torch.Tensor]:  # (checker verdicts, rewards)
         answers = [r.text for r in rolls]
-        verdicts = checker_rewards(examples, answers, cfg.group, cfg.malformed_reward)
-        if rm_rewards is not None:
-            return verdicts, rm_rewards(examples, answers, cfg.group)
-        if cfg.partial_credit:
-            return verdicts, checker_rewards(examples, answers, cfg.group, cfg.malformed_reward, cfg.partial_credit)
-        return verdicts, verdicts
+        verdicts, rewards = checker_rewards(examples, answers, cfg.group, cfg.malformed_reward, cfg.partial_credit)
+        return verdicts, rewards if rm_rewards is None else rm_rewards(examples, answers, cfg.group)
 
     def held_out(examples=test) -> dict:
         acc = task_accuracy(model, tok, examples, cfg.max_new_tokens, system)

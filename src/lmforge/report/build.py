@@ -25,10 +25,10 @@ from pathlib import Path
 
 from lmforge.atomic import write_json
 from lmforge.config import to_dict
-from lmforge.significance import describe
 from lmforge.machine import cpu_name
 from lmforge.report.page import ReportPage, write_html, write_markdown
 from lmforge.report.vl import vl_section
+from lmforge.significance import describe
 
 LIBRARIES = ("lmforge", "torch", "tokenizers", "safetensors", "numpy", "transformers", "trafilatura", "pycld2",
              "datasketch", "ray", "matplotlib")
