@@ -134,6 +134,20 @@ def test_split_of_is_a_stable_hash():
     assert split_of("What is 12 + 7?") == split_of("What is 12 + 7?")
     shares = [split_of(f"prompt {i}") for i in range(5000)]
     assert 0.07 < shares.count("test") / len(shares) < 0.13
+    assert 0.17 < shares.count("rl") / len(shares) < 0.23
+
+
+def test_rl_prompts_are_never_sft_prompts_whatever_the_seeds():
+    """RL answers prompts of its own split: drawn from "train" with another seed, the tasks with few
+    distinct prompts would hand RL the very prompts SFT learned by heart."""
+    sft = {ex.prompt for ex in make_examples(4000, seed=0)}
+    rl = {ex.prompt for ex in make_examples(2000, seed=0, split="rl")}
+    rl_other_seed = {ex.prompt for ex in make_examples(2000, seed=7, split="rl")}
+    test = {ex.prompt for ex in make_examples(800, seed=0, split="test")}
+    assert not sft & rl and not sft & rl_other_seed and not rl & test
+    # what the split prevents: another seed's "train" draw repeats SFT's prompts (copy, zh and json are
+    # small spaces)
+    assert len(sft & {ex.prompt for ex in make_examples(2000, seed=7)}) > 50
 
 
 def test_a_task_that_runs_out_of_prompts_fails_clearly(monkeypatch):

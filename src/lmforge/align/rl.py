@@ -267,7 +267,7 @@ def rl(cfg: RLSection, out_dir: str | Path, *, resume: bool = True, console: Con
                          "run it without torchrun")
     began = time.perf_counter()
     tok = Tokenizer.load(cfg.init_from)
-    train, test = task_splits(cfg)
+    train, test = task_splits(cfg, "rl")  # prompts SFT never saw (lmforge.align.tasks, the splits)
     policy = load_model(cfg.init_from).float()
     reference = copy.deepcopy(policy).eval().requires_grad_(False) if cfg.kl else None
     trainer = Trainer(policy, cfg.train_section(), info)

@@ -28,12 +28,13 @@ from lmforge.atomic import write_json
 from lmforge.train.losses import NextTokenLoss
 
 
-def task_splits(cfg) -> tuple[list, list]:
-    """(train, held-out) examples of the built-in tasks for a section with `tasks`, `*_examples`, `seed`."""
+def task_splits(cfg, split: str = "train") -> tuple[list, list]:
+    """(training, held-out) examples of the built-in tasks for a section with `tasks`, `*_examples`,
+    `seed`; the training ones from `split` ("train", or "rl" for online RL's own prompts)."""
     from lmforge.align.tasks import make_examples
 
     tasks = cfg.tasks or None
-    return (make_examples(cfg.train_examples, cfg.seed, "train", tasks),
+    return (make_examples(cfg.train_examples, cfg.seed, split, tasks),
             make_examples(cfg.eval_examples, cfg.seed, "test", tasks))
 
 

@@ -14,8 +14,12 @@ Eight tasks in four domains: arithmetic (`add`, `sort`), text (`reverse`, `copy`
 (`json`) and language (`zh` in Chinese, `first_word` in English). The word lists are written below,
 so the tasks install with the package and read no corpus.
 
-Train and test are disjoint by prompt: a prompt belongs to the test split when the SHA-1 of its
-text falls in bucket 0 of 10 (`split_of`), so the split of a prompt never depends on the seed.
+Three splits, disjoint by prompt: the SHA-1 of a prompt's text picks one of 10 buckets (`split_of`),
+bucket 0 is "test" (held-out accuracy), buckets 1 and 2 are "rl" (the prompts online RL answers) and
+the rest "train" (SFT, reward models, POLAR). The split of a prompt never depends on the seed, so RL
+never trains on a prompt that SFT learned by heart: drawn from "train" with another seed, a task with
+few distinct prompts (`copy`, `zh`) would have handed RL the SFT's own examples, whose answers the
+policy recalls rather than works out.
 """
 
 from __future__ import annotations
@@ -34,8 +38,9 @@ from lmforge.edit_distance import levenshtein
 
 Verdict = Literal["correct", "wrong", "malformed"]
 DOMAINS = ("arithmetic", "text", "format", "language")
-SPLITS = ("train", "test")
+SPLITS = ("train", "rl", "test")
 HASH_BUCKETS = 10  # bucket 0 of the prompt's SHA-1 is the test split, about a tenth of all prompts
+RL_BUCKETS = (1, 2)  # the prompts online RL answers, a fifth, never seen in SFT
 MAX_TRIES = 10_000  # candidates drawn for one new prompt before a task counts as exhausted
 END_OF_TURN = "<|im_end|>"
 
@@ -475,10 +480,10 @@ def _task_named(name: str) -> Task:
 
 
 def split_of(prompt: str) -> str:
-    """The split a prompt belongs to: "test" for about one in ten, "train" for the rest (SHA-1, not
-    Python's salted hash(), so the answer is the same in every process)."""
+    """The split a prompt belongs to: "test" for about one in ten, "rl" for two in ten, "train" for the
+    rest (SHA-1, not Python's salted hash(), so the answer is the same in every process)."""
     bucket = int(hashlib.sha1(prompt.encode("utf-8")).hexdigest(), 16) % HASH_BUCKETS
-    return "test" if bucket == 0 else "train"
+    return "test" if bucket == 0 else "rl" if bucket in RL_BUCKETS else "train"
 
 
 def _draw(task: Task, rng: random.Random, split: str, seen: set[str]) -> Example:
