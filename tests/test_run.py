@@ -97,6 +97,7 @@ def test_micro_recipe_runs_every_stage(first):
         assert f"## {title}" in md and f">{title}</h2>" in html
     # SFT's and RL's task tables show each task's floor; RL's change is tested prompt by prompt
     assert md.count("| one answer |") == 2 and "prompt by prompt on the same held-out prompts" in md
+    assert "| pass@8 (T 1.0) |" in md  # SFT's table: the ceiling RL can lift each task towards
     # funnel, loss curves, NIAH heatmap, multi-needle and multi-hop heatmaps, RL curves
     assert html.count("data:image/png;base64,") == 6
     variants = report["eval"]["niah_variants"]

@@ -20,6 +20,8 @@ def test_sft_trains_exports_measures_and_resumes(tiny_dir, tmp_path):
     cfg = SFTSection(init_from=str(tiny_dir), **FAST)
     s = sft(cfg, tmp_path / "sft", resume=False)
     assert s["steps"] == 4 and set(s["accuracy_after"]) >= {"add", "all"} and 0 <= s["accuracy_after"]["all"] <= 1
+    pk = s["pass_at_k"]  # the ceiling for RL: any of 8 sampled answers right, per task
+    assert (pk["k"], pk["temperature"]) == (8, 1.0) and set(pk["accuracy"]) == set(s["accuracy_after"])
     load_model(tmp_path / "sft" / "model")  # a loadable HF directory
     assert json.loads((tmp_path / "sft" / "sft.json").read_text())["conversations"] == 48
     # a longer run continues from the step-4 checkpoint instead of starting over

@@ -214,3 +214,24 @@ def test_most_common_answer_share_is_what_one_answer_for_every_prompt_scores():
         best = max(sum(check(ex, reply) == "correct" for ex in mine) for reply in {ex.answer for ex in mine})
         assert share[task] == pytest.approx(best / len(mine))
     assert 0.25 < share["count"] < 0.45 and share["sort"] < 0.05
+
+
+def test_pass_at_k_counts_a_prompt_when_any_of_its_k_answers_is_right(monkeypatch):
+    import lmforge.align.accuracy as accuracy
+
+    examples = make_examples(6, seed=5, split="test", tasks=["add", "sort"])  # add, sort, add, sort, ...
+    wrong = {ex.prompt: ex.answer + "0" for ex in examples}  # a wrong but well-formed answer
+    # per prompt, k = 3 answers: right in the last place, never right, right every time
+    script = [[wrong[ex.prompt], wrong[ex.prompt], ex.answer] if i % 3 == 0 else
+              [wrong[ex.prompt]] * 3 if i % 3 == 1 else [ex.answer] * 3 for i, ex in enumerate(examples)]
+    asked = {}
+
+    def fake(model, tokenizer, prompts, max_new_tokens, temperature=0.0, group=1, seed=0):
+        asked.update(n=len(prompts), temperature=temperature, group=group, seed=seed)
+        return [a for answers in script for a in answers]
+
+    monkeypatch.setattr(accuracy, "generate_answers", fake)
+    got = accuracy.task_pass_at_k(None, None, examples, 3, 0.7, seed=9)
+    assert asked == {"n": 6, "temperature": 0.7, "group": 3, "seed": 9}
+    # add: prompts 0 (right last), 2 (right always), 4 (never) -> 2/3; sort: 1 (never), 3 (right last), 5 (always)
+    assert got == {"add": pytest.approx(2 / 3), "sort": pytest.approx(2 / 3), "all": pytest.approx(4 / 6)}

@@ -177,7 +177,9 @@ def test_time_budget_ends_the_stage_and_its_schedule(dataset, tmp_path):
     result = train(_cfg(tok), tc, tmp_path, console=QUIET)[0]
     rows = [json.loads(line) for line in result.metrics.read_text().splitlines()]
     steps = [r for r in rows if "lr" in r]
-    assert 5 < len(steps) < 1_000_000 and result.val_loss is not None  # validated at the last step
+    # a loaded machine manages only a few steps in 4 s (4 under a parallel `make test` and 3 jobs); the
+    # schedule must still have followed the clock from warm-up to its floor
+    assert 3 <= len(steps) < 1_000_000 and result.val_loss is not None  # validated at the last step
     assert steps[-1]["lr"] < 0.2 * 5e-3 and max(r["lr"] for r in steps) > 0.8 * 5e-3
     assert 4.0 <= result.seconds < 4.0 + 5.0
     assert (tmp_path / "main" / "hf" / "config.json").is_file()

@@ -1,6 +1,8 @@
 """Task accuracy of a chat model: greedy answers to held-out checkable tasks from the inference
 engine (the one the server and RL rollouts use), each judged by its task's checker. What SFT reports
-before and after, and what RL will report per step."""
+before and after, and what RL will report per step. Also pass@k: whether any of k sampled answers is
+right, the ceiling that RL, which reinforces what the sampler already finds, can raise greedy
+accuracy towards."""
 
 from __future__ import annotations
 
@@ -58,3 +60,19 @@ def task_accuracy(model, tokenizer, examples: Sequence[Example], max_new_tokens:
     return {"accuracy": accuracy, "verdicts": {t: dict(c) for t, c in verdicts.items()}, "samples": samples,
             "answers": answers, "correct": [v == "correct" for v in judged],
             "one_answer": most_common_answer_share(examples)}
+
+
+@torch.no_grad()
+def task_pass_at_k(model, tokenizer, examples: Sequence[Example], k: int, temperature: float,
+                   max_new_tokens: int = 24, system: str | None = None, seed: int = 0) -> dict[str, float]:
+    """Per task (and "all"), the share of prompts that at least one of `k` answers sampled at
+    `temperature` gets right (pass@k from n = k samples; at temperature 0 every answer is the greedy
+    one, so this is greedy accuracy)."""
+    prompts = [ex.messages(system)[:-1] for ex in examples]
+    answers = generate_answers(model, tokenizer, prompts, max_new_tokens, temperature, group=k, seed=seed)
+    hits: dict[str, list[bool]] = {}
+    for i, ex in enumerate(examples):
+        hits.setdefault(ex.task, []).append(any(check(ex, a) == "correct" for a in answers[i * k:(i + 1) * k]))
+    out = {task: sum(h) / len(h) for task, h in hits.items()}
+    out["all"] = sum(sum(h) for h in hits.values()) / max(len(examples), 1)
+    return out

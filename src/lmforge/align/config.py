@@ -88,10 +88,15 @@ class SFTSection(FinetuneSection):
     lora_rank: int = 0  # 0: full fine-tuning; r > 0: LoRA adapters of rank r (merged at export)
     lora_alpha: float = 16.0
     lora_targets: list[str] = field(default_factory=lambda: ["wqkv", "wo", "w1", "w2", "w3"])
+    # pass@k of the SFT model on the held-out tasks: does any of `pass_k` answers sampled at
+    # `pass_temperature` get a prompt right? RL reinforces what the sampler already finds, so this is
+    # the ceiling RL can lift greedy accuracy towards, task by task (0: not measured)
+    pass_k: int = 8
+    pass_temperature: float = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_fields(self, {"lora_rank": ">= 0", "lora_alpha": "> 0"})
+        check_fields(self, {"lora_rank": ">= 0", "lora_alpha": "> 0", "pass_k": ">= 0", "pass_temperature": ">= 0"})
 
 
 @dataclass

@@ -52,14 +52,20 @@ def sft_conversations(cfg: SFTSection, console: Console) -> tuple[list[list[dict
     return convs, []
 
 
-def measure_accuracy(model_dir: Path, examples: list, cfg: SFTSection, device: str) -> dict | None:
+def measure_accuracy(model_dir: Path, examples: list, cfg: SFTSection, device: str, pass_k: int = 0) -> dict | None:
+    """Greedy task accuracy (lmforge.align.accuracy.task_accuracy), with "pass_at_k" added when
+    `pass_k` > 0: {task: share of prompts any of pass_k answers at cfg.pass_temperature gets right}."""
     if not examples:
         return None
-    from lmforge.align.accuracy import task_accuracy
+    from lmforge.align.accuracy import task_accuracy, task_pass_at_k
     from lmforge.inference import load_for_inference
 
     model, tok = load_for_inference(model_dir, device=device)
-    return task_accuracy(model, tok, examples, cfg.max_new_tokens, cfg.system_prompt or None)
+    out = task_accuracy(model, tok, examples, cfg.max_new_tokens, cfg.system_prompt or None)
+    if pass_k:
+        out["pass_at_k"] = task_pass_at_k(model, tok, examples, pass_k, cfg.pass_temperature, cfg.max_new_tokens,
+                                          cfg.system_prompt or None, seed=cfg.seed)
+    return out
 
 
 def sft(cfg: SFTSection, out_dir: str | Path, *, resume: bool = True, console: Console | None = None,
@@ -106,10 +112,12 @@ def sft(cfg: SFTSection, out_dir: str | Path, *, resume: bool = True, console: C
         merge_lora(trainer.model)
     model_dir = trainer.export(out_dir / "model", cfg.init_from)
     if info.is_main:
-        after = measure_accuracy(model_dir, held_out, cfg, str(info.device))
+        after = measure_accuracy(model_dir, held_out, cfg, str(info.device), cfg.pass_k)
         summary.update(model=str(model_dir), seconds=time.perf_counter() - began,
                        accuracy_before=before and before["accuracy"], accuracy_after=after and after["accuracy"],
                        samples=after and after["samples"], one_answer=after and after["one_answer"],
+                       pass_at_k=after and after.get("pass_at_k") and
+                       {"k": cfg.pass_k, "temperature": cfg.pass_temperature, "accuracy": after["pass_at_k"]},
                        config=dataclasses.asdict(cfg))
         write_json(out_dir / "sft.json", summary)
         if after:

@@ -26,8 +26,8 @@ def sft_stage(recipe: Recipe, model_dir: Path, folder: Path, console: Console) -
     if summary.get("interrupted"):
         raise RunStageInterrupted(f"sft stopped at step {summary['steps']}; run the same command to resume")
     return {k: summary.get(k) for k in ("model", "conversations", "assistant_tokens", "steps", "final_loss",
-                                         "lora_rank", "accuracy_before", "accuracy_after", "one_answer", "samples",
-                                         "seconds")}
+                                         "lora_rank", "accuracy_before", "accuracy_after", "one_answer", "pass_at_k",
+                                         "samples", "seconds")}
 
 
 def rm_stage(recipe: Recipe, sft_model: Path, folder: Path, console: Console) -> dict:

@@ -249,10 +249,17 @@ def _alignment_section(page: ReportPage, sft: dict | None, rm: dict | None, pola
         before, after = sft.get("accuracy_before"), sft.get("accuracy_after")
         if after:
             floor = sft.get("one_answer") or {}
+            pk = sft.get("pass_at_k") or {}
+            ceiling = pk.get("accuracy") or {}
+            pk_col = f"pass@{pk.get('k')} (T {pk.get('temperature')})"
             sec.paragraph("Held-out accuracy on the checkable tasks (greedy answers, each judged by its task's "
-                          "checker), before and after SFT" + (f". {ONE_ANSWER}" if floor else "") + ":")
-            sec.table(["task", "before", "after", *(["one answer"] if floor else [])],
-                      [[t, _pct(before.get(t) if before else None), _pct(v), *([_pct(floor.get(t))] if floor else [])]
+                          "checker), before and after SFT" + (f". {ONE_ANSWER}" if floor else "")
+                          + (f". {pk_col}: the share of prompts that any of {pk.get('k')} sampled answers gets right, "
+                             "the ceiling RL (which reinforces what the sampler finds) can lift greedy accuracy "
+                             "towards" if ceiling else "") + ":")
+            sec.table(["task", "before", "after", *([pk_col] if ceiling else []), *(["one answer"] if floor else [])],
+                      [[t, _pct(before.get(t) if before else None), _pct(v), *([_pct(ceiling.get(t))] if ceiling else []),
+                        *([_pct(floor.get(t))] if floor else [])]
                        for t, v in after.items()])
         if sft.get("samples"):
             sec.table(["task", "prompt", "answer", "reference", "verdict"],
