@@ -121,14 +121,18 @@ def sft(cfg: SFTSection, out_dir: str | Path, *, resume: bool = True, console: C
                        config=dataclasses.asdict(cfg))
         write_json(out_dir / "sft.json", summary)
         if after:
-            print_accuracy(before["accuracy"], after["accuracy"], console)
+            print_accuracy(before["accuracy"], after["accuracy"], console, ceiling=after.get("pass_at_k"),
+                           ceiling_name=f"pass@{cfg.pass_k} (T {cfg.pass_temperature})")
     return summary
 
 
-def print_accuracy(before: dict, after: dict, console: Console, title: str = "held-out task accuracy") -> None:
+def print_accuracy(before: dict, after: dict, console: Console, title: str = "held-out task accuracy",
+                   ceiling: dict | None = None, ceiling_name: str = "") -> None:
+    """Before / after per task; `ceiling`: another column, pass@k (named `ceiling_name`)."""
     table = Table(title=title)
-    for col in ("task", "before", "after"):
+    for col in ("task", "before", "after", *([ceiling_name] if ceiling else [])):
         table.add_column(col, justify="left" if col == "task" else "right")
     for task in after:
-        table.add_row(task, f"{100 * before.get(task, 0):.1f}%", f"{100 * after[task]:.1f}%")
+        table.add_row(task, f"{100 * before.get(task, 0):.1f}%", f"{100 * after[task]:.1f}%",
+                      *([f"{100 * ceiling.get(task, 0):.1f}%"] if ceiling else []))
     console.print(table)

@@ -256,7 +256,8 @@ def _alignment_section(page: ReportPage, sft: dict | None, rm: dict | None, pola
                           "checker), before and after SFT" + (f". {ONE_ANSWER}" if floor else "")
                           + (f". {pk_col}: the share of prompts that any of {pk.get('k')} sampled answers gets right, "
                              "the ceiling RL (which reinforces what the sampler finds) can lift greedy accuracy "
-                             "towards" if ceiling else "") + ":")
+                             "towards; on a task with few possible answers (count's 0, 1 or 2) guessing alone "
+                             "reaches it" if ceiling else "") + ":")
             sec.table(["task", "before", "after", *([pk_col] if ceiling else []), *(["one answer"] if floor else [])],
                       [[t, _pct(before.get(t) if before else None), _pct(v), *([_pct(ceiling.get(t))] if ceiling else []),
                         *([_pct(floor.get(t))] if floor else [])]
