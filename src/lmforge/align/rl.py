@@ -3,7 +3,8 @@ al., arXiv 2402.03300; RLOO, Ahmadian et al., arXiv 2402.14740; InternLM2 report
 the online setting; docs/papers.md §7).
 
 Each step:
-1. `global_batch` prompts of the built-in tasks are answered `group` times by the inference engine,
+1. `global_batch` prompts of the built-in tasks (their "rl" split, which SFT and the reward models
+   never see: lmforge.align.tasks) are answered `group` times by the inference engine,
    which decodes with the trainer's own module (rollout and training colocated in one process), or,
    with `rollout_workers = N`, by N Ray actors with copies of the policy (lmforge.align.rollout_workers).
    With `dynamic_sampling` (DAPO, arXiv 2503.14476 section 3.2), groups whose answers all got one
