@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-from lmforge.align.tasks import Example, check
+from lmforge.align.tasks import Example, check, share_by_task
 
 
 def generate_answers(model, tokenizer, prompts: Sequence[list[dict]], max_new_tokens: int,
@@ -70,9 +70,5 @@ def task_pass_at_k(model, tokenizer, examples: Sequence[Example], k: int, temper
     one, so this is greedy accuracy)."""
     prompts = [ex.messages(system)[:-1] for ex in examples]
     answers = generate_answers(model, tokenizer, prompts, max_new_tokens, temperature, group=k, seed=seed)
-    hits: dict[str, list[bool]] = {}
-    for i, ex in enumerate(examples):
-        hits.setdefault(ex.task, []).append(any(check(ex, a) == "correct" for a in answers[i * k:(i + 1) * k]))
-    out = {task: sum(h) / len(h) for task, h in hits.items()}
-    out["all"] = sum(sum(h) for h in hits.values()) / max(len(examples), 1)
-    return out
+    return share_by_task(examples, [any(check(ex, a) == "correct" for a in answers[i * k:(i + 1) * k])
+                                    for i, ex in enumerate(examples)])

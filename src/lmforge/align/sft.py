@@ -52,9 +52,11 @@ def sft_conversations(cfg: SFTSection, console: Console) -> tuple[list[list[dict
     return convs, []
 
 
-def measure_accuracy(model_dir: Path, examples: list, cfg: SFTSection, device: str, pass_k: int = 0) -> dict | None:
+def measure_accuracy(model_dir: Path, examples: list, cfg: SFTSection, device: str,
+                     with_pass_k: bool = False) -> dict | None:
     """Greedy task accuracy (lmforge.align.accuracy.task_accuracy), with "pass_at_k" added when
-    `pass_k` > 0: {task: share of prompts any of pass_k answers at cfg.pass_temperature gets right}."""
+    `with_pass_k` and cfg.pass_k > 0: {task: share of prompts any of cfg.pass_k answers at
+    cfg.pass_temperature gets right}."""
     if not examples:
         return None
     from lmforge.align.accuracy import task_accuracy, task_pass_at_k
@@ -62,8 +64,8 @@ def measure_accuracy(model_dir: Path, examples: list, cfg: SFTSection, device: s
 
     model, tok = load_for_inference(model_dir, device=device)
     out = task_accuracy(model, tok, examples, cfg.max_new_tokens, cfg.system_prompt or None)
-    if pass_k:
-        out["pass_at_k"] = task_pass_at_k(model, tok, examples, pass_k, cfg.pass_temperature, cfg.max_new_tokens,
+    if with_pass_k and cfg.pass_k:
+        out["pass_at_k"] = task_pass_at_k(model, tok, examples, cfg.pass_k, cfg.pass_temperature, cfg.max_new_tokens,
                                           cfg.system_prompt or None, seed=cfg.seed)
     return out
 
@@ -112,7 +114,7 @@ def sft(cfg: SFTSection, out_dir: str | Path, *, resume: bool = True, console: C
         merge_lora(trainer.model)
     model_dir = trainer.export(out_dir / "model", cfg.init_from)
     if info.is_main:
-        after = measure_accuracy(model_dir, held_out, cfg, str(info.device), cfg.pass_k)
+        after = measure_accuracy(model_dir, held_out, cfg, str(info.device), with_pass_k=True)
         summary.update(model=str(model_dir), seconds=time.perf_counter() - began,
                        accuracy_before=before and before["accuracy"], accuracy_after=after and after["accuracy"],
                        samples=after and after["samples"], one_answer=after and after["one_answer"],

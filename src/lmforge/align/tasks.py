@@ -536,10 +536,15 @@ def accuracy(examples: Iterable[Example], responses: Iterable[str]) -> dict[str,
     examples, responses = list(examples), list(responses)
     if len(examples) != len(responses):
         raise ValueError(f"{len(examples)} examples but {len(responses)} responses; give one response per example")
-    hits: dict[str, list[bool]] = {}
-    for example, response in zip(examples, responses):
-        hits.setdefault(example.task, []).append(check(example, response) == "correct")
-    scores = {name: sum(task_hits) / len(task_hits) for name, task_hits in hits.items()}
-    every = [hit for task_hits in hits.values() for hit in task_hits]
-    scores["all"] = sum(every) / len(every) if every else 0.0
+    return share_by_task(examples, [check(ex, response) == "correct" for ex, response in zip(examples, responses)])
+
+
+def share_by_task(examples: Sequence[Example], hits: Sequence[bool]) -> dict[str, float]:
+    """The share of true `hits` (one per example) per task, in order of first appearance, and over
+    "all" (0.0 when there are no examples)."""
+    by_task: dict[str, list[bool]] = {}
+    for example, hit in zip(examples, hits, strict=True):
+        by_task.setdefault(example.task, []).append(bool(hit))
+    scores = {name: sum(task_hits) / len(task_hits) for name, task_hits in by_task.items()}
+    scores["all"] = sum(map(bool, hits)) / len(hits) if len(hits) else 0.0
     return scores
