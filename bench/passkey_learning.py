@@ -15,6 +15,12 @@ and prints, every --every steps, on fresh documents scored teacher-forced:
 at two document lengths. 0.10 per digit is chance (ten digits).
 
     python bench/passkey_learning.py --steps 1000 --every 100
+
+--checkpoints STAGE_DIR trains nothing: it scores each checkpoint a run's stage kept (set
+`train.keep_checkpoints` high enough), to see when in pre-training the copy circuit formed:
+
+    lmforge run recipes/tiny.toml --set train.keep_checkpoints=20
+    python bench/passkey_learning.py --checkpoints runs/tiny/pretrain/train/short --lengths 100,250,900
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import argparse
 import dataclasses
 import random
 import time
+from pathlib import Path
 
 import torch
 
@@ -68,6 +75,20 @@ def score(model, tok, length: int, n: int, rng) -> dict:
     return {"copy": copy / n, "answer": answer / n, "exact": exact / n}
 
 
+def score_checkpoints(stage: Path, tok, lengths: list[int], n: int = 24) -> None:
+    """The copy / answer / exact columns of every checkpoint under `stage`/checkpoints, at its own RoPE base."""
+    from lmforge.train.export import load_training_checkpoint_model
+
+    print(f"{'step':>6} " + " ".join(f"{f'{k}@{n}':>11}" for n in lengths for k in ("copy", "answer", "exact")))
+    for path in sorted((stage / "checkpoints").glob("step_????????")):
+        model, _ = load_training_checkpoint_model(path)
+        model.cfg = dataclasses.replace(model.cfg, max_seq_len=max(model.cfg.max_seq_len, *lengths))
+        rng = random.Random(1)  # the same documents for every checkpoint
+        scores = [score(model, tok, length, n, rng) for length in lengths]
+        cells = " ".join(f"{s[k]:>11.2f}" for s in scores for k in ("copy", "answer", "exact"))
+        print(f"{int(path.name[5:]):>6} {cells}", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default="runs/tiny/pretrain/train/short/hf")
@@ -83,11 +104,15 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--rope-theta", type=float, default=1e6)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--checkpoints", default="", help="a stage folder of a run: score its checkpoints, train nothing")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     tok = Tokenizer.load(args.tokenizer)
+    if args.checkpoints:
+        score_checkpoints(Path(args.checkpoints), tok, [int(x) for x in args.lengths.split(",")])
+        return
     model = load_model(args.checkpoint).float()
     model.cfg = dataclasses.replace(model.cfg, rope_theta=args.rope_theta,
                                     max_seq_len=max(model.cfg.max_seq_len, *map(int, args.lengths.split(","))))

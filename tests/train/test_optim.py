@@ -194,3 +194,34 @@ def test_embedding_and_head_learning_rate_scales_are_adamw_at_the_scaled_rate():
     assert len(build_optimizer(model, "adamw", lr=1.0).param_groups) == 2  # unscaled: the two groups as before
     with pytest.raises(ValueError, match="AdamW only"):  # refused with the recipe, before any work
         TrainSection(shards="x", optimizer="muon", embed_lr_scale=2.0)
+
+
+def test_smeared_key_gates_step_at_their_own_scaled_rate_without_decay():
+    """`train.smear_lr_scale`: every layer's smeared-key gates share one AdamW group at lr x scale and
+    no weight decay; every other parameter steps exactly as without the scale. Another optimizer is
+    refused with the recipe."""
+    from lmforge.train.config import TrainSection
+    from lmforge.train.optim import build_optimizer, set_lr
+    from tests.helpers import tiny_model
+
+    model, twin = tiny_model(smear_keys=True).train(), tiny_model(smear_keys=True).train()
+    opt = build_optimizer(model, "adamw", lr=1.0, smear_lr_scale=20.0)
+    ref = build_optimizer(twin, "adamw", lr=1.0)
+    (gates,) = [g for g in opt.param_groups if g.get("lr_scale") == 20.0]
+    names = {p: n for n, p in model.named_parameters()}
+    assert sorted(names[p] for p in gates["params"]) == [f"layers.{i}.attention.smear" for i in range(2)]
+    assert gates["weight_decay"] == 0.0
+    ids = torch.randint(0, 300, (2, 16), generator=torch.Generator().manual_seed(0))
+    for m, o in ((model, opt), (twin, ref)):
+        logits = m.logits(m.forward_hidden(ids))
+        torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 300), ids[:, 1:].reshape(-1)).backward()
+        set_lr(o, 1e-3)
+        o.step()
+    for (n, a), b in zip(model.named_parameters(), twin.parameters()):
+        if n.endswith("attention.smear"):  # Adam's first step moves each scalar by about its rate
+            assert torch.allclose(a.abs(), torch.full_like(a, 20e-3), rtol=1e-3), (n, a)
+            assert torch.allclose(b.abs(), torch.full_like(b, 1e-3), rtol=1e-3), (n, b)
+        else:
+            assert torch.equal(a, b), n
+    with pytest.raises(ValueError, match="smear_lr_scale = 2.0: the rate scales apply to AdamW only"):
+        TrainSection(shards="x", optimizer="muon", smear_lr_scale=2.0)

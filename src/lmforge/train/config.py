@@ -109,6 +109,10 @@ class TrainSection:
     # for all, InternLM2's recipe; modded-nanoGPT gives embeddings a far higher one)
     embed_lr_scale: float = 1.0
     head_lr_scale: float = 1.0
+    # AdamW: the smeared-key gates' rate as a multiple of `lr` (`model.smear_keys`). Each gate is one
+    # scalar per head that an induction head must move from the even mix it starts at to the previous
+    # token's key alone; at `lr` it barely moves in a short run (docs/training.md, the pass-key section).
+    smear_lr_scale: float = 1.0
     dtype: str = "auto"  # "auto" (bf16 autocast on GPU, fp32 on CPU), "float32" or "bfloat16"
     # torch.compile of each block: true, false, or "auto" (on where it can run: a GPU, or a CPU with a
     # C++ compiler for inductor's kernels; about 10% faster steps for the race's 1M-parameter model)
@@ -129,16 +133,19 @@ class TrainSection:
     def __post_init__(self) -> None:
         check_fields(self, {**STAGE_RANGES, "max_seconds": ">= 0", "min_lr_ratio": "[0, 1]", "decay_fraction": "[0, 1]",
                             "weight_decay": ">= 0", "beta1": "[0, 1)", "beta2": "[0, 1)", "eps": "> 0",
-                            "grad_clip": ">= 0", "clip_value": ">= 0", "embed_lr_scale": "> 0", "head_lr_scale": "> 0", "ac_every": ">= 1", "keep_checkpoints": ">= 1",
+                            "grad_clip": ">= 0", "clip_value": ">= 0", "embed_lr_scale": "> 0", "head_lr_scale": "> 0",
+                            "smear_lr_scale": "> 0", "ac_every": ">= 1", "keep_checkpoints": ">= 1",
                             "val_rows": ">= 1", "log_every": ">= 1", "spike_window": ">= 1", "spike_zscore": ">= 0"},
                      {"optimizer": ("adamw", "adalomo", "muon"), "schedule": ("cosine", "wsd", "constant"),
                       "dtype": ("auto", "float32", "bfloat16"),
                       "activation_checkpointing": ("none", "blocks", "attention")})
         if self.compile not in (True, False, "auto"):
             raise ValueError(f"compile = {self.compile!r}: expected true, false or \"auto\"")
-        if (self.embed_lr_scale, self.head_lr_scale) != (1.0, 1.0) and self.optimizer != "adamw":
-            raise ValueError(f"embed_lr_scale = {self.embed_lr_scale}, head_lr_scale = {self.head_lr_scale}: they "
-                             f"apply to AdamW only (optimizer = {self.optimizer!r}); set them to 1 or use adamw")
+        scaled = {n: getattr(self, n) for n in ("embed_lr_scale", "head_lr_scale", "smear_lr_scale")
+                  if getattr(self, n) != 1.0}
+        if scaled and self.optimizer != "adamw":
+            raise ValueError(f"{', '.join(f'{n} = {v}' for n, v in scaled.items())}: the rate scales apply to AdamW "
+                             f"only (optimizer = {self.optimizer!r}); set them to 1 or use adamw")
         names = [s.name for s in self.stages]
         if len(set(names)) < len(names):
             raise ValueError(f"stages: two stages are named {next(n for n in names if names.count(n) > 1)!r}; "

@@ -15,10 +15,10 @@ from lmforge.train.adalomo import AdaLomo
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float, embed_lr_scale: float = 1.0,
-                 head_lr_scale: float = 1.0) -> list[dict]:
+                 head_lr_scale: float = 1.0, smear_lr_scale: float = 1.0) -> list[dict]:
     """Decay the matrices (embeddings, projections, head); never the norm gains. The embedding
-    matrix and the LM head get groups of their own when their learning rate is scaled
-    (`lr_scale`, which `set_lr` applies); otherwise the two groups of one rate."""
+    matrix, the LM head and the smeared-key gates get groups of their own when their learning rate
+    is scaled (`lr_scale`, which `set_lr` applies); otherwise the two groups of one rate."""
     if getattr(getattr(model, "cfg", None), "tie_embeddings", False) and head_lr_scale != embed_lr_scale:
         raise ValueError(f"head_lr_scale={head_lr_scale} differs from embed_lr_scale={embed_lr_scale}, but the "
                          "model's head and embedding are one tied matrix; give them the same scale")
@@ -27,8 +27,12 @@ def param_groups(model: torch.nn.Module, weight_decay: float, embed_lr_scale: fl
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        # top-level names: `parallelize` wraps and compiles the blocks only, so these never change
-        if scales.get(name, 1.0) != 1.0:
+        # the gates by suffix (wrapping the blocks may prefix their names); the embedding and head by
+        # their top-level names: `parallelize` wraps and compiles the blocks only, so these never change
+        if name.endswith("attention.smear") and smear_lr_scale != 1.0:  # one group for every layer's gates
+            gates = own.setdefault("smear", {"params": [], "weight_decay": 0.0, "lr_scale": smear_lr_scale})
+            gates["params"].append(p)
+        elif scales.get(name, 1.0) != 1.0:
             own[name] = {"params": [p], "weight_decay": weight_decay, "lr_scale": scales[name]}
         else:
             (decay if p.dim() >= 2 else no_decay).append(p)
@@ -69,8 +73,8 @@ def muon_split(model: torch.nn.Module) -> tuple[list, list]:
 def build_optimizer(model: torch.nn.Module, name: str, lr: float, weight_decay: float = 0.1,
                     betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8,
                     clip_value: float = 0.0, embed_lr_scale: float = 1.0,
-                    head_lr_scale: float = 1.0) -> torch.optim.Optimizer:
-    groups = param_groups(model, weight_decay, embed_lr_scale, head_lr_scale)
+                    head_lr_scale: float = 1.0, smear_lr_scale: float = 1.0) -> torch.optim.Optimizer:
+    groups = param_groups(model, weight_decay, embed_lr_scale, head_lr_scale, smear_lr_scale)
     if name == "adamw":
         # foreach keeps the step a handful of kernels; it also accepts FSDP2's DTensor parameters.
         return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, foreach=True)

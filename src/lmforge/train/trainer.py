@@ -166,7 +166,8 @@ class Trainer:
                                  ac_every=tc.ac_every, compile=tc.compile, param_dtype=param_dtype,
                                  double_ring_window=sp.window)
         self.optimizer = build_optimizer(self.model, tc.optimizer, tc.lr, tc.weight_decay, (tc.beta1, tc.beta2),
-                                         tc.eps, tc.clip_value, tc.embed_lr_scale, tc.head_lr_scale)
+                                         tc.eps, tc.clip_value, tc.embed_lr_scale, tc.head_lr_scale,
+                                         tc.smear_lr_scale)
         # AdaLomo updates inside backward when each step is one backward; with gradient accumulation
         # it must wait for the summed gradients, so it steps normally.
         self.fused = tc.optimizer == "adalomo" and accum == 1
