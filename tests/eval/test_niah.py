@@ -139,3 +139,6 @@ def test_passkey_training_document(tokenizer):
     key = re.search(r"The pass key is (\d+)\.", doc).group(1)
     assert doc.endswith(f"{passkey.QUESTION} {key}.")
     assert abs(len(tokenizer.encode(doc)) - 200) <= 12
+    assert len(key) == 5  # NIAH's keys; training documents may ask for more digits
+    long_key = re.search(r"The pass key is (\d+)\.", passkey.passkey_document(tokenizer, 200, random.Random(1), 17))
+    assert len(long_key.group(1)) == 17

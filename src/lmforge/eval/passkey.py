@@ -22,14 +22,15 @@ def needle(key: int) -> tuple[str, str]:
     return f"The pass key is {key}. Remember it. {key} is the pass key. ", str(key)
 
 
-def random_key(rng: random.Random) -> int:
-    return rng.randrange(10_000, 100_000)
+def random_key(rng: random.Random, digits: int = 5) -> int:
+    return rng.randrange(10 ** (digits - 1), 10 ** digits)
 
 
-def passkey_document(tokenizer, length_tokens: int, rng: random.Random) -> str:
+def passkey_document(tokenizer, length_tokens: int, rng: random.Random, digits: int = 5) -> str:
     """A training document: a pass-key prompt of about `length_tokens` tokens, at a random depth,
-    followed by its answer (the format that `lmforge eval niah --haystack passkey` scores)."""
-    key = random_key(rng)
+    followed by its answer (the format that `lmforge eval niah --haystack passkey` scores, whose keys
+    have 5 digits; longer keys give a training document more digits to copy)."""
+    key = random_key(rng, digits)
     text, answer = needle(key)
     prompt = build_prompt(tokenizer, "passkey", text, QUESTION, length_tokens - 4, rng.uniform(0, 100))
     return f"{prompt} {answer}."

@@ -189,11 +189,12 @@ def write_shards(tokenizer_dir: Path, train_docs: list, val_docs: list, long_doc
 
     train_ids = encode(train_docs, "train")
     if section.short_passkey_docs and short_len:
-        # Lengths from 48 tokens: the header, needle and question alone take ~100, so two documents
-        # in three have no filler and the needle sits just before the question. On those the copy
-        # circuit forms that retrieval needs (docs/training.md, pass keys); the rest carry it further.
+        # Keys of 5 to 20 digits (NIAH asks for 5) give each document more to copy, and lengths from 48
+        # tokens, under the ~100-145 that the header, needle and question alone take, leave nine in ten
+        # without filler, the needle just before the question. On these the copy circuit that retrieval
+        # needs forms sooner (docs/training.md, pass keys); the long stage carries it to distance.
         rng = random.Random(seed + 1)
-        docs = [passkey_document(tok, rng.randint(min(48, short_len), short_len), rng)
+        docs = [passkey_document(tok, rng.randint(min(48, short_len), short_len), rng, digits=rng.randint(5, 20))
                 for _ in range(section.short_passkey_docs)]
         short_ids = [[tok.bos_id, *tok.encode(t), tok.eos_id] for t in docs]
         counts["train"]["passkey"] = sum(map(len, short_ids))
