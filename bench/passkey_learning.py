@@ -75,12 +75,17 @@ def score(model, tok, length: int, n: int, rng) -> dict:
     return {"copy": copy / n, "answer": answer / n, "exact": exact / n}
 
 
+def stage_checkpoints(stage: Path) -> list[Path]:
+    return sorted((stage / "checkpoints").glob("step_????????"))
+
+
 def score_checkpoints(stage: Path, tok, lengths: list[int], n: int = 24) -> None:
     """The copy / answer / exact columns of every checkpoint under `stage`/checkpoints, at its own RoPE base."""
     from lmforge.train.export import load_training_checkpoint_model
 
-    print(f"{'step':>6} " + " ".join(f"{f'{k}@{n}':>11}" for n in lengths for k in ("copy", "answer", "exact")))
-    for path in sorted((stage / "checkpoints").glob("step_????????")):
+    print(f"{'step':>6} " + " ".join(f"{f'{k}@{length}':>11}" for length in lengths
+                                     for k in ("copy", "answer", "exact")))
+    for path in stage_checkpoints(stage):
         model, _ = load_training_checkpoint_model(path)
         model.cfg = dataclasses.replace(model.cfg, max_seq_len=max(model.cfg.max_seq_len, *lengths))
         rng = random.Random(1)  # the same documents for every checkpoint
@@ -106,20 +111,28 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--checkpoints", default="", help="a stage folder of a run: score its checkpoints, train nothing")
     args = p.parse_args()
+    try:
+        lengths = [int(x) for x in args.lengths.split(",")]
+    except ValueError:
+        p.error(f"--lengths {args.lengths!r}: expected token counts separated by commas, e.g. 200,900")
+    if args.checkpoints and not stage_checkpoints(Path(args.checkpoints)):
+        p.error(f"--checkpoints {args.checkpoints}: no step_XXXXXXXX folder under {args.checkpoints}/checkpoints; "
+                "give a stage folder of a run, e.g. runs/tiny/pretrain/train/short")
+    if not Path(args.tokenizer).exists():
+        p.error(f"--tokenizer {args.tokenizer}: not found; give the run's tokenizer folder, e.g. runs/tiny/tokenizer")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     tok = Tokenizer.load(args.tokenizer)
     if args.checkpoints:
-        score_checkpoints(Path(args.checkpoints), tok, [int(x) for x in args.lengths.split(",")])
+        score_checkpoints(Path(args.checkpoints), tok, lengths)
         return
     model = load_model(args.checkpoint).float()
     model.cfg = dataclasses.replace(model.cfg, rope_theta=args.rope_theta,
-                                    max_seq_len=max(model.cfg.max_seq_len, *map(int, args.lengths.split(","))))
+                                    max_seq_len=max(model.cfg.max_seq_len, *lengths))
     model.train()
     opt = build_optimizer(model, args.optimizer, args.lr)
     rng, eval_rng = random.Random(0), random.Random(1)
-    lengths = [int(x) for x in args.lengths.split(",")]
     print(f"{'step':>6} {'tokens':>10} " + " ".join(f"{f'{k}@{n}':>11}" for n in lengths
                                                      for k in ("copy", "answer", "exact")) + "   seconds")
     began = time.perf_counter()
