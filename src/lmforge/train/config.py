@@ -112,6 +112,7 @@ class TrainSection:
     # AdamW: the smeared-key gates' rate as a multiple of `lr` (`model.smear_keys`). Each gate is one
     # scalar per head that an induction head must move from the even mix it starts at to the previous
     # token's key alone; at `lr` it barely moves in a short run (docs/training.md, the pass-key section).
+    # A model without smeared keys has no gates, so the scale leaves it as it is.
     smear_lr_scale: float = 1.0
     dtype: str = "auto"  # "auto" (bf16 autocast on GPU, fp32 on CPU), "float32" or "bfloat16"
     # torch.compile of each block: true, false, or "auto" (on where it can run: a GPU, or a CPU with a
